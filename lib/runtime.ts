@@ -1,0 +1,51 @@
+// Process-wide controls: threads, grad mode, devices, versions and memory statistics.
+import type { MemoryStats, RuntimeInfo } from "../types/native.js";
+import { native } from "./native.js";
+
+export type { MemoryStats, RuntimeInfo };
+
+/**
+ * Sets libtorch's intra-op threads. At load spin-native uses every core this process may
+ * run on, unless OMP_NUM_THREADS is set.
+ */
+export function setNumThreads(threads: number): void {
+  native.setNumThreads(threads);
+}
+export function getNumThreads(): number {
+  return native.getNumThreads();
+}
+
+/**
+ * Runs `fn` with gradient recording off (PyTorch's `torch.no_grad()`), restoring the previous
+ * mode afterwards. Grad mode is per thread; native async calls carry the caller's mode over.
+ */
+export function noGrad<T>(fn: () => T): T {
+  const previous = native.setGradEnabled(false);
+  try {
+    return fn();
+  } finally {
+    native.setGradEnabled(previous);
+  }
+}
+export function isGradEnabled(): boolean {
+  return native.isGradEnabled();
+}
+
+/** Whether this libtorch build has CUDA and a GPU is visible. */
+export function cudaAvailable(): boolean {
+  return native.cudaDeviceCount() > 0;
+}
+/** Number of visible CUDA devices (0 on a CPU-only build). */
+export function deviceCount(): number {
+  return native.cudaDeviceCount();
+}
+
+/** libtorch version, thread settings and BLAS/OpenMP configuration. */
+export function runtimeInfo(): RuntimeInfo {
+  return native.runtimeInfo();
+}
+
+/** Native tensors alive and the host bytes they report to V8. */
+export function memoryStats(): MemoryStats {
+  return native.memoryStats();
+}

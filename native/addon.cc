@@ -1,0 +1,57 @@
+// Module init: the native surface typed in types/native.d.ts.
+#include <napi.h>
+
+#include "errors.h"
+#include "factories.h"
+#include "instance.h"
+#include "runtime.h"
+#include "tensor.h"
+#include "tensor_data.h"
+#include "tensor_ops.h"
+
+namespace spin {
+namespace {
+
+// registerErrorClass(SpinNativeError): lib/native.ts hands over the JS error class once.
+Napi::Value RegisterErrorClassEntry(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("registerErrorClass", {
+    args.ExpectAtMost(1);
+    RegisterErrorClass(info.Env(), args.Function(0, "errorClass"));
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+}  // namespace spin
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  using namespace spin;
+  env.SetInstanceData(new InstanceData());
+  ApplyDefaultThreads();
+
+  exports.Set("NativeTensor", Tensor::Define(env));
+  const std::pair<const char*, Napi::Function::Callback> functions[] = {
+      {"registerErrorClass", RegisterErrorClassEntry},
+      {"fromTypedArray", FromTypedArray},
+      {"full", Full},
+      {"arange", Arange},
+      {"random", Random},
+      {"manualSeed", ManualSeed},
+      {"cat", Cat},
+      {"stack", Stack},
+      {"where", Where},
+      {"setNumThreads", SetNumThreads},
+      {"getNumThreads", GetNumThreads},
+      {"setGradEnabled", SetGradEnabled},
+      {"isGradEnabled", IsGradEnabled},
+      {"cudaDeviceCount", CudaDeviceCount},
+      {"runtimeInfo", RuntimeInfo},
+      {"memoryStats", MemoryStats},
+  };
+  for (const auto& [name, callback] : functions) {
+    exports.Set(name, Napi::Function::New(env, callback, name));
+  }
+  return exports;
+}
+
+NODE_API_MODULE(spin_native, Init)

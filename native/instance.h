@@ -1,0 +1,15 @@
+// Per-environment state of the addon (one per Node.js worker thread that loads it).
+#pragma once
+
+#include <napi.h>
+
+namespace spin {
+
+struct InstanceData {
+  Napi::FunctionReference tensor_class;
+  Napi::FunctionReference error_class;  // SpinNativeError, handed over by lib/native.ts
+};
+
+InstanceData& Instance(Napi::Env env);
+
+}  // namespace spin

@@ -1,0 +1,108 @@
+// The raw native binding (native/addon.cc), typed once. Only lib/native.ts imports it;
+// everything else goes through the wrappers in lib/.
+
+/** Codes of SpinNativeError; native/errors.cc ErrorCodeName spells the same list. */
+export type ErrorCode =
+  | "SHAPE_MISMATCH"
+  | "DTYPE"
+  | "DEVICE"
+  | "OUT_OF_MEMORY"
+  | "DISPOSED"
+  | "IO"
+  | "INVALID_ARGUMENT"
+  | "TORCH";
+
+/** Element types a tensor can hold. */
+export type DType = "float32" | "float64" | "float16" | "bfloat16" | "int32" | "int64" | "uint8" | "bool";
+
+/** Typed arrays that carry tensor data; 16-bit floats travel as raw bits in a Uint16Array. */
+export type TensorData = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array;
+
+export type UnaryOp =
+  | "neg" | "abs" | "sqrt" | "rsqrt" | "square" | "reciprocal" | "exp" | "log" | "log1p"
+  | "sigmoid" | "logSigmoid" | "tanh" | "relu" | "silu" | "sign" | "floor" | "ceil" | "round"
+  | "logicalNot" | "isNan" | "isFinite";
+
+export type BinaryOp =
+  | "add" | "sub" | "mul" | "div" | "pow" | "maximum" | "minimum"
+  | "eq" | "ne" | "lt" | "le" | "gt" | "ge" | "logicalAnd" | "logicalOr";
+
+export type ReduceOp = "sum" | "mean" | "prod" | "amax" | "amin" | "argmax" | "argmin" | "logsumexp" | "all" | "any";
+
+/** A number or boolean operand is wrapped like a Python scalar: it follows the tensor's dtype. */
+export type Operand = NativeTensor | number | boolean;
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly dtype: DType;
+  readonly device: string;
+  readonly disposed: boolean;
+  readonly nbytes: number;
+  readonly requiresGrad: boolean;
+  readonly isLeaf: boolean;
+  dispose(): void;
+  to(device: string | null, dtype: DType | null): NativeTensor;
+  contiguous(): NativeTensor;
+  clone(): NativeTensor;
+  detach(): NativeTensor;
+  copyFrom(source: NativeTensor): void;
+  toTypedArray(): TensorData;
+  item(): number | boolean;
+  unary(op: UnaryOp): NativeTensor;
+  binary(op: BinaryOp, other: Operand): NativeTensor;
+  reduce(op: ReduceOp, dims: number[] | null, keepDim: boolean): NativeTensor;
+  softmax(dim: number, log: boolean): NativeTensor;
+  clamp(min: number | null, max: number | null): NativeTensor;
+  matmul(other: NativeTensor): NativeTensor;
+  matmulAsync(other: NativeTensor): Promise<NativeTensor>;
+  gather(dim: number, index: NativeTensor): NativeTensor;
+  indexSelect(dim: number, index: NativeTensor): NativeTensor;
+  select(dim: number, index: number): NativeTensor;
+  slice(dim: number, start: number | null, end: number | null, step: number): NativeTensor;
+  reshape(shape: number[]): NativeTensor;
+  transpose(dim0: number, dim1: number): NativeTensor;
+  permute(dims: number[]): NativeTensor;
+  squeeze(dim: number | null): NativeTensor;
+  unsqueeze(dim: number): NativeTensor;
+  expand(shape: number[]): NativeTensor;
+  setRequiresGrad(requiresGrad: boolean): void;
+  backward(gradient: NativeTensor | null, retainGraph: boolean): void;
+  grad(): NativeTensor | null;
+  zeroGrad(): void;
+}
+
+export interface RuntimeInfo {
+  torchVersion: string;
+  numThreads: number;
+  availableCores: number;
+  cudaDeviceCount: number;
+  /** libtorch's own report: OpenMP, intra-op threads, BLAS/MKL configuration. */
+  parallelInfo: string;
+}
+
+export interface MemoryStats {
+  /** Native tensor handles not yet disposed or collected. */
+  liveTensors: number;
+  /** Host bytes those handles report to V8's garbage collector. */
+  reportedBytes: number;
+}
+
+export interface NativeBinding {
+  readonly NativeTensor: abstract new (...args: never[]) => NativeTensor;
+  registerErrorClass(errorClass: new (message: string, code: ErrorCode, call: string) => Error): void;
+  fromTypedArray(data: TensorData, shape: number[], dtype: DType, device?: string | null): NativeTensor;
+  full(shape: number[], value: number, dtype?: DType | null, device?: string | null): NativeTensor;
+  arange(start: number, end: number, step: number, dtype?: DType | null, device?: string | null): NativeTensor;
+  random(kind: "uniform" | "normal", shape: number[], dtype?: DType | null, device?: string | null): NativeTensor;
+  manualSeed(seed: number): void;
+  cat(tensors: NativeTensor[], dim: number): NativeTensor;
+  stack(tensors: NativeTensor[], dim: number): NativeTensor;
+  where(condition: NativeTensor, a: Operand, b: Operand): NativeTensor;
+  setNumThreads(threads: number): void;
+  getNumThreads(): number;
+  setGradEnabled(enabled: boolean): boolean;
+  isGradEnabled(): boolean;
+  cudaDeviceCount(): number;
+  runtimeInfo(): RuntimeInfo;
+  memoryStats(): MemoryStats;
+}
