@@ -62,12 +62,19 @@ function explainLoadFailure(error: unknown, root: string): string {
   return `spin-native: the native addon failed to load from ${root}.\n${fixes.join("\n")}\nCause: ${reason}`;
 }
 
+/**
+ * SPIN_NATIVE_ADDON names a .node file to load instead of node-gyp-build's pick (a prebuild
+ * or build/Release): e.g. the cmake-js build, or one built against a CUDA libtorch.
+ */
 function load(): NativeBinding {
   for (const [name, value] of Object.entries(THREAD_ENVIRONMENT)) process.env[name] ??= value;
   const root = packageRoot();
+  const explicit = process.env.SPIN_NATIVE_ADDON;
   let binding: NativeBinding;
   try {
-    binding = (require("node-gyp-build") as (dir: string) => NativeBinding)(root);
+    binding = explicit
+      ? (require(path.resolve(root, explicit)) as NativeBinding)
+      : (require("node-gyp-build") as (dir: string) => NativeBinding)(root);
   } catch (error) {
     throw new Error(explainLoadFailure(error, root), { cause: error });
   }

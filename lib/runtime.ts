@@ -1,8 +1,15 @@
 // Process-wide controls: threads, grad mode, devices, versions and memory statistics.
-import type { MemoryStats, RuntimeInfo } from "../types/native.js";
+import { readFileSync } from "node:fs";
+
+import type { MemoryStats, RuntimeInfo as NativeRuntimeInfo } from "../types/native.js";
 import { native } from "./native.js";
 
-export type { MemoryStats, RuntimeInfo };
+export type { MemoryStats };
+
+export interface RuntimeInfo extends NativeRuntimeInfo {
+  /** The BLAS library libtorch runs on in this process (path), or "unknown". */
+  blas: string;
+}
 
 /**
  * Sets libtorch's intra-op threads. At load spin-native uses every core this process may
@@ -40,9 +47,19 @@ export function deviceCount(): number {
   return native.cudaDeviceCount();
 }
 
-/** libtorch version, thread settings and BLAS/OpenMP configuration. */
+/** The BLAS shared library mapped into this process (Linux), e.g. OpenBLAS's OpenMP build. */
+function loadedBlas(): string {
+  try {
+    const maps = readFileSync("/proc/self/maps", "utf8");
+    return /\s(\/\S*lib(?:openblas|blas|mkl_rt)\S*\.so\S*)$/m.exec(maps)?.[1] ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+/** libtorch version, thread settings, and the BLAS and OpenMP configuration. */
 export function runtimeInfo(): RuntimeInfo {
-  return native.runtimeInfo();
+  return { ...native.runtimeInfo(), blas: loadedBlas() };
 }
 
 /** Native tensors alive and the host bytes they report to V8. */

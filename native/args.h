@@ -48,6 +48,6 @@ class Args {
 
 // The body of a native entry point: reads arguments through `args` and turns any C++
 // failure into a SpinNativeError naming `call`. Use as SPIN_ENTRY("tensor.add", { ... }).
-#define SPIN_ENTRY(call, ...)                \
-  ::spin::Args args(info, call);            \
+#define SPIN_ENTRY(entry_name, ...)          \
+  ::spin::Args args(info, entry_name);      \
   return ::spin::Guard(info.Env(), args.call(), [&]() -> Napi::Value __VA_ARGS__)

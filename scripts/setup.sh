@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Sets up a Debian 12 machine for spin-native: system packages (libtorch, OpenBLAS, the
+# compiler), the OpenBLAS build libtorch uses, then `npm ci` (which builds the addon and
+# compiles the TypeScript). Safe to re-run: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The OpenBLAS build, chosen by measurement (README, "Threads and BLAS"): the OpenMP build
+# shares libtorch's OpenMP runtime instead of running a second thread pool beside it.
+BLAS_VARIANT="${SPIN_BLAS_VARIANT:-openmp}"
+PACKAGES=(libtorch-dev "libopenblas0-${BLAS_VARIANT}" g++ make cmake python3)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]} > 0)); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing Debian packages: ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# libtorch links libblas.so.3 and libopenblas.so.0 through Debian's alternatives; point them
+# at the chosen build (without OpenBLAS the reference BLAS is ~60x slower).
+arch_dir="/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)"
+multiarch="$(basename "$arch_dir")"
+if [[ $(id -u) -eq 0 ]]; then
+  for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
+    target="$arch_dir/openblas-${BLAS_VARIANT}/$lib"
+    [[ -e $target ]] && update-alternatives --quiet --set "$lib-$multiarch" "$target"
+  done
+fi
+echo "setup: BLAS is $(readlink -f "$arch_dir/libblas.so.3")"
+
+npm ci --no-audit --no-fund
