@@ -1,6 +1,6 @@
 // Making tensors: from JS values and typed arrays, filled, ranges, random; and the ops that
 // combine several tensors (cat, stack, where).
-import { type DType, type TensorData, dtypeOfArray, isFloatingDType } from "./dtype.js";
+import { type DType, type TensorData, dtypeOfArray, isDType, isFloatingDType } from "./dtype.js";
 import { SpinNativeError } from "./errors.js";
 import { native } from "./native.js";
 import { type Device, type NestedList, Tensor, type TensorLike } from "./tensor.js";
@@ -48,6 +48,9 @@ function flatten(data: NestedList, call: string): { values: (number | boolean)[]
  */
 export function tensor(data: NestedList | TensorData, options: TensorOptions & { shape?: number[] } = {}): Tensor {
   const call = "tensor";
+  if (options.dtype !== undefined && !isDType(options.dtype)) {
+    throw new SpinNativeError(`${call}: unknown dtype '${String(options.dtype)}'`, "DTYPE", call);
+  }
   if (ArrayBuffer.isView(data)) {
     const shape = options.shape ?? [data.length];
     const own = dtypeOfArray(data);
@@ -111,14 +114,19 @@ export function manualSeed(seed: number): void {
 
 /** Joins tensors along an existing dim. */
 export function cat(tensors: Tensor[], dim = 0): Tensor {
-  return new Tensor(native.cat(tensors.map(Tensor.handleOf), dim));
+  return new Tensor(native.cat(handlesOf(tensors, "cat"), dim));
 }
 /** Joins tensors along a new dim. */
 export function stack(tensors: Tensor[], dim = 0): Tensor {
-  return new Tensor(native.stack(tensors.map(Tensor.handleOf), dim));
+  return new Tensor(native.stack(handlesOf(tensors, "stack"), dim));
 }
 /** Elementwise `condition ? a : b`, broadcasting all three. */
 export function where(condition: Tensor, a: TensorLike, b: TensorLike): Tensor {
-  const operand = (v: TensorLike) => (v instanceof Tensor ? Tensor.handleOf(v) : v);
-  return new Tensor(native.where(Tensor.handleOf(condition), operand(a), operand(b)));
+  const operand = (v: TensorLike, name: string) => (v instanceof Tensor ? Tensor.handleOf(v, "where", name) : v);
+  return new Tensor(native.where(Tensor.handleOf(condition, "where", "condition"), operand(a, "a"), operand(b, "b")));
+}
+
+function handlesOf(tensors: Tensor[], call: string) {
+  if (!Array.isArray(tensors)) throw new TypeError(`${call}: argument 'tensors' must be an array of Tensors`);
+  return tensors.map((t) => Tensor.handleOf(t, call, "tensors"));
 }

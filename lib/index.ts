@@ -32,3 +32,15 @@ export {
   type MemoryStats,
   type RuntimeInfo,
 } from "./runtime.js";
+export { Tokenizer, ZEPHYR_CHAT_TEMPLATE, type ChatMessage } from "./tokenizer.js";
+export { CausalLM, KVCache, type ForwardOptions, type LoadModelOptions, type ResponseLogprobs } from "./model.js";
+export { parseModelConfig, SUPPORTED_MODEL_TYPES, type ModelConfig } from "./model-config.js";
+export {
+  loadSafetensors,
+  saveSafetensors,
+  readSafetensorsHeader,
+  loadCheckpointTensors,
+  saveCheckpointTensors,
+  type SafetensorsHeader,
+  type SafetensorsRecord,
+} from "./safetensors.js";

@@ -29,9 +29,9 @@ export class Tensor implements Disposable {
     adopt(this, handle);
   }
 
-  /** @internal The native handle behind a tensor (for lib/ only). */
-  static handleOf(tensor: Tensor): NativeTensor {
-    if (!(tensor instanceof Tensor)) throw new TypeError("expected a Tensor");
+  /** @internal The native handle behind a tensor argument (for lib/ only); a TypeError names the call otherwise. */
+  static handleOf(tensor: unknown, call = "tensor", name = "tensor"): NativeTensor {
+    if (!(tensor instanceof Tensor)) throw new TypeError(`${call}: argument '${name}' must be a Tensor`);
     return tensor.#handle;
   }
 
@@ -138,7 +138,7 @@ export class Tensor implements Disposable {
   }
   /** Copies `source` into this tensor in place (broadcasting, converting dtype and device). */
   copyFrom(source: Tensor): this {
-    this.#handle.copyFrom(source.#handle);
+    this.#handle.copyFrom(Tensor.handleOf(source, "tensor.copyFrom", "source"));
     return this;
   }
 
@@ -230,22 +230,22 @@ export class Tensor implements Disposable {
 
   /** Matrix product with PyTorch's broadcasting rules (batched, vector cases). */
   matmul(other: Tensor): Tensor {
-    return this.#wrap(this.#handle.matmul(other.#handle));
+    return this.#wrap(this.#handle.matmul(Tensor.handleOf(other, "tensor.matmul", "other")));
   }
   /** {@link matmul} on a worker thread: the event loop keeps running meanwhile. */
   async matmulAsync(other: Tensor): Promise<Tensor> {
-    return this.#wrap(await this.#handle.matmulAsync(other.#handle));
+    return this.#wrap(await this.#handle.matmulAsync(Tensor.handleOf(other, "tensor.matmulAsync", "other")));
   }
 
   // ---- indexing and shape -------------------------------------------------------------
 
   /** Picks values along `dim` at `index` (int64, same rank): out[i][j] = x[i][index[i][j]] for dim 1. */
   gather(dim: number, index: Tensor): Tensor {
-    return this.#wrap(this.#handle.gather(dim, index.#handle));
+    return this.#wrap(this.#handle.gather(dim, Tensor.handleOf(index, "tensor.gather", "index")));
   }
   /** The slices at the given indices (1-D int64 tensor) along `dim`. */
   indexSelect(dim: number, index: Tensor): Tensor {
-    return this.#wrap(this.#handle.indexSelect(dim, index.#handle));
+    return this.#wrap(this.#handle.indexSelect(dim, Tensor.handleOf(index, "tensor.indexSelect", "index")));
   }
   /** The slice at `index` along `dim`, with that dim removed (negative indices count from the end). */
   select(dim: number, index: number): Tensor {
@@ -300,7 +300,7 @@ export class Tensor implements Disposable {
    * `gradient`; otherwise pass d(loss)/d(this).
    */
   backward(gradient?: Tensor | null, options: { retainGraph?: boolean } = {}): void {
-    this.#handle.backward(gradient ? gradient.#handle : null, options.retainGraph ?? false);
+    this.#handle.backward(gradient ? Tensor.handleOf(gradient, "tensor.backward", "gradient") : null, options.retainGraph ?? false);
   }
   /** The accumulated gradient (a new handle each call; dispose it), or null before backward. */
   get grad(): Tensor | null {

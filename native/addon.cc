@@ -4,6 +4,8 @@
 #include "errors.h"
 #include "factories.h"
 #include "instance.h"
+#include "model/model_binding.h"
+#include "safetensors.h"
 #include "runtime.h"
 #include "tensor.h"
 #include "tensor_data.h"
@@ -30,6 +32,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ApplyDefaultThreads();
 
   exports.Set("NativeTensor", Tensor::Define(env));
+  exports.Set("NativeModel", ModelHandle::Define(env));
+  exports.Set("NativeKVCache", KVCacheHandle::Define(env));
   const std::pair<const char*, Napi::Function::Callback> functions[] = {
       {"registerErrorClass", RegisterErrorClassEntry},
       {"fromTypedArray", FromTypedArray},
@@ -47,6 +51,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"cudaDeviceCount", CudaDeviceCount},
       {"runtimeInfo", RuntimeInfo},
       {"memoryStats", MemoryStats},
+      {"createModel", ModelHandle::Create},
+      {"mapSafetensors", MapSafetensors},
+      {"writeSafetensors", WriteSafetensors},
   };
   for (const auto& [name, callback] : functions) {
     exports.Set(name, Napi::Function::New(env, callback, name));

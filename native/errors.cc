@@ -34,6 +34,9 @@ ErrorCode ClassifyTorchMessage(const std::string& m) {
   if (Contains(m, "out of memory") || Contains(m, "DefaultCPUAllocator: can't allocate")) {
     return ErrorCode::kOutOfMemory;
   }
+  if (Contains(m, "out of bounds") || Contains(m, "out of range") || Contains(m, "duplicate dims")) {
+    return ErrorCode::kInvalidArgument;
+  }
   if (Contains(m, "same device") || Contains(m, "CUDA") || Contains(m, "device type")) {
     return ErrorCode::kDevice;
   }
@@ -75,7 +78,9 @@ Failure CaptureCurrentException() {
   } catch (const std::bad_alloc&) {
     return {ErrorCode::kOutOfMemory, "memory allocation failed"};
   } catch (const std::exception& e) {
-    return {ErrorCode::kTorch, e.what()};
+    // Some libtorch checks (reshape's, in 1.13) throw plain std::runtime_error.
+    std::string message = WithoutBacktrace(e.what());
+    return {ClassifyTorchMessage(message), message};
   } catch (...) {
     return {ErrorCode::kTorch, "unknown native exception"};
   }

@@ -71,6 +71,75 @@ export interface NativeTensor {
   zeroGrad(): void;
 }
 
+/** The decoder settings createModel takes (lib/model-config.ts ModelConfig satisfies it). */
+export interface NativeModelConfig {
+  architecture: "llama" | "gpt2";
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  maxPositions: number;
+  normEps: number;
+  tieWordEmbeddings: boolean;
+  ropeTheta: number;
+  ropeScaling: "none" | "linear" | "llama3";
+  ropeFactor: number;
+  ropeLowFreqFactor: number;
+  ropeHighFreqFactor: number;
+  ropeOriginalMaxPositions: number;
+  slidingWindow: number | null;
+  qkvBias: boolean;
+  oBias: boolean;
+  mlpBias: boolean;
+}
+
+export interface NativeKVCache {
+  readonly length: number;
+  readonly capacity: number;
+  reset(): void;
+  dispose(): void;
+}
+
+export interface NativeResponseLogprobs {
+  sum: NativeTensor;
+  tokens: NativeTensor;
+  logitMean: NativeTensor;
+}
+
+export interface NativeModel {
+  forward(
+    ids: NativeTensor,
+    attentionMask: NativeTensor,
+    positions: NativeTensor | null,
+    logitsAt: NativeTensor | null,
+    cache: NativeKVCache | null,
+    checkpoint: boolean,
+  ): NativeTensor;
+  forwardAsync(
+    ids: NativeTensor,
+    attentionMask: NativeTensor,
+    positions: NativeTensor | null,
+    logitsAt: NativeTensor | null,
+    cache: NativeKVCache | null,
+    checkpoint: boolean,
+  ): Promise<NativeTensor>;
+  logprobs(ids: NativeTensor, attentionMask: NativeTensor, labels: NativeTensor, checkpoint: boolean): Promise<NativeResponseLogprobs>;
+  parameters(): Record<string, NativeTensor>;
+  newCache(batch: number, capacity: number): NativeKVCache;
+  dispose(): void;
+}
+
+export interface SafetensorsRecordInput {
+  name: string;
+  dtype: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
 export interface RuntimeInfo {
   torchVersion: string;
   numThreads: number;
@@ -105,4 +174,13 @@ export interface NativeBinding {
   cudaDeviceCount(): number;
   runtimeInfo(): RuntimeInfo;
   memoryStats(): MemoryStats;
+  createModel(config: NativeModelConfig, parameters: Record<string, NativeTensor>): NativeModel;
+  mapSafetensors(
+    path: string,
+    dataStart: number,
+    records: SafetensorsRecordInput[],
+    dtype: DType | null,
+    device: string | null,
+  ): Promise<Record<string, NativeTensor>>;
+  writeSafetensors(path: string, header: Uint8Array, tensors: NativeTensor[]): Promise<void>;
 }

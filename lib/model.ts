@@ -1,0 +1,233 @@
+// CausalLM: a Hugging Face causal LM folder (config.json, safetensors, tokenizer files)
+// loaded into the native decoder, and saved back as a folder transformers can load.
+import { copyFile, readFile } from "node:fs/promises";
+import path from "node:path";
+
+import type { NativeKVCache, NativeModel } from "../types/native.js";
+import type { DType } from "./dtype.js";
+import { SpinNativeError } from "./errors.js";
+import { writeDirAtomic, writeFileAtomic } from "./io/atomic.js";
+import { type ModelConfig, parseModelConfig } from "./model-config.js";
+import { native } from "./native.js";
+import { type SaveCheckpointOptions, loadCheckpointTensors, saveCheckpointTensors } from "./safetensors.js";
+import { Tensor } from "./tensor.js";
+import { TOKENIZER_FILES } from "./tokenizer.js";
+
+export interface LoadModelOptions {
+  /** Device for the parameters (default "cpu"). */
+  device?: string;
+  /** Parameter dtype (default float32; the checkpoint's torch_dtype is converted). */
+  dtype?: DType;
+}
+
+export interface ForwardOptions {
+  /** [B, T] int64 positions; by default derived from the mask (left padding aware). */
+  positions?: Tensor;
+  /** [B, K] positions whose logits are wanted: the vocabulary projection runs only there. */
+  logitsAt?: Tensor;
+  /** Append to and attend over this cache (incremental decoding). */
+  cache?: KVCache;
+  /** Recompute each layer in backward instead of keeping its activations. */
+  checkpoint?: boolean;
+}
+
+/** Summed response log-probs per row (labels −100 are ignored), from float32 log-softmax. */
+export interface ResponseLogprobs {
+  /** [N] float32: Σ log p(label) over each row's response tokens. */
+  sum: Tensor;
+  /** [N] int64: response tokens per row. */
+  tokens: Tensor;
+  /** [N] float32: Σ over response tokens of the mean logit (metrics' logits/*). */
+  logitMean: Tensor;
+}
+
+/** A preallocated key/value cache for incremental decoding ({@link CausalLM.newCache}). */
+export class KVCache implements Disposable {
+  /** @internal */
+  constructor(readonly handle: NativeKVCache) {}
+  /** Slots filled so far. */
+  get length(): number {
+    return this.handle.length;
+  }
+  get capacity(): number {
+    return this.handle.capacity;
+  }
+  /** Empties the cache for reuse (no reallocation). */
+  reset(): void {
+    this.handle.reset();
+  }
+  dispose(): void {
+    this.handle.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+async function readJson(file: string, required: boolean): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    if (!required && (error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw new SpinNativeError(`cannot read ${file}: ${(error as Error).message}`, "IO", "CausalLM.load");
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new SpinNativeError(`${file} is not valid JSON: ${(error as Error).message}`, "INVALID_ARGUMENT", "CausalLM.load");
+  }
+}
+
+/** GPT-2 checkpoints from the hub name tensors without the "transformer." prefix and carry mask buffers. */
+function normaliseNames(config: ModelConfig, tensors: Record<string, Tensor>): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const [name, tensor] of Object.entries(tensors)) {
+    let key = name;
+    if (config.architecture === "gpt2") {
+      if (/\.attn\.(masked_)?bias$/.test(key)) {
+        tensor.dispose();
+        continue;
+      }
+      if (!key.startsWith("transformer.") && !key.startsWith("lm_head.")) key = `transformer.${key}`;
+    }
+    if (config.tieWordEmbeddings && key === "lm_head.weight") {
+      tensor.dispose(); // tied: the embedding matrix is the head
+      continue;
+    }
+    out[key] = tensor;
+  }
+  return out;
+}
+
+/** A causal language model in native code: Llama, Mistral, Qwen2 or GPT-2, with Hugging Face weight names. */
+export class CausalLM implements Disposable {
+  private constructor(
+    private readonly native: NativeModel,
+    /** Normalised architecture settings. */
+    readonly config: ModelConfig,
+    /** The checkpoint's config.json as read (written back on save). */
+    readonly hfConfig: Record<string, unknown>,
+    /** generation_config.json, when the checkpoint has one. */
+    readonly generationConfig: Record<string, unknown> | null,
+    /** The folder it was loaded from (tokenizer files are copied from there on save). */
+    readonly sourceDir: string | null,
+    readonly dtype: DType,
+    readonly device: string,
+  ) {}
+
+  /** Loads a Hugging Face model folder (config.json + model.safetensors or a sharded index). */
+  static async load(dir: string, options: LoadModelOptions = {}): Promise<CausalLM> {
+    const configPath = path.join(dir, "config.json");
+    const hfConfig = (await readJson(configPath, true)) as Record<string, unknown>;
+    const config = parseModelConfig(hfConfig, configPath);
+    const generationConfig = (await readJson(path.join(dir, "generation_config.json"), false)) as Record<string, unknown> | null;
+    const dtype = options.dtype ?? "float32";
+    const device = options.device ?? "cpu";
+    const tensors = normaliseNames(config, await loadCheckpointTensors(dir, { dtype, device }));
+    return CausalLM.fromTensors(config, tensors, { hfConfig, generationConfig, sourceDir: dir, dtype, device });
+  }
+
+  /** @internal Builds a model over named tensors (shared, not copied). */
+  static fromTensors(
+    config: ModelConfig,
+    tensors: Record<string, Tensor>,
+    extra: { hfConfig: Record<string, unknown>; generationConfig?: Record<string, unknown> | null; sourceDir?: string | null; dtype: DType; device: string },
+  ): CausalLM {
+    const handles = Object.fromEntries(Object.entries(tensors).map(([n, t]) => [n, Tensor.handleOf(t)]));
+    try {
+      const model = native.createModel(config, handles);
+      return new CausalLM(model, config, extra.hfConfig, extra.generationConfig ?? null, extra.sourceDir ?? null, extra.dtype, extra.device);
+    } finally {
+      for (const t of Object.values(tensors)) t.dispose(); // the model holds its own references
+    }
+  }
+
+  /** Logits [B, T, vocab] (or [B, K, vocab] with `logitsAt`). */
+  forward(ids: Tensor, attentionMask: Tensor, options: ForwardOptions = {}): Tensor {
+    return new Tensor(this.native.forward(...this.#forwardArgs(ids, attentionMask, options)));
+  }
+
+  /** {@link forward} on a worker thread. */
+  async forwardAsync(ids: Tensor, attentionMask: Tensor, options: ForwardOptions = {}): Promise<Tensor> {
+    return new Tensor(await this.native.forwardAsync(...this.#forwardArgs(ids, attentionMask, options)));
+  }
+
+  #forwardArgs(ids: Tensor, attentionMask: Tensor, o: ForwardOptions) {
+    const call = "model.forward";
+    return [
+      Tensor.handleOf(ids, call, "ids"),
+      Tensor.handleOf(attentionMask, call, "attentionMask"),
+      o.positions ? Tensor.handleOf(o.positions, call, "positions") : null,
+      o.logitsAt ? Tensor.handleOf(o.logitsAt, call, "logitsAt") : null,
+      o.cache ? o.cache.handle : null,
+      o.checkpoint ?? false,
+    ] as const;
+  }
+
+  /**
+   * Per-row sums of next-token log-probs over response tokens: position t is scored on
+   * labels[t + 1]; −100 marks prompt and padding. Runs off the event loop.
+   */
+  async logprobs(ids: Tensor, attentionMask: Tensor, labels: Tensor, options: { checkpoint?: boolean } = {}): Promise<ResponseLogprobs> {
+    const call = "model.logprobs";
+    const out = await this.native.logprobs(
+      Tensor.handleOf(ids, call, "ids"),
+      Tensor.handleOf(attentionMask, call, "attentionMask"),
+      Tensor.handleOf(labels, call, "labels"),
+      options.checkpoint ?? false,
+    );
+    return { sum: new Tensor(out.sum), tokens: new Tensor(out.tokens), logitMean: new Tensor(out.logitMean) };
+  }
+
+  /** The parameters by Hugging Face name: live tensors (in-place updates change the model). Dispose the handles when done. */
+  parameters(): Map<string, Tensor> {
+    return new Map(Object.entries(this.native.parameters()).map(([n, h]) => [n, new Tensor(h)]));
+  }
+
+  /** A KV cache for `batch` rows and up to `capacity` positions. */
+  newCache(batch: number, capacity: number): KVCache {
+    return new KVCache(this.native.newCache(batch, capacity));
+  }
+
+  /**
+   * Writes a complete Hugging Face folder, atomically: config.json, generation_config.json,
+   * safetensors (sharded with an index above `maxShardBytes`), and the tokenizer files of the
+   * folder it was loaded from.
+   */
+  async save(dir: string, options: SaveCheckpointOptions & { dtype?: DType } = {}): Promise<void> {
+    const dtype = options.dtype ?? this.dtype;
+    await writeDirAtomic(dir, async (temp) => {
+      const parameters = this.parameters();
+      const tensors: Record<string, Tensor> = {};
+      for (const [name, t] of parameters) tensors[name] = t.dtype === dtype && t.device === "cpu" ? t : t.to({ device: "cpu", dtype });
+      try {
+        await saveCheckpointTensors(temp, tensors, options);
+      } finally {
+        for (const t of new Set([...parameters.values(), ...Object.values(tensors)])) t.dispose();
+      }
+      const config = { ...this.hfConfig, torch_dtype: dtype };
+      await writeFileAtomic(path.join(temp, "config.json"), JSON.stringify(config, null, 2) + "\n");
+      const generation = this.generationConfig ?? {
+        bos_token_id: this.config.bosTokenId ?? undefined,
+        eos_token_id: this.config.eosTokenIds.length === 1 ? this.config.eosTokenIds[0] : this.config.eosTokenIds,
+        pad_token_id: this.config.padTokenId ?? undefined,
+      };
+      await writeFileAtomic(path.join(temp, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
+      if (this.sourceDir) {
+        for (const file of TOKENIZER_FILES) {
+          await copyFile(path.join(this.sourceDir, file), path.join(temp, file)).catch((error: NodeJS.ErrnoException) => {
+            if (error.code !== "ENOENT") throw error;
+          });
+        }
+      }
+    });
+  }
+
+  dispose(): void {
+    this.native.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

@@ -1,0 +1,42 @@
+#include "logprobs.h"
+
+#include <ATen/ATen.h>
+
+#include "errors.h"
+
+namespace spin {
+
+ResponseLogprobs ComputeResponseLogprobs(const Decoder& model, const at::Tensor& hidden, const at::Tensor& labels) {
+  const int64_t rows = labels.size(0);
+  const int64_t length = labels.size(1);
+  if (hidden.size(0) != rows || hidden.size(1) != length) {
+    throw SpinError(ErrorCode::kShapeMismatch, "labels must have the shape of the input ids");
+  }
+  const auto float_options = at::TensorOptions().dtype(at::kFloat).device(hidden.device());
+  if (length < 2) {
+    return {at::zeros({rows}, float_options), at::zeros({rows}, float_options.dtype(at::kLong)),
+            at::zeros({rows}, float_options)};
+  }
+  const at::Tensor targets = labels.narrow(1, 1, length - 1);  // what position t predicts
+  const at::Tensor where = targets.ne(-100).nonzero();           // [K, 2] (row, position)
+  const at::Tensor row = where.select(1, 0);
+  const at::Tensor position = where.select(1, 1);
+  const at::Tensor target = targets.index({row, position});
+  if (target.numel() > 0) {
+    const int64_t low = target.min().item<int64_t>();
+    const int64_t high = target.max().item<int64_t>();
+    if (low < 0 || high >= model.config().vocab_size) {
+      throw SpinError(ErrorCode::kInvalidArgument, "label " + std::to_string(low < 0 ? low : high) +
+                                                       " is outside the vocabulary (use -100 to ignore a position)");
+    }
+  }
+  const at::Tensor logits = model.Project(hidden.index({row, position})).to(at::kFloat);  // [K, V]
+  const at::Tensor token_logps = at::log_softmax(logits, -1).gather(1, target.unsqueeze(1)).squeeze(1);
+  return {
+      at::zeros({rows}, float_options).index_add(0, row, token_logps),
+      at::zeros({rows}, float_options.dtype(at::kLong)).index_add(0, row, at::ones_like(row)),
+      at::zeros({rows}, float_options).index_add(0, row, logits.mean(-1)),
+  };
+}
+
+}  // namespace spin

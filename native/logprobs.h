@@ -1,0 +1,20 @@
+// Summed response log-probabilities (SPIN_SPEC.md, "Forward and log-probs"): the vocabulary
+// projection and a float32 log-softmax only at positions whose next token is a label.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "model/decoder.h"
+
+namespace spin {
+
+struct ResponseLogprobs {
+  at::Tensor sum;         // [N] float32: Σ log p(label) over response tokens
+  at::Tensor tokens;      // [N] int64: number of response tokens
+  at::Tensor logit_mean;  // [N] float32: Σ over response tokens of the mean logit (for metrics)
+};
+
+// labels: [N, T] with -100 on prompt and padding; position t predicts labels[t + 1].
+ResponseLogprobs ComputeResponseLogprobs(const Decoder& model, const at::Tensor& hidden, const at::Tensor& labels);
+
+}  // namespace spin

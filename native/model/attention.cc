@@ -1,0 +1,46 @@
+#include "attention.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+
+namespace spin {
+
+namespace {
+double LowestFinite(c10::ScalarType dtype) {
+  switch (dtype) {
+    case at::kDouble: return std::numeric_limits<double>::lowest();
+    case at::kHalf: return -65504.0;
+    case at::kBFloat16: return -3.3895313892515355e38;
+    default: return std::numeric_limits<float>::lowest();
+  }
+}
+}  // namespace
+
+at::Tensor AttentionMask(const at::Tensor& attention_mask, int64_t past, int64_t queries,
+                         std::optional<int64_t> sliding_window, c10::ScalarType dtype) {
+  const int64_t keys = attention_mask.size(1);
+  const auto long_options = at::TensorOptions().dtype(at::kLong).device(attention_mask.device());
+  const at::Tensor query_slot = at::arange(past, past + queries, long_options).view({queries, 1});
+  const at::Tensor key_slot = at::arange(0, keys, long_options).view({1, keys});
+  at::Tensor visible = key_slot.le(query_slot);  // causal
+  if (sliding_window) visible = visible.logical_and(query_slot.sub(key_slot).lt(*sliding_window));
+  visible = visible.unsqueeze(0).logical_and(attention_mask.to(at::kBool).unsqueeze(1));  // [B, T, S]
+  const at::Tensor zero = at::zeros({}, at::TensorOptions().dtype(dtype).device(attention_mask.device()));
+  return at::where(visible, zero, LowestFinite(dtype)).unsqueeze(1);
+}
+
+at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                     bool divide_by_sqrt) {
+  const int64_t groups = q.size(1) / k.size(1);
+  const at::Tensor keys = groups == 1 ? k : k.repeat_interleave(groups, 1);
+  const at::Tensor values = groups == 1 ? v : v.repeat_interleave(groups, 1);
+  const double head_dim = static_cast<double>(q.size(-1));
+  at::Tensor scores = at::matmul(q, keys.transpose(-1, -2));
+  scores = divide_by_sqrt ? scores.div(std::sqrt(head_dim)) : scores.mul(std::pow(head_dim, -0.5));
+  const at::Tensor weights = at::softmax(scores.add(mask), -1, at::kFloat).to(q.scalar_type());
+  return at::matmul(weights, values);
+}
+
+}  // namespace spin

@@ -1,0 +1,17 @@
+// Activation (gradient) checkpointing: run a block without keeping its activations, and
+// recompute them in backward — PyTorch's reentrant torch.utils.checkpoint in C++.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+
+namespace spin {
+
+using BlockFn = std::function<at::Tensor(const at::Tensor&)>;
+
+// `block` must own everything it needs (it runs again during backward). Gradients reach the
+// block's parameters and `input`, exactly as an ordinary call would give.
+at::Tensor CheckpointedCall(const BlockFn& block, const at::Tensor& input);
+
+}  // namespace spin

@@ -1,0 +1,314 @@
+#include "decoder.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include <sstream>
+
+#include "../errors.h"
+#include "attention.h"
+#include "checkpoint.h"
+#include "rope.h"
+
+namespace spin {
+
+namespace {
+
+using Shape = std::vector<int64_t>;
+
+std::string LayerPrefix(const ModelConfig& config, int64_t i) {
+  return (config.architecture == Architecture::kGpt2 ? "transformer.h." : "model.layers.") + std::to_string(i) + ".";
+}
+
+std::string ShapeText(c10::IntArrayRef shape) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << "]";
+  return out.str();
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, Shape>> ExpectedParameters(const ModelConfig& c) {
+  std::vector<std::pair<std::string, Shape>> names;
+  const int64_t h = c.hidden_size;
+  if (c.architecture == Architecture::kGpt2) {
+    names.push_back({"transformer.wte.weight", {c.vocab_size, h}});
+    names.push_back({"transformer.wpe.weight", {c.max_positions, h}});
+    for (int64_t i = 0; i < c.num_layers; ++i) {
+      const std::string p = LayerPrefix(c, i);
+      for (const char* norm : {"ln_1", "ln_2"}) {
+        names.push_back({p + norm + ".weight", {h}});
+        names.push_back({p + norm + ".bias", {h}});
+      }
+      names.push_back({p + "attn.c_attn.weight", {h, 3 * h}});
+      names.push_back({p + "attn.c_attn.bias", {3 * h}});
+      names.push_back({p + "attn.c_proj.weight", {h, h}});
+      names.push_back({p + "attn.c_proj.bias", {h}});
+      names.push_back({p + "mlp.c_fc.weight", {h, c.intermediate_size}});
+      names.push_back({p + "mlp.c_fc.bias", {c.intermediate_size}});
+      names.push_back({p + "mlp.c_proj.weight", {c.intermediate_size, h}});
+      names.push_back({p + "mlp.c_proj.bias", {h}});
+    }
+    names.push_back({"transformer.ln_f.weight", {h}});
+    names.push_back({"transformer.ln_f.bias", {h}});
+    if (!c.tie_word_embeddings) names.push_back({"lm_head.weight", {c.vocab_size, h}});
+    return names;
+  }
+  const int64_t q_out = c.num_heads * c.head_dim;
+  const int64_t kv_out = c.num_kv_heads * c.head_dim;
+  names.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = LayerPrefix(c, i);
+    names.push_back({p + "input_layernorm.weight", {h}});
+    names.push_back({p + "post_attention_layernorm.weight", {h}});
+    const std::pair<const char*, Shape> projections[] = {
+        {"self_attn.q_proj", {q_out, h}}, {"self_attn.k_proj", {kv_out, h}}, {"self_attn.v_proj", {kv_out, h}}};
+    for (const auto& [name, shape] : projections) {
+      names.push_back({p + name + ".weight", shape});
+      if (c.qkv_bias) names.push_back({p + name + ".bias", {shape[0]}});
+    }
+    names.push_back({p + "self_attn.o_proj.weight", {h, q_out}});
+    if (c.o_bias) names.push_back({p + "self_attn.o_proj.bias", {h}});
+    const std::pair<const char*, Shape> mlp[] = {{"mlp.gate_proj", {c.intermediate_size, h}},
+                                                 {"mlp.up_proj", {c.intermediate_size, h}},
+                                                 {"mlp.down_proj", {h, c.intermediate_size}}};
+    for (const auto& [name, shape] : mlp) {
+      names.push_back({p + name + ".weight", shape});
+      if (c.mlp_bias) names.push_back({p + name + ".bias", {shape[0]}});
+    }
+  }
+  names.push_back({"model.norm.weight", {h}});
+  if (!c.tie_word_embeddings) names.push_back({"lm_head.weight", {c.vocab_size, h}});
+  return names;
+}
+
+Decoder::Decoder(ModelConfig config, std::map<std::string, at::Tensor> parameters)
+    : config_(std::move(config)), parameters_(std::move(parameters)) {
+  const auto expected = ExpectedParameters(config_);
+  std::vector<std::string> problems;
+  std::map<std::string, bool> known;
+  c10::optional<c10::ScalarType> dtype;
+  c10::optional<c10::Device> device;
+  for (const auto& [name, shape] : expected) {
+    known[name] = true;
+    const auto found = parameters_.find(name);
+    if (found == parameters_.end()) {
+      problems.push_back("missing " + name + " " + ShapeText(shape));
+      continue;
+    }
+    if (found->second.sizes() != c10::IntArrayRef(shape)) {
+      problems.push_back(name + " has shape " + ShapeText(found->second.sizes()) + ", expected " + ShapeText(shape));
+    }
+    if (!dtype) dtype = found->second.scalar_type();
+    if (!device) device = found->second.device();
+    if (found->second.scalar_type() != *dtype || found->second.device() != *device) {
+      problems.push_back(name + " differs in dtype or device from the other parameters");
+    }
+  }
+  for (const auto& [name, tensor] : parameters_) {
+    if (!known.count(name)) problems.push_back("unexpected " + name);
+  }
+  if (!problems.empty()) {
+    std::string message = "checkpoint does not fit the config (" + std::to_string(problems.size()) + " problem(s)):";
+    for (size_t i = 0; i < problems.size() && i < 20; ++i) message += "\n  " + problems[i];
+    if (problems.size() > 20) message += "\n  …";
+    throw SpinError(ErrorCode::kShapeMismatch, message);
+  }
+  Bind();
+}
+
+void Decoder::Bind() {
+  auto get = [this](const std::string& name) -> at::Tensor {
+    const auto found = parameters_.find(name);
+    return found == parameters_.end() ? at::Tensor() : found->second;
+  };
+  const bool gpt2 = config_.architecture == Architecture::kGpt2;
+  embed_ = get(gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight");
+  positions_embed_ = get("transformer.wpe.weight");
+  final_norm_weight_ = get(gpt2 ? "transformer.ln_f.weight" : "model.norm.weight");
+  final_norm_bias_ = get("transformer.ln_f.bias");
+  lm_head_ = config_.tie_word_embeddings ? embed_ : get("lm_head.weight");
+  layers_.clear();
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    const std::string p = LayerPrefix(config_, i);
+    Layer layer;
+    if (gpt2) {
+      layer.norm1_weight = get(p + "ln_1.weight");
+      layer.norm1_bias = get(p + "ln_1.bias");
+      layer.norm2_weight = get(p + "ln_2.weight");
+      layer.norm2_bias = get(p + "ln_2.bias");
+      layer.qkv = get(p + "attn.c_attn.weight");
+      layer.qkv_bias = get(p + "attn.c_attn.bias");
+      layer.proj = get(p + "attn.c_proj.weight");
+      layer.proj_bias = get(p + "attn.c_proj.bias");
+      layer.fc = get(p + "mlp.c_fc.weight");
+      layer.fc_bias = get(p + "mlp.c_fc.bias");
+      layer.fc_out = get(p + "mlp.c_proj.weight");
+      layer.fc_out_bias = get(p + "mlp.c_proj.bias");
+    } else {
+      layer.norm1_weight = get(p + "input_layernorm.weight");
+      layer.norm2_weight = get(p + "post_attention_layernorm.weight");
+      layer.q = get(p + "self_attn.q_proj.weight");
+      layer.k = get(p + "self_attn.k_proj.weight");
+      layer.v = get(p + "self_attn.v_proj.weight");
+      layer.o = get(p + "self_attn.o_proj.weight");
+      layer.q_bias = get(p + "self_attn.q_proj.bias");
+      layer.k_bias = get(p + "self_attn.k_proj.bias");
+      layer.v_bias = get(p + "self_attn.v_proj.bias");
+      layer.o_bias = get(p + "self_attn.o_proj.bias");
+      layer.gate = get(p + "mlp.gate_proj.weight");
+      layer.up = get(p + "mlp.up_proj.weight");
+      layer.down = get(p + "mlp.down_proj.weight");
+      layer.gate_bias = get(p + "mlp.gate_proj.bias");
+      layer.up_bias = get(p + "mlp.up_proj.bias");
+      layer.down_bias = get(p + "mlp.down_proj.bias");
+    }
+    layers_.push_back(std::move(layer));
+  }
+  if (!gpt2) inverse_frequencies_ = RopeInverseFrequencies(config_, embed_.device());
+}
+
+at::Tensor Decoder::PositionsFromMask(const at::Tensor& attention_mask, int64_t queries) {
+  const at::Tensor positions = attention_mask.to(at::kLong).cumsum(-1).sub(1).clamp_min(0);
+  return positions.narrow(1, positions.size(1) - queries, queries);
+}
+
+// RMSNorm as transformers: in float32, then scaled by the weight in the input dtype.
+// GPT-2: LayerNorm with bias.
+at::Tensor Decoder::Norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const {
+  if (config_.architecture == Architecture::kGpt2) {
+    return at::layer_norm(x, {x.size(-1)}, weight, bias, config_.norm_eps);
+  }
+  const at::Tensor x32 = x.to(at::kFloat);
+  const at::Tensor normed = x32.mul(at::rsqrt(x32.pow(2).mean(-1, true).add(config_.norm_eps)));
+  return weight.mul(normed.to(x.scalar_type()));
+}
+
+at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor& hidden, const at::Tensor& mask,
+                                 const at::Tensor& rope_cos, const at::Tensor& rope_sin, KVCache* cache) const {
+  const int64_t batch = hidden.size(0);
+  const int64_t tokens = hidden.size(1);
+  const int64_t head_dim = config_.head_dim;
+  const bool gpt2 = config_.architecture == Architecture::kGpt2;
+
+  at::Tensor x = Norm(hidden, L.norm1_weight, L.norm1_bias);
+  at::Tensor q, k, v;
+  if (gpt2) {
+    const auto qkv = at::addmm(L.qkv_bias, x.reshape({-1, x.size(-1)}), L.qkv).view({batch, tokens, -1}).chunk(3, -1);
+    q = qkv[0], k = qkv[1], v = qkv[2];
+  } else {
+    q = at::linear(x, L.q, L.q_bias);
+    k = at::linear(x, L.k, L.k_bias);
+    v = at::linear(x, L.v, L.v_bias);
+  }
+  q = q.view({batch, tokens, -1, head_dim}).transpose(1, 2);
+  k = k.view({batch, tokens, -1, head_dim}).transpose(1, 2);
+  v = v.view({batch, tokens, -1, head_dim}).transpose(1, 2);
+  if (!gpt2) {
+    const RopeTables tables{rope_cos, rope_sin};
+    q = ApplyRope(q, tables);
+    k = ApplyRope(k, tables);
+  }
+  if (cache != nullptr) {
+    // Write this step's keys/values into the preallocated slots; attend over all filled slots.
+    const int64_t end = cache->length + tokens;
+    cache->keys[index].narrow(2, cache->length, tokens).copy_(k);
+    cache->values[index].narrow(2, cache->length, tokens).copy_(v);
+    k = cache->keys[index].narrow(2, 0, end);
+    v = cache->values[index].narrow(2, 0, end);
+  }
+  at::Tensor attended = Attention(q, k, v, mask, gpt2).transpose(1, 2).reshape({batch, tokens, -1});
+  at::Tensor out;
+  if (gpt2) {
+    out = at::addmm(L.proj_bias, attended.reshape({-1, attended.size(-1)}), L.proj).view({batch, tokens, -1});
+  } else {
+    out = at::linear(attended, L.o, L.o_bias);
+  }
+  at::Tensor h = hidden.add(out);
+
+  x = Norm(h, L.norm2_weight, L.norm2_bias);
+  if (gpt2) {
+    const at::Tensor flat = x.reshape({-1, x.size(-1)});
+    const at::Tensor inner = at::gelu(at::addmm(L.fc_bias, flat, L.fc), "tanh");
+    out = at::addmm(L.fc_out_bias, inner, L.fc_out).view({batch, tokens, -1});
+  } else {
+    out = at::linear(at::silu(at::linear(x, L.gate, L.gate_bias)).mul(at::linear(x, L.up, L.up_bias)), L.down, L.down_bias);
+  }
+  return h.add(out);
+}
+
+at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
+  const int64_t batch = in.ids.size(0);
+  const int64_t tokens = in.ids.size(1);
+  const int64_t past = in.cache ? in.cache->length : 0;
+  if (in.attention_mask.size(0) != batch || in.attention_mask.size(1) != past + tokens) {
+    throw SpinError(ErrorCode::kShapeMismatch, "attention mask must be [batch, past + tokens] = [" +
+                                                   std::to_string(batch) + ", " + std::to_string(past + tokens) +
+                                                   "], got " + ShapeText(in.attention_mask.sizes()));
+  }
+  if (in.cache && (in.cache->batch != batch || past + tokens > in.cache->capacity)) {
+    throw SpinError(ErrorCode::kShapeMismatch, "KV cache holds " + std::to_string(in.cache->capacity) +
+                                                   " slots for batch " + std::to_string(in.cache->batch) +
+                                                   "; this step needs " + std::to_string(past + tokens) +
+                                                   " for batch " + std::to_string(batch));
+  }
+  const at::Tensor positions = in.positions.defined() ? in.positions : PositionsFromMask(in.attention_mask, tokens);
+  const auto max_position = positions.numel() > 0 ? positions.max().item<int64_t>() : 0;
+  if (config_.architecture == Architecture::kGpt2 && max_position >= config_.max_positions) {
+    throw SpinError(ErrorCode::kInvalidArgument, "position " + std::to_string(max_position) +
+                                                     " is beyond the model's " + std::to_string(config_.max_positions) +
+                                                     " learned positions");
+  }
+  const auto max_id = in.ids.numel() > 0 ? in.ids.max().item<int64_t>() : 0;
+  const auto min_id = in.ids.numel() > 0 ? in.ids.min().item<int64_t>() : 0;
+  if (min_id < 0 || max_id >= config_.vocab_size) {
+    throw SpinError(ErrorCode::kInvalidArgument, "token id " + std::to_string(min_id < 0 ? min_id : max_id) +
+                                                     " is outside the vocabulary [0, " +
+                                                     std::to_string(config_.vocab_size) + ")");
+  }
+
+  at::Tensor hidden = at::embedding(embed_, in.ids);
+  if (config_.architecture == Architecture::kGpt2) hidden = hidden.add(at::embedding(positions_embed_, positions));
+  const at::Tensor mask = AttentionMask(in.attention_mask, past, tokens, config_.sliding_window, dtype());
+  at::Tensor rope_cos, rope_sin;
+  if (config_.architecture == Architecture::kLlama) {
+    const RopeTables tables = RopeTablesFor(inverse_frequencies_, positions, dtype());
+    rope_cos = tables.cos;
+    rope_sin = tables.sin;
+  }
+  const bool checkpoint = in.checkpoint_layers && in.cache == nullptr && c10::GradMode::is_enabled();
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    if (checkpoint) {
+      // The block runs again in backward: it owns the decoder and its tensors.
+      auto self = shared_from_this();
+      hidden = CheckpointedCall(
+          [self, i, mask, rope_cos, rope_sin](const at::Tensor& h) {
+            return self->LayerForward(self->layers_[i], i, h, mask, rope_cos, rope_sin, nullptr);
+          },
+          hidden);
+    } else {
+      hidden = LayerForward(layers_[i], i, hidden, mask, rope_cos, rope_sin, in.cache);
+    }
+  }
+  if (in.cache) in.cache->length = past + tokens;
+  return Norm(hidden, final_norm_weight_, final_norm_bias_);
+}
+
+at::Tensor Decoder::Project(const at::Tensor& hidden) const { return at::linear(hidden, lm_head_); }
+
+KVCache* Decoder::NewCache(int64_t batch, int64_t capacity) const {
+  if (batch < 1 || capacity < 1) throw SpinError(ErrorCode::kInvalidArgument, "KV cache batch and capacity must be positive");
+  auto* cache = new KVCache();
+  cache->batch = batch;
+  cache->capacity = capacity;
+  const auto options = at::TensorOptions().dtype(dtype()).device(device());
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    cache->keys.push_back(at::zeros({batch, config_.num_kv_heads, capacity, config_.head_dim}, options));
+    cache->values.push_back(at::zeros({batch, config_.num_kv_heads, capacity, config_.head_dim}, options));
+  }
+  return cache;
+}
+
+}  // namespace spin

@@ -1,0 +1,72 @@
+// One causal decoder for the Llama family (llama, mistral, qwen2) and GPT-2. Parameters are
+// kept under their Hugging Face names, so loading and saving are a name map.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "kv_cache.h"
+
+namespace spin {
+
+struct ForwardInputs {
+  at::Tensor ids;             // [B, T] int64
+  at::Tensor attention_mask;  // [B, past + T], 1 = token, 0 = padding
+  at::Tensor positions;       // [B, T] int64, or undefined: derived from the mask
+  KVCache* cache = nullptr;   // when set, keys/values are appended at cache->length
+  bool checkpoint_layers = false;  // recompute each layer in backward (saves activations)
+};
+
+class Decoder : public std::enable_shared_from_this<Decoder> {
+ public:
+  // Takes the named parameters (HF names); throws SpinError listing every missing,
+  // unexpected or mis-shaped tensor.
+  Decoder(ModelConfig config, std::map<std::string, at::Tensor> parameters);
+
+  const ModelConfig& config() const { return config_; }
+  const std::map<std::string, at::Tensor>& parameters() const { return parameters_; }
+  c10::Device device() const { return embed_.device(); }
+  c10::ScalarType dtype() const { return embed_.scalar_type(); }
+
+  // Final hidden states [B, T, hidden] (after the last norm).
+  at::Tensor Hidden(const ForwardInputs& inputs) const;
+  // Vocabulary projection of hidden states [..., hidden] -> [..., vocab] (lm_head).
+  at::Tensor Project(const at::Tensor& hidden) const;
+
+  KVCache* NewCache(int64_t batch, int64_t capacity) const;
+
+  // Positions of real tokens counted from the first one (left padding aware): cumsum - 1,
+  // padding slots clamped to 0. mask: [B, S]; returns the last T columns.
+  static at::Tensor PositionsFromMask(const at::Tensor& attention_mask, int64_t queries);
+
+ private:
+  struct Layer {
+    at::Tensor norm1_weight, norm1_bias, norm2_weight, norm2_bias;
+    at::Tensor q, k, v, o, q_bias, k_bias, v_bias, o_bias;      // llama family
+    at::Tensor qkv, qkv_bias, proj, proj_bias;                   // gpt2 attention (Conv1D)
+    at::Tensor gate, up, down, gate_bias, up_bias, down_bias;    // SwiGLU
+    at::Tensor fc, fc_bias, fc_out, fc_out_bias;                 // gpt2 MLP (Conv1D)
+  };
+
+  void Bind();
+  at::Tensor LayerForward(const Layer& layer, int64_t index, const at::Tensor& hidden, const at::Tensor& mask,
+                          const at::Tensor& rope_cos, const at::Tensor& rope_sin, KVCache* cache) const;
+  at::Tensor Norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
+
+  ModelConfig config_;
+  std::map<std::string, at::Tensor> parameters_;
+  std::vector<Layer> layers_;
+  at::Tensor embed_, positions_embed_, final_norm_weight_, final_norm_bias_, lm_head_;
+  at::Tensor inverse_frequencies_;
+};
+
+// The expected parameter names and shapes of a config (HF layout).
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedParameters(const ModelConfig& config);
+
+}  // namespace spin

@@ -1,0 +1,242 @@
+#include "safetensors.h"
+
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "async.h"
+#include "dtype.h"
+#include "errors.h"
+#include "tensor.h"
+
+namespace spin {
+
+namespace {
+
+struct Record {
+  std::string name;
+  c10::ScalarType dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0;
+  uint64_t end = 0;
+};
+
+c10::ScalarType SafetensorsDType(const std::string& name, const std::string& tensor) {
+  static const std::map<std::string, c10::ScalarType> kTypes = {
+      {"F32", at::kFloat}, {"F16", at::kHalf},  {"BF16", at::kBFloat16}, {"F64", at::kDouble},
+      {"I64", at::kLong},  {"I32", at::kInt},   {"U8", at::kByte},       {"BOOL", at::kBool}};
+  const auto found = kTypes.find(name);
+  if (found == kTypes.end()) throw SpinError(ErrorCode::kIO, "tensor '" + tensor + "' has unsupported dtype " + name);
+  return found->second;
+}
+
+std::string ErrnoText(const std::string& what, const std::string& path) {
+  return what + " " + path + ": " + std::strerror(errno);
+}
+
+// A read-only view of a whole file, private copy-on-write so tensors can be updated in place
+// (training) without touching the file. Unmapped when the last tensor over it goes.
+class Mapping {
+ public:
+  explicit Mapping(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw SpinError(ErrorCode::kIO, ErrnoText("cannot open", path));
+    struct stat info;
+    if (::fstat(fd, &info) != 0) {
+      ::close(fd);
+      throw SpinError(ErrorCode::kIO, ErrnoText("cannot stat", path));
+    }
+    size_ = static_cast<uint64_t>(info.st_size);
+    if (size_ > 0) {
+      void* data = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+      if (data == MAP_FAILED) {
+        ::close(fd);
+        throw SpinError(ErrorCode::kIO, ErrnoText("cannot map", path));
+      }
+      data_ = static_cast<uint8_t*>(data);
+    }
+    ::close(fd);
+  }
+  ~Mapping() {
+    if (data_ != nullptr) ::munmap(data_, size_);
+  }
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+
+  uint8_t* data() const { return data_; }
+  uint64_t size() const { return size_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+std::vector<Record> ReadRecords(const Args& args, size_t i) {
+  if (!args.present(i) || !args.at(i).IsArray()) args.Fail(i, "records", "an array of tensor records");
+  const Napi::Array array = args.at(i).As<Napi::Array>();
+  std::vector<Record> records;
+  for (uint32_t k = 0; k < array.Length(); ++k) {
+    const Napi::Value item = array.Get(k);
+    if (!item.IsObject()) args.Fail(i, "records", "an array of tensor records");
+    const Napi::Object object = item.As<Napi::Object>();
+    const Napi::Value name = object.Get("name"), dtype = object.Get("dtype"), shape = object.Get("shape"),
+                      begin = object.Get("begin"), end = object.Get("end");
+    if (!name.IsString() || !dtype.IsString() || !shape.IsArray() || !begin.IsNumber() || !end.IsNumber()) {
+      args.Fail(i, "records", "records of {name, dtype, shape, begin, end}");
+    }
+    Record record;
+    record.name = name.As<Napi::String>().Utf8Value();
+    record.dtype = SafetensorsDType(dtype.As<Napi::String>().Utf8Value(), record.name);
+    const Napi::Array dims = shape.As<Napi::Array>();
+    for (uint32_t d = 0; d < dims.Length(); ++d) {
+      const double size = dims.Get(d).ToNumber().DoubleValue();
+      if (!(size >= 0) || size > 9.0e15 || size != static_cast<double>(static_cast<int64_t>(size))) {
+        throw SpinError(ErrorCode::kIO, "tensor '" + record.name + "' has an invalid shape");
+      }
+      record.shape.push_back(static_cast<int64_t>(size));
+    }
+    const double b = begin.As<Napi::Number>().DoubleValue(), e = end.As<Napi::Number>().DoubleValue();
+    if (!(b >= 0) || !(e >= b) || e > 9.0e15) throw SpinError(ErrorCode::kIO, "tensor '" + record.name + "' has invalid data_offsets");
+    record.begin = static_cast<uint64_t>(b);
+    record.end = static_cast<uint64_t>(e);
+    records.push_back(std::move(record));
+  }
+  return records;
+}
+
+// Checks one record against the mapped file, with overflow-safe arithmetic.
+void CheckRange(const Record& r, uint64_t data_start, uint64_t file_size, const std::string& path) {
+  uint64_t bytes = c10::elementSize(r.dtype);
+  for (int64_t size : r.shape) {
+    if (size != 0 && bytes > UINT64_MAX / static_cast<uint64_t>(size)) {
+      throw SpinError(ErrorCode::kIO, path + ": tensor '" + r.name + "' shape overflows");
+    }
+    bytes *= static_cast<uint64_t>(size);
+  }
+  if (bytes != r.end - r.begin) {
+    throw SpinError(ErrorCode::kIO, path + ": tensor '" + r.name + "' needs " + std::to_string(bytes) +
+                                        " bytes for its shape and dtype, data_offsets give " +
+                                        std::to_string(r.end - r.begin));
+  }
+  if (data_start > file_size || r.end > file_size - data_start) {
+    throw SpinError(ErrorCode::kIO, path + ": tensor '" + r.name + "' lies beyond the end of the file (truncated?)");
+  }
+}
+
+}  // namespace
+
+Napi::Value MapSafetensors(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("mapSafetensors", {
+    args.ExpectAtMost(5);
+    const std::string path = args.String(0, "path");
+    const int64_t data_start = args.Int(1, "dataStart");
+    if (data_start < 8) throw SpinError(ErrorCode::kIO, path + ": data must start after the 8-byte header length");
+    std::vector<Record> records = ReadRecords(args, 2);
+    const auto dtype_name = args.OptionalString(3, "dtype");
+    const auto device_name = args.OptionalString(4, "device");
+    const std::optional<c10::ScalarType> target = dtype_name ? std::optional(ParseDType(*dtype_name)) : std::nullopt;
+    const c10::Device device = device_name ? ParseDevice(*device_name) : c10::Device(c10::kCPU);
+    using Named = std::vector<std::pair<std::string, at::Tensor>>;
+    return RunAsync<Named>(
+        info.Env(), args.call(), device,
+        [path, data_start, records = std::move(records), target, device]() {
+          auto mapping = std::make_shared<Mapping>(path);
+          Named tensors;
+          for (const Record& r : records) {
+            CheckRange(r, static_cast<uint64_t>(data_start), mapping->size(), path);
+            uint8_t* bytes = mapping->data() + data_start + r.begin;
+            at::Tensor tensor;
+            if (r.end == r.begin) {
+              tensor = at::empty(r.shape, at::TensorOptions().dtype(r.dtype));
+            } else {
+              tensor = at::from_blob(bytes, r.shape, [mapping](void*) {}, at::TensorOptions().dtype(r.dtype));
+              // Misaligned data (legal in the format, unusual in practice) is copied out.
+              if (reinterpret_cast<uintptr_t>(bytes) % c10::elementSize(r.dtype) != 0) tensor = tensor.clone();
+            }
+            if (target && at::isFloatingType(r.dtype)) tensor = tensor.to(*target);
+            if (!device.is_cpu()) tensor = tensor.to(device);
+            tensors.emplace_back(r.name, std::move(tensor));
+          }
+          return tensors;
+        },
+        [](Napi::Env env, Named& tensors) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(env);
+          for (auto& [name, tensor] : tensors) out.Set(name, Tensor::Wrap(env, std::move(tensor)));
+          return out;
+        });
+  });
+}
+
+Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("writeSafetensors", {
+    args.ExpectAtMost(3);
+    const std::string path = args.String(0, "path");
+    if (!args.present(1) || !args.at(1).IsTypedArray()) args.Fail(1, "header", "a Uint8Array");
+    const Napi::Uint8Array header_array = args.at(1).As<Napi::Uint8Array>();
+    std::vector<uint8_t> header(header_array.Data(), header_array.Data() + header_array.ByteLength());
+    if (!args.present(2) || !args.at(2).IsArray()) args.Fail(2, "tensors", "an array of Tensors");
+    const Napi::Array list = args.at(2).As<Napi::Array>();
+    std::vector<at::Tensor> tensors;
+    for (uint32_t k = 0; k < list.Length(); ++k) {
+      if (!Tensor::Is(info.Env(), list.Get(k))) args.Fail(2, "tensors", "an array of Tensors");
+      tensors.push_back(Tensor::FromValue(list.Get(k), args.call()));
+    }
+    return RunAsync<bool>(
+        info.Env(), args.call(), c10::Device(c10::kCPU),
+        [path, header = std::move(header), tensors = std::move(tensors)]() {
+          const std::string temp = path + ".tmp-" + std::to_string(::getpid());
+          const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+          if (fd < 0) throw SpinError(ErrorCode::kIO, ErrnoText("cannot create", temp));
+          auto fail = [&](const std::string& what) {
+            const std::string message = ErrnoText(what, temp);
+            ::close(fd);
+            ::unlink(temp.c_str());
+            throw SpinError(ErrorCode::kIO, message);
+          };
+          auto write_all = [&](const uint8_t* data, size_t size) {
+            while (size > 0) {
+              const ssize_t written = ::write(fd, data, size);
+              if (written < 0 && errno == EINTR) continue;
+              if (written <= 0) fail("cannot write");
+              data += written;
+              size -= static_cast<size_t>(written);
+            }
+          };
+          write_all(header.data(), header.size());
+          for (const at::Tensor& tensor : tensors) {
+            const at::Tensor host = tensor.detach().to(c10::kCPU).contiguous();
+            write_all(static_cast<const uint8_t*>(host.data_ptr()), host.numel() * host.element_size());
+          }
+          if (::fsync(fd) != 0) fail("cannot fsync");
+          if (::close(fd) != 0) {
+            ::unlink(temp.c_str());
+            throw SpinError(ErrorCode::kIO, ErrnoText("cannot close", temp));
+          }
+          if (::rename(temp.c_str(), path.c_str()) != 0) {
+            const std::string message = ErrnoText("cannot rename onto", path);
+            ::unlink(temp.c_str());
+            throw SpinError(ErrorCode::kIO, message);
+          }
+          // Make the rename itself durable.
+          const std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/') + 1);
+          const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+          if (dir_fd >= 0) {
+            ::fsync(dir_fd);
+            ::close(dir_fd);
+          }
+          return true;
+        },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+}  // namespace spin

@@ -1,0 +1,17 @@
+// safetensors I/O. lib/safetensors.ts parses and validates the JSON header (and builds it
+// for writing); this file maps tensor bytes from disk and writes files atomically. It
+// re-checks every byte range against the file, so a bad header can never read outside it.
+#pragma once
+
+#include <napi.h>
+
+namespace spin {
+
+// mapSafetensors(path, dataStart, records, dtype?, device?) -> Promise<Record<string, NativeTensor>>
+Napi::Value MapSafetensors(const Napi::CallbackInfo& info);
+
+// writeSafetensors(path, header, tensors) -> Promise<void>: header bytes (length prefix
+// included) then each tensor's bytes, to a temp file that is fsynced and renamed over path.
+Napi::Value WriteSafetensors(const Napi::CallbackInfo& info);
+
+}  // namespace spin
