@@ -1,25 +1,30 @@
 // `npm run bench [workload ...]`: runs benchmarks, prints a table per workload and records
-// it under bench/results/. Workloads: machine (default), threads.
+// it under bench/results/<date>-<workload>.json. Workloads: machine, logprobs, load,
+// threads; default: machine logprobs load. The machine's limits are measured first in the
+// same run, so every ratio compares figures from one run.
 import { measureMachine } from "./machine.js";
+import { loadRows, logprobsRows, threadRows } from "./model-bench.js";
 import { type Row, machine, printTable, record } from "./report.js";
-import { measureThreads } from "./threads.js";
-
-const workloads: Record<string, () => Promise<Row[]>> = {
-  machine: async () => (await measureMachine()).rows,
-  threads: measureThreads,
-};
 
 const requested = process.argv.slice(2);
-const names = requested.length > 0 ? requested : ["machine"];
+const names = requested.length > 0 ? requested : ["machine", "logprobs", "load"];
+const known = ["machine", "logprobs", "load", "threads"];
 for (const name of names) {
-  if (!workloads[name]) {
-    console.error(`unknown workload '${name}'; known: ${Object.keys(workloads).join(", ")}`);
+  if (!known.includes(name)) {
+    console.error(`unknown workload '${name}'; known: ${known.join(", ")}`);
     process.exit(2);
   }
 }
 console.log("machine:", JSON.stringify(machine()));
+const limits = await measureMachine();
+const workloads: Record<string, () => Promise<Row[]>> = {
+  machine: async () => limits.rows,
+  logprobs: () => logprobsRows(limits.matmulGflops),
+  load: loadRows,
+  threads: threadRows,
+};
 for (const name of names) {
   const rows = await workloads[name]!();
   printTable(name, rows);
-  if (!process.env.BENCH_NO_RECORD) console.log(`recorded ${record(name, rows)}`);
+  if (!process.env.BENCH_NO_RECORD) console.log(`recorded ${record(name, rows, { limits: { matmulGflops: limits.matmulGflops, bandwidthGBs: limits.bandwidthGBs } })}`);
 }

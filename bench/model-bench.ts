@@ -1,0 +1,94 @@
+// Model workloads of BENCH.md: log-probs (no grad) on bench-60m, load time of bench-250m,
+// and the thread-pool workloads that pick the OpenBLAS build and OpenMP wait policy.
+import { CausalLM, arange, full, noGrad, ones, randn, scope, tensor } from "../lib/index.js";
+import { SHAPES, benchCheckpoint, parameterCount } from "./checkpoints.js";
+import type { Row } from "./report.js";
+import { time } from "./timing.js";
+
+/** Random token ids [rows, tokens] below `vocab` (int64). */
+function randomIds(rows: number, tokens: number, vocab: number) {
+  return scope(() => randn([rows, tokens]).abs().mul(vocab / 4).floor().clamp(0, vocab - 1).to("int64"));
+}
+
+/** 8 sequences × 512 tokens, response = last 256 tokens of each, summed log-probs without grad. */
+export async function logprobsRows(matmulGflops: number): Promise<Row[]> {
+  const shape = SHAPES["bench-60m"]!;
+  const model = await CausalLM.load(await benchCheckpoint("bench-60m"));
+  const rows = 8;
+  const tokens = 512;
+  const ids = randomIds(rows, tokens, shape.vocab);
+  const mask = ones([rows, tokens], { dtype: "int64" });
+  const labels = scope(() => {
+    const keep = arange(0, tokens).ge(tokens / 2).unsqueeze(0).expand([rows, tokens]);
+    return keep.to("int64").mul(ids).add(keep.logicalNot().to("int64").mul(-100));
+  });
+  const run = async () => {
+    const out = await noGrad(() => model.logprobs(ids, mask, labels));
+    for (const t of Object.values(out)) t.dispose();
+  };
+  const t = await time(run, 5, 1);
+  model.dispose();
+  const params = parameterCount(shape);
+  const gflops = (2 * params * rows * tokens) / t.median / 1e9;
+  return [
+    {
+      name: "logprobs bench-60m 8x512",
+      seconds: t.median,
+      "tokens/s": (rows * tokens) / t.median,
+      "GFLOP/s (2·P·tok)": gflops,
+      "of matmul peak": gflops / matmulGflops,
+    },
+  ];
+}
+
+export async function loadRows(): Promise<Row[]> {
+  const dir = await benchCheckpoint("bench-250m");
+  const t = await time(async () => (await CausalLM.load(dir)).dispose(), 3, 1);
+  const bytes = parameterCount(SHAPES["bench-250m"]!) * 4;
+  return [{ name: "load bench-250m (mmap)", seconds: t.median, "GB/s": bytes / t.median / 1e9 }];
+}
+
+/** Greedy batch-1 decoding on bench-60m with the KV cache: 64-token prompt, 32 new tokens. */
+async function decodeRow(): Promise<Row> {
+  const model = await CausalLM.load(await benchCheckpoint("bench-60m"));
+  const prompt = randomIds(1, 64, 32000);
+  const newTokens = 32;
+  const decode = () =>
+    noGrad(() =>
+      scope(() => {
+        const cache = model.newCache(1, 64 + newTokens);
+        let logits = model.forward(prompt, ones([1, 64], { dtype: "int64" }), { cache, logitsAt: full([1, 1], 63, { dtype: "int64" }) });
+        for (let i = 0; i < newTokens; i++) {
+          const next = logits.argmax(-1);
+          logits = model.forward(next, ones([1, cache.length + 1], { dtype: "int64" }), { cache });
+        }
+        cache.dispose();
+      }),
+    );
+  const t = await time(decode, 5, 1);
+  model.dispose();
+  return { name: "decode b=1 bench-60m", "ms/token": (t.median / newTokens) * 1000, "min ms/token": (t.min / newTokens) * 1000 };
+}
+
+/** Forward + backward of summed response log-probs on bench-tiny, B = 8 × 128 tokens. */
+async function tinyStepRow(): Promise<Row> {
+  const model = await CausalLM.load(await benchCheckpoint("bench-tiny"));
+  const params = [...model.parameters().values()];
+  for (const p of params) p.requireGrad();
+  const ids = randomIds(8, 128, 320);
+  const mask = ones([8, 128], { dtype: "int64" });
+  const labels = scope(() => tensor(Array.from({ length: 8 }, () => Array.from({ length: 128 }, (_, i) => (i < 64 ? -100 : 5))), { dtype: "int64" }));
+  const step = async () => {
+    const out = await model.logprobs(ids, mask, labels);
+    scope(() => out.sum.mean().backward());
+    for (const t of Object.values(out)) t.dispose();
+    for (const p of params) p.zeroGrad();
+  };
+  const t = await time(step, 15, 3);
+  model.dispose();
+  return { name: "train step bench-tiny 8x128", "ms/step": t.median * 1000, "min ms/step": t.min * 1000 };
+}
+
+export async function threadRows(): Promise<Row[]> {
+  return [await decodeRow(), await tinyStepRow()];
+}
