@@ -44,3 +44,22 @@ export {
   type SafetensorsHeader,
   type SafetensorsRecord,
 } from "./safetensors.js";
+export { Optimizer, type OptimizerOptions } from "./optim.js";
+export { lrMultiplier, warmupSteps, type SchedulerType } from "./schedule.js";
+export { SpinCollator, stepsPerEpoch, totalSteps, type SpinBatch, type SftBatch } from "./data/collator.js";
+export { toSpinRow, splitPrompt, type SpinRow } from "./data/rows.js";
+export {
+  SpinTrainer,
+  SftTrainer,
+  epochOrder,
+  SPIN_DEFAULTS,
+  TRAINING_DEFAULTS,
+  type SpinConfig,
+  type TrainingConfig,
+  type SpinTrainerOptions,
+  type SftTrainerOptions,
+  type Metrics,
+  type TrainOptions,
+  type TrainResult,
+  type TrainerEvents,
+} from "./trainer.js";

@@ -143,6 +143,11 @@ export class CausalLM implements Disposable {
     }
   }
 
+  /** @internal The native decoder handle (for lib/ only). */
+  get nativeHandle(): NativeModel {
+    return this.native;
+  }
+
   /** Logits [B, T, vocab] (or [B, K, vocab] with `logitsAt`). */
   forward(ids: Tensor, attentionMask: Tensor, options: ForwardOptions = {}): Tensor {
     return new Tensor(this.native.forward(...this.#forwardArgs(ids, attentionMask, options)));

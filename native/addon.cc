@@ -6,6 +6,7 @@
 #include "instance.h"
 #include "model/model_binding.h"
 #include "safetensors.h"
+#include "train_binding.h"
 #include "runtime.h"
 #include "tensor.h"
 #include "tensor_data.h"
@@ -34,6 +35,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTensor", Tensor::Define(env));
   exports.Set("NativeModel", ModelHandle::Define(env));
   exports.Set("NativeKVCache", KVCacheHandle::Define(env));
+  exports.Set("NativeOptimizer", OptimizerHandle::Define(env));
   const std::pair<const char*, Napi::Function::Callback> functions[] = {
       {"registerErrorClass", RegisterErrorClassEntry},
       {"fromTypedArray", FromTypedArray},
@@ -54,6 +56,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"createModel", ModelHandle::Create},
       {"mapSafetensors", MapSafetensors},
       {"writeSafetensors", WriteSafetensors},
+      {"createOptimizer", OptimizerHandle::Create},
+      {"spinTrainStep", SpinTrainStep},
+      {"sftTrainStep", SftTrainStep},
   };
   for (const auto& [name, callback] : functions) {
     exports.Set(name, Napi::Function::New(env, callback, name));

@@ -25,6 +25,8 @@ interface RefConfig {
   /** inverse frequencies, float64 (llama family) */
   invFreq: number[];
   slidingWindow: number | null;
+  /** layers from this index on use the sliding window (Qwen2's max_window_layers; 0 otherwise) */
+  firstSlidingLayer: number;
   qkvBias: boolean;
   oBias: boolean;
   mlpBias: boolean;
@@ -80,6 +82,7 @@ function readConfig(json: Json): RefConfig {
       tied: json.tie_word_embeddings !== false,
       invFreq: [],
       slidingWindow: null,
+      firstSlidingLayer: 0,
       qkvBias: true,
       oBias: true,
       mlpBias: true,
@@ -104,6 +107,9 @@ function readConfig(json: Json): RefConfig {
     tied: json.tie_word_embeddings === true,
     invFreq: referenceInverseFrequencies(json),
     slidingWindow,
+    // Qwen2: layer i slides iff i >= max_window_layers (transformers' layer_types / the
+    // per-layer check in Qwen2Attention); Mistral: every layer.
+    firstSlidingLayer: type === "qwen2" ? num(json.max_window_layers, 28) : 0,
     qkvBias: type === "qwen2" || attentionBias,
     oBias: type !== "qwen2" && attentionBias,
     mlpBias: json.mlp_bias === true,
@@ -165,8 +171,7 @@ export class ReferenceModel implements Disposable {
   }
 
   /** [T, T] additive mask: 0 where key k is visible from query q, -inf elsewhere. */
-  private mask(T: number): Tensor {
-    const window = this.config.slidingWindow;
+  private mask(T: number, window: number | null): Tensor {
     const m = new Float64Array(T * T);
     for (let q = 0; q < T; q++) {
       for (let k = 0; k < T; k++) {
@@ -221,13 +226,15 @@ export class ReferenceModel implements Disposable {
     const c = this.config;
     const T = ids.length;
     const d = c.headDim;
-    const mask = this.mask(T);
+    const fullMask = this.mask(T, null);
+    const slidingMask = this.mask(T, c.slidingWindow);
     const { cos, sin } = this.rope(T);
     const embed = this.get("model.embed_tokens.weight");
     let h = embed.indexSelect(0, tensor(ids, { dtype: "int64" }));
     const groups = c.heads / c.kvHeads;
     for (let i = 0; i < c.layers; i++) {
       const p = `model.layers.${i}.`;
+      const mask = i >= c.firstSlidingLayer ? slidingMask : fullMask;
       const x = this.rmsNorm(h, p + "input_layernorm.weight");
       const b = (name: string, on: boolean) => (on ? p + name + ".bias" : null);
       const q = this.linear(x, p + "self_attn.q_proj.weight", b("self_attn.q_proj", c.qkvBias));
@@ -256,7 +263,7 @@ export class ReferenceModel implements Disposable {
     const T = ids.length;
     const d = c.headDim;
     const H = c.hidden;
-    const mask = this.mask(T);
+    const mask = this.mask(T, null);
     const wte = this.get("transformer.wte.weight");
     let h = wte.indexSelect(0, tensor(ids, { dtype: "int64" })).add(this.get("transformer.wpe.weight").slice(0, 0, T));
     for (let i = 0; i < c.layers; i++) {

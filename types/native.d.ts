@@ -132,6 +132,33 @@ export interface NativeModel {
   dispose(): void;
 }
 
+export interface NativeOptimizerOptions {
+  kind: "rmsprop" | "adamw";
+  alpha?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+}
+
+export interface NativeOptimizer {
+  readonly steps: number;
+  step(lr: number, maxGradNorm: number): Promise<{ gradNorm: number; applied: boolean }>;
+  state(): Record<string, NativeTensor>;
+  loadState(state: Record<string, NativeTensor>, steps: number): void;
+}
+
+export interface NativeStepOptions {
+  lossType?: "sigmoid" | "hinge" | "ipo";
+  beta?: number;
+  labelSmoothing?: number;
+  /** Multiplies the loss before backward (1 / gradient-accumulation steps). */
+  scale?: number;
+  checkpoint?: boolean;
+  /** false: forward and metrics only (evaluation). */
+  backward?: boolean;
+}
+
 export interface SafetensorsRecordInput {
   name: string;
   dtype: string;
@@ -183,4 +210,22 @@ export interface NativeBinding {
     device: string | null,
   ): Promise<Record<string, NativeTensor>>;
   writeSafetensors(path: string, header: Uint8Array, tensors: NativeTensor[]): Promise<void>;
+  createOptimizer(model: NativeModel, options: NativeOptimizerOptions): NativeOptimizer;
+  spinTrainStep(
+    model: NativeModel,
+    ids: NativeTensor,
+    attentionMask: NativeTensor,
+    labels: NativeTensor,
+    opponentReal: NativeTensor,
+    opponentGenerated: NativeTensor,
+    identical: NativeTensor | null,
+    options: NativeStepOptions,
+  ): Promise<Record<string, number>>;
+  sftTrainStep(
+    model: NativeModel,
+    ids: NativeTensor,
+    attentionMask: NativeTensor,
+    labels: NativeTensor,
+    options: NativeStepOptions,
+  ): Promise<Record<string, number>>;
 }

@@ -72,6 +72,14 @@ ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mode
   model_ = *info[0].As<Napi::External<std::shared_ptr<Decoder>>>().Data();
 }
 
+std::shared_ptr<Decoder> ModelHandle::From(const Args& args, size_t i) {
+  const Napi::Value value = i < args.size() ? args.at(i) : args.env().Undefined();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(Instance(args.env()).model_class.Value())) {
+    args.Fail(i, "model", "a model from createModel()");
+  }
+  return Unwrap(value.As<Napi::Object>())->Model(args.call());
+}
+
 std::shared_ptr<Decoder> ModelHandle::Model(const char* call) const {
   if (!model_) throw SpinError(ErrorCode::kDisposed, "the model was disposed");
   return model_;

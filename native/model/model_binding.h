@@ -30,6 +30,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   static Napi::Function Define(Napi::Env env);
   // createModel(config, parameters: Record<string, NativeTensor>)
   static Napi::Value Create(const Napi::CallbackInfo& info);
+  // The decoder behind argument i: TypeError unless a model, DISPOSED if disposed.
+  static std::shared_ptr<Decoder> From(const Args& args, size_t i);
   explicit ModelHandle(const Napi::CallbackInfo& info);
 
  private:

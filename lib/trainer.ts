@@ -1,0 +1,224 @@
+// SpinTrainer (the SPIN objective against an opponent) and SftTrainer (NLL on responses),
+// over the shared training loop in training/loop.ts.
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+
+import { tensor } from "./create.js";
+import { type SftBatch, type SpinBatch, SpinCollator } from "./data/collator.js";
+import type { SpinRow } from "./data/rows.js";
+import { SpinNativeError } from "./errors.js";
+import { writeFileAtomic } from "./io/atomic.js";
+import type { CausalLM } from "./model.js";
+import { native } from "./native.js";
+import { noGrad } from "./runtime.js";
+import { Tensor } from "./tensor.js";
+import type { Tokenizer } from "./tokenizer.js";
+import { SPIN_DEFAULTS, type SpinConfig, TRAINING_DEFAULTS, type TrainingConfig, resolveConfig } from "./training/config.js";
+import { type Metrics, TrainingLoop } from "./training/loop.js";
+
+export { epochOrder, type Metrics, type TrainOptions, type TrainResult, type TrainerEvents } from "./training/loop.js";
+export { SPIN_DEFAULTS, TRAINING_DEFAULTS, type SpinConfig, type TrainingConfig } from "./training/config.js";
+
+function disposeBatch(batch: SpinBatch | SftBatch): void {
+  batch.ids.dispose();
+  batch.attentionMask.dispose();
+  batch.labels.dispose();
+}
+
+function tokensOf(batch: SpinBatch | SftBatch): number {
+  return (batch.attentionMask.sum().item() as number) ?? 0;
+}
+
+/** The opponent's summed log-probs of a pair's real and generated responses. */
+type OpponentLogps = [real: number, generated: number];
+
+function rowKey(row: SpinRow): string {
+  return createHash("sha256").update(JSON.stringify([row.real, row.generated])).digest("hex");
+}
+
+export interface SpinTrainerOptions {
+  /** The policy θ, trained in place; at the start it is θt. */
+  model: CausalLM;
+  tokenizer: Tokenizer;
+  config: Partial<SpinConfig> & { outputDir: string };
+  /** A live frozen opponent; by default the opponent is the model as given (θt), precomputed. */
+  opponent?: CausalLM;
+}
+
+/**
+ * Trains θt+1 from θt with the SPIN loss: prefer the real response over the model's own
+ * generated one, relative to the opponent θt. See SPIN_SPEC.md.
+ */
+export class SpinTrainer extends TrainingLoop<SpinConfig> {
+  readonly tokenizer: Tokenizer;
+  readonly opponent: CausalLM | null;
+  readonly #collator: SpinCollator;
+  readonly #opponentLogps = new Map<string, OpponentLogps>();
+
+  constructor(options: SpinTrainerOptions) {
+    super(options.model, resolveConfig<SpinConfig>(SPIN_DEFAULTS, options.config));
+    this.tokenizer = options.tokenizer;
+    this.opponent = options.opponent ?? null;
+    this.#collator = new SpinCollator({ tokenizer: this.tokenizer, maxLength: this.config.maxLength, maxPromptLength: this.config.maxPromptLength });
+  }
+
+  get #cacheFile(): string {
+    return path.join(this.config.outputDir, "opponent_logps.json");
+  }
+
+  /** Computes (or reads from the run folder) the opponent's log-probs of every row, before any update. */
+  protected override async prepare(rows: SpinRow[], evalRows: SpinRow[]): Promise<void> {
+    if (this.opponent && !this.config.precomputeOpponent) return;
+    const cached = await readFile(this.#cacheFile, "utf8").then((t) => JSON.parse(t) as Record<string, OpponentLogps>, () => ({}));
+    for (const [key, value] of Object.entries(cached)) this.#opponentLogps.set(key, value);
+    const missing = [...rows, ...evalRows].filter((row) => !this.#opponentLogps.has(rowKey(row)));
+    if (missing.length === 0) return;
+    const opponent = this.opponent ?? this.model;
+    const size = this.config.perDeviceTrainBatchSize;
+    for (let start = 0; start < missing.length; start += size) {
+      const chunk = missing.slice(start, start + size);
+      const [real, generated] = await this.#opponentPass(opponent, chunk);
+      chunk.forEach((row, i) => this.#opponentLogps.set(rowKey(row), [real[i]!, generated[i]!]));
+    }
+    await writeFileAtomic(this.#cacheFile, JSON.stringify(Object.fromEntries(this.#opponentLogps)));
+  }
+
+  /** One no-grad pass of `opponent` over pairs: summed log-probs of real and generated responses. */
+  async #opponentPass(opponent: CausalLM, rows: SpinRow[]): Promise<[number[], number[]]> {
+    const batch = this.#collator.collate(rows);
+    try {
+      const out = await noGrad(() => opponent.logprobs(batch.ids, batch.attentionMask, batch.labels));
+      const sums = Array.from(out.sum.toTypedArray() as Float32Array);
+      for (const t of Object.values(out)) t.dispose();
+      const pairs = rows.length;
+      return [sums.slice(0, pairs), sums.slice(pairs)];
+    } finally {
+      disposeBatch(batch);
+    }
+  }
+
+  async #opponentFor(batch: SpinBatch, rows: SpinRow[]): Promise<[Tensor, Tensor]> {
+    let real: number[];
+    let generated: number[];
+    if (this.opponent && !this.config.precomputeOpponent) {
+      [real, generated] = await this.#opponentPass(this.opponent, rows);
+    } else {
+      const values = rows.map((row) => {
+        const value = this.#opponentLogps.get(rowKey(row));
+        if (!value) {
+          throw new SpinNativeError(
+            "trainer: no opponent log-probs for a row; rows to evaluate during training must be passed as evalRows to train() (or give a live opponent)",
+            "INVALID_ARGUMENT",
+            "trainer",
+          );
+        }
+        return value;
+      });
+      real = values.map((v) => v[0]);
+      generated = values.map((v) => v[1]);
+    }
+    return [tensor(Float32Array.from(real)), tensor(Float32Array.from(generated))];
+  }
+
+  async #step(rows: SpinRow[], indices: number[], scale: number, backward: boolean): Promise<Metrics> {
+    const batch = this.#collator.collate(rows, indices);
+    const kept = batch.rowIndices.map((index) => rows[indices.indexOf(index)]!);
+    const [opponentReal, opponentGenerated] = await this.#opponentFor(batch, kept);
+    const identical = tensor(batch.identical, { dtype: "bool" });
+    try {
+      const metrics = await native.spinTrainStep(
+        this.model.nativeHandle,
+        Tensor.handleOf(batch.ids),
+        Tensor.handleOf(batch.attentionMask),
+        Tensor.handleOf(batch.labels),
+        Tensor.handleOf(opponentReal),
+        Tensor.handleOf(opponentGenerated),
+        Tensor.handleOf(identical),
+        {
+          lossType: this.config.lossType,
+          beta: this.config.beta,
+          labelSmoothing: this.config.labelSmoothing,
+          scale,
+          checkpoint: this.config.gradientCheckpointing,
+          backward,
+        },
+      );
+      const generatedTokens = batch.generatedTokens.reduce((a, b) => a + b, 0) / Math.max(1, batch.generatedTokens.length);
+      return { ...metrics, "generated/length": generatedTokens, tokens: tokensOf(batch) };
+    } finally {
+      disposeBatch(batch);
+      for (const t of [opponentReal, opponentGenerated, identical]) t.dispose();
+    }
+  }
+
+  protected override microStep(rows: SpinRow[], indices: number[], scale: number): Promise<Metrics> {
+    return this.#step(rows, indices, scale, true);
+  }
+
+  /** SPIN metrics of `rows` under the current model, eval_-prefixed, without training. */
+  override async evaluate(rows: SpinRow[]): Promise<Metrics> {
+    const sums = new Map<string, number>();
+    const size = this.config.perDeviceTrainBatchSize;
+    for (let start = 0; start < rows.length; start += size) {
+      const chunk = rows.slice(start, start + size);
+      const metrics = await this.#step(chunk, chunk.map((_, i) => start + i), 1, false);
+      for (const [k, v] of Object.entries(metrics)) sums.set(k, (sums.get(k) ?? 0) + v * chunk.length);
+    }
+    return Object.fromEntries([...sums].filter(([k]) => k !== "tokens").map(([k, v]) => [`eval_${k}`, v / rows.length]));
+  }
+}
+
+export interface SftTrainerOptions {
+  model: CausalLM;
+  tokenizer: Tokenizer;
+  config: Partial<TrainingConfig> & { outputDir: string };
+}
+
+/**
+ * Supervised fine-tuning on the real responses: mean negative log-likelihood per response
+ * token. Makes the demo's weak base model and is the "continued SFT" baseline.
+ */
+export class SftTrainer extends TrainingLoop<TrainingConfig> {
+  readonly #collator: SpinCollator;
+
+  constructor(options: SftTrainerOptions) {
+    super(options.model, resolveConfig<TrainingConfig>(TRAINING_DEFAULTS, options.config));
+    this.#collator = new SpinCollator({ tokenizer: options.tokenizer, maxLength: this.config.maxLength, maxPromptLength: this.config.maxPromptLength });
+  }
+
+  protected override async prepare(): Promise<void> {}
+
+  async #step(rows: SpinRow[], indices: number[], scale: number, backward: boolean): Promise<Metrics> {
+    const batch = this.#collator.collateSft(rows, indices);
+    try {
+      const metrics = await native.sftTrainStep(
+        this.model.nativeHandle,
+        Tensor.handleOf(batch.ids),
+        Tensor.handleOf(batch.attentionMask),
+        Tensor.handleOf(batch.labels),
+        { scale, checkpoint: this.config.gradientCheckpointing, backward },
+      );
+      return { loss: metrics.loss!, "response/tokens": metrics.tokens!, tokens: tokensOf(batch) };
+    } finally {
+      disposeBatch(batch);
+    }
+  }
+
+  protected override microStep(rows: SpinRow[], indices: number[], scale: number): Promise<Metrics> {
+    return this.#step(rows, indices, scale, true);
+  }
+
+  override async evaluate(rows: SpinRow[]): Promise<Metrics> {
+    let weighted = 0;
+    let count = 0;
+    const size = this.config.perDeviceTrainBatchSize;
+    for (let start = 0; start < rows.length; start += size) {
+      const chunk = rows.slice(start, start + size);
+      const metrics = await this.#step(chunk, chunk.map((_, i) => start + i), 1, false);
+      weighted += metrics.loss! * metrics["response/tokens"]!;
+      count += metrics["response/tokens"]!;
+    }
+    return { eval_loss: weighted / Math.max(1, count) };
+  }
+}

@@ -1,0 +1,100 @@
+// Training checkpoints: <outputDir>/checkpoint-<step>/ with the model (a Hugging Face
+// folder), the optimizer state (safetensors) and trainer_state.json (counters and data
+// position). Written atomically; resuming from one continues the run that would have
+// happened without the interruption.
+import { readFile, readdir, rm } from "node:fs/promises";
+import path from "node:path";
+
+import { SpinNativeError } from "../errors.js";
+import { writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
+import type { CausalLM } from "../model.js";
+import type { Optimizer } from "../optim.js";
+import { noGrad } from "../runtime.js";
+import { loadCheckpointTensors, loadSafetensors, saveSafetensors } from "../safetensors.js";
+
+/** Where the run is: the next update to make is `stepInEpoch` of `epoch`. */
+export interface TrainerState {
+  globalStep: number;
+  epoch: number;
+  stepInEpoch: number;
+  totalSteps: number;
+  stepsPerEpoch: number;
+  numRows: number;
+  seed: number;
+  /** Updates the optimizer applied (AdamW's bias correction counts them). */
+  optimizerSteps: number;
+}
+
+const PREFIX = "checkpoint-";
+
+export async function saveTrainingCheckpoint(outputDir: string, state: TrainerState, model: CausalLM, optimizer: Optimizer): Promise<string> {
+  const dir = path.join(outputDir, `${PREFIX}${state.globalStep}`);
+  await writeDirAtomic(dir, async (temp) => {
+    await model.save(path.join(temp, "model"));
+    const optimizerState = optimizer.state();
+    try {
+      await saveSafetensors(path.join(temp, "optimizer.safetensors"), optimizerState);
+    } finally {
+      for (const t of Object.values(optimizerState)) t.dispose();
+    }
+    await writeFileAtomic(path.join(temp, "trainer_state.json"), JSON.stringify(state, null, 2) + "\n");
+  });
+  return dir;
+}
+
+/** Checkpoint folders of a run, oldest first. */
+export async function listCheckpoints(outputDir: string): Promise<{ step: number; dir: string }[]> {
+  let names: string[];
+  try {
+    names = await readdir(outputDir);
+  } catch {
+    return [];
+  }
+  return names
+    .filter((n) => new RegExp(`^${PREFIX}\\d+$`).test(n))
+    .map((n) => ({ step: Number(n.slice(PREFIX.length)), dir: path.join(outputDir, n) }))
+    .sort((a, b) => a.step - b.step);
+}
+
+/** Removes the oldest checkpoints beyond `keep`. */
+export async function rotateCheckpoints(outputDir: string, keep: number | null): Promise<void> {
+  if (keep === null) return;
+  const all = await listCheckpoints(outputDir);
+  for (const { dir } of all.slice(0, Math.max(0, all.length - keep))) await rm(dir, { recursive: true, force: true });
+}
+
+/** Resolves "latest" (or a path) to a checkpoint folder; null when the run has none yet. */
+export async function findCheckpoint(outputDir: string, resumeFrom: string): Promise<string | null> {
+  if (resumeFrom !== "latest") return resumeFrom;
+  return (await listCheckpoints(outputDir)).at(-1)?.dir ?? null;
+}
+
+/** Loads parameters and optimizer state from `dir` into the live model and optimizer; returns the saved state. */
+export async function restoreTrainingCheckpoint(dir: string, model: CausalLM, optimizer: Optimizer): Promise<TrainerState> {
+  let state: TrainerState;
+  try {
+    state = JSON.parse(await readFile(path.join(dir, "trainer_state.json"), "utf8")) as TrainerState;
+  } catch (error) {
+    throw new SpinNativeError(`resume: cannot read ${path.join(dir, "trainer_state.json")}: ${(error as Error).message}`, "IO", "trainer.resume");
+  }
+  const saved = await loadCheckpointTensors(path.join(dir, "model"), { dtype: model.dtype, device: model.device });
+  const parameters = model.parameters();
+  try {
+    noGrad(() => {
+      for (const [name, parameter] of parameters) {
+        const value = saved[name];
+        if (!value) throw new SpinNativeError(`resume: ${dir}/model lacks ${name}`, "IO", "trainer.resume");
+        parameter.copyFrom(value);
+      }
+    });
+  } finally {
+    for (const t of [...parameters.values(), ...Object.values(saved)]) t.dispose();
+  }
+  const optimizerState = await loadSafetensors(path.join(dir, "optimizer.safetensors"));
+  try {
+    optimizer.loadState(optimizerState, state.optimizerSteps);
+  } finally {
+    for (const t of Object.values(optimizerState)) t.dispose();
+  }
+  return state;
+}

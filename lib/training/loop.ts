@@ -1,0 +1,268 @@
+// The training loop shared by SpinTrainer and SftTrainer: seeded epoch order, gradient
+// accumulation, the learning-rate schedule, non-finite guards, logging, evaluation,
+// checkpoints, resume and abort. Subclasses supply the micro-batch step.
+import { EventEmitter } from "node:events";
+import { appendFile, mkdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+
+import type { SpinRow } from "../data/rows.js";
+import { SpinNativeError } from "../errors.js";
+import { writeFileAtomic } from "../io/atomic.js";
+import type { CausalLM } from "../model.js";
+import { Optimizer } from "../optim.js";
+import { lrMultiplier, warmupSteps } from "../schedule.js";
+import {
+  type TrainerState,
+  findCheckpoint,
+  restoreTrainingCheckpoint,
+  rotateCheckpoints,
+  saveTrainingCheckpoint,
+} from "./checkpoint.js";
+import type { TrainingConfig } from "./config.js";
+
+export type Metrics = Record<string, number>;
+
+/** Payloads of the trainer's events. */
+export interface TrainerEvents {
+  /** After every optimizer update. */
+  step: { step: number; epoch: number; metrics: Metrics; learningRate: number; gradNorm: number };
+  /** Every loggingSteps updates: metrics averaged since the last log. */
+  log: Metrics & { step: number; epoch: number };
+  /** After an evaluation: eval_-prefixed metrics. */
+  eval: Metrics & { step: number; epoch: number };
+  /** After a checkpoint is written. */
+  checkpoint: { step: number; dir: string };
+}
+
+export interface TrainOptions {
+  /** Stops at the next update boundary, after writing a checkpoint. */
+  signal?: AbortSignal;
+  /** "latest" (the newest checkpoint in outputDir, if any) or a checkpoint folder. */
+  resumeFrom?: string;
+  /** Rows for evaluation every evalSteps updates. */
+  evalRows?: SpinRow[];
+}
+
+export interface TrainResult {
+  globalStep: number;
+  epoch: number;
+  aborted: boolean;
+  /** The last logged metrics. */
+  metrics: Metrics;
+}
+
+/** A seeded permutation of 0..n-1 (mulberry32 + Fisher–Yates): the data order of one epoch. */
+export function epochOrder(n: number, seed: number, epoch: number): number[] {
+  let state = (seed ^ Math.imul(epoch + 1, 0x9e3779b1)) >>> 0;
+  const random = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
+}
+
+class MetricAverager {
+  #sums = new Map<string, number>();
+  #count = 0;
+  add(metrics: Metrics): void {
+    for (const [k, v] of Object.entries(metrics)) this.#sums.set(k, (this.#sums.get(k) ?? 0) + v);
+    this.#count++;
+  }
+  take(): Metrics {
+    const out = Object.fromEntries([...this.#sums].map(([k, v]) => [k, v / Math.max(1, this.#count)]));
+    this.#sums.clear();
+    this.#count = 0;
+    return out;
+  }
+  get empty(): boolean {
+    return this.#count === 0;
+  }
+}
+
+export abstract class TrainingLoop<C extends TrainingConfig> {
+  readonly #events = new EventEmitter();
+  protected optimizer: Optimizer | null = null;
+
+  constructor(
+    readonly model: CausalLM,
+    readonly config: C,
+  ) {}
+
+  on<K extends keyof TrainerEvents>(event: K, listener: (payload: TrainerEvents[K]) => void): this {
+    this.#events.on(event, listener);
+    return this;
+  }
+
+  protected emit<K extends keyof TrainerEvents>(event: K, payload: TrainerEvents[K]): void {
+    this.#events.emit(event, payload);
+  }
+
+  /** Work before the first update, on the model as given (θt), before any resume: e.g. the opponent's log-probs. */
+  protected abstract prepare(rows: SpinRow[], evalRows: SpinRow[]): Promise<void>;
+  /** One micro-batch: forward, loss × scale, backward; returns its metrics (with `loss` and `tokens`). */
+  protected abstract microStep(rows: SpinRow[], indices: number[], scale: number): Promise<Metrics>;
+  /** Metrics of `rows` without training, eval_-prefixed. */
+  abstract evaluate(rows: SpinRow[]): Promise<Metrics>;
+
+  /** Trains on `rows` as configured; resolves when the run ends, is aborted, or fails. */
+  async train(rows: SpinRow[], options: TrainOptions = {}): Promise<TrainResult> {
+    const c = this.config;
+    if (rows.length === 0) throw new SpinNativeError("trainer: no training rows", "INVALID_ARGUMENT", "trainer.train");
+    await mkdir(c.outputDir, { recursive: true });
+    const perUpdate = c.perDeviceTrainBatchSize * c.gradientAccumulationSteps;
+    const stepsPerEpoch = Math.ceil(rows.length / perUpdate);
+    const totalSteps = c.maxSteps > 0 ? c.maxSteps : c.numTrainEpochs * stepsPerEpoch;
+    const warmup = c.warmupSteps ?? warmupSteps(totalSteps, c.warmupRatio);
+    const lastEpoch = Math.min(c.stopAfterEpochs ?? c.numTrainEpochs, c.maxSteps > 0 ? Infinity : c.numTrainEpochs);
+
+    this.optimizer ??= new Optimizer(this.model, {
+      kind: c.optim,
+      alpha: c.rmspropAlpha,
+      beta1: c.adamBeta1,
+      beta2: c.adamBeta2,
+      eps: c.adamEpsilon,
+      weightDecay: c.weightDecay,
+    });
+    const optimizer = this.optimizer;
+    await this.prepare(rows, options.evalRows ?? []);
+    let state: TrainerState = { globalStep: 0, epoch: 0, stepInEpoch: 0, totalSteps, stepsPerEpoch, numRows: rows.length, seed: c.seed, optimizerSteps: 0 };
+    const resumeDir = options.resumeFrom ? await findCheckpoint(c.outputDir, options.resumeFrom) : null;
+    if (resumeDir) {
+      const saved = await restoreTrainingCheckpoint(resumeDir, this.model, optimizer);
+      if (saved.numRows !== rows.length || saved.stepsPerEpoch !== stepsPerEpoch || saved.seed !== c.seed) {
+        throw new SpinNativeError(
+          `resume: ${resumeDir} was written for ${saved.numRows} rows, ${saved.stepsPerEpoch} updates per epoch and seed ${saved.seed}; this run has ${rows.length}, ${stepsPerEpoch} and ${c.seed}`,
+          "INVALID_ARGUMENT",
+          "trainer.resume",
+        );
+      }
+      state = saved;
+      await this.#truncateMetrics(state.globalStep);
+    }
+
+    const averager = new MetricAverager();
+    let lastLogged: Metrics = {};
+    let tokens = 0;
+    let since = performance.now();
+    const checkpoint = async () => {
+      state.optimizerSteps = optimizer.steps;
+      const dir = await saveTrainingCheckpoint(c.outputDir, state, this.model, optimizer);
+      await rotateCheckpoints(c.outputDir, c.saveTotalLimit);
+      this.emit("checkpoint", { step: state.globalStep, dir });
+    };
+
+    while (state.epoch < lastEpoch && state.globalStep < totalSteps) {
+      const order = epochOrder(rows.length, c.seed, state.epoch);
+      while (state.stepInEpoch < stepsPerEpoch && state.globalStep < totalSteps) {
+        const first = state.stepInEpoch * perUpdate;
+        const micro: number[][] = [];
+        for (let k = 0; k < c.gradientAccumulationSteps; k++) {
+          const indices = order.slice(first + k * c.perDeviceTrainBatchSize, first + (k + 1) * c.perDeviceTrainBatchSize);
+          if (indices.length > 0) micro.push(indices);
+        }
+        const stepMetrics = new MetricAverager();
+        let finite = true;
+        for (const indices of micro) {
+          const metrics = await this.microStep(indices.map((i) => rows[i]!), indices, 1 / micro.length);
+          if (!Number.isFinite(metrics.loss)) {
+            finite = false;
+            this.#nonFinite(`loss is ${metrics.loss}`, state, indices);
+          }
+          tokens += metrics.tokens ?? 0;
+          stepMetrics.add(metrics);
+        }
+        const learningRate = c.learningRate * lrMultiplier(c.lrSchedulerType, state.globalStep, totalSteps, warmup);
+        if (!finite) this.#discardGradients();
+        const { gradNorm, applied } = finite ? await optimizer.step(learningRate, c.maxGradNorm) : { gradNorm: NaN, applied: false };
+        if (finite && !applied) this.#nonFinite(`gradient norm is ${gradNorm}`, state, micro.flat());
+        state.globalStep++;
+        state.stepInEpoch++;
+        const epoch = state.epoch + state.stepInEpoch / stepsPerEpoch;
+        const metrics = { ...stepMetrics.take(), learning_rate: learningRate, grad_norm: gradNorm };
+        averager.add(metrics);
+        this.emit("step", { step: state.globalStep, epoch, metrics, learningRate, gradNorm });
+
+        if (state.globalStep % c.loggingSteps === 0) {
+          const seconds = (performance.now() - since) / 1000;
+          lastLogged = await this.#log({ ...averager.take(), "tokens/s": tokens / seconds }, state.globalStep, epoch);
+          tokens = 0;
+          since = performance.now();
+        }
+        if (c.evalSteps && options.evalRows && state.globalStep % c.evalSteps === 0) {
+          this.emit("eval", { ...(await this.evaluate(options.evalRows)), step: state.globalStep, epoch });
+        }
+        if (state.stepInEpoch === stepsPerEpoch) {
+          state.epoch++;
+          state.stepInEpoch = 0;
+          if (c.saveStrategy === "epoch") await checkpoint();
+        }
+        if (c.saveStrategy === "steps" && state.globalStep % c.saveSteps === 0) await checkpoint();
+        if (options.signal?.aborted) {
+          await checkpoint();
+          return { globalStep: state.globalStep, epoch, aborted: true, metrics: lastLogged };
+        }
+      }
+    }
+    const epoch = state.epoch + state.stepInEpoch / stepsPerEpoch;
+    if (!averager.empty) lastLogged = await this.#log(averager.take(), state.globalStep, epoch);
+    if (c.saveStrategy === "steps" && state.globalStep % c.saveSteps !== 0) await checkpoint();
+    return { globalStep: state.globalStep, epoch, aborted: false, metrics: lastLogged };
+  }
+
+  /** Frees accumulated gradients of an update that is dropped. */
+  #discardGradients(): void {
+    for (const parameter of this.model.parameters().values()) {
+      parameter.zeroGrad();
+      parameter.dispose();
+    }
+  }
+
+  #nonFinite(what: string, state: TrainerState, indices: number[]): void {
+    if (this.config.onNonFinite === "skip") return;
+    throw new SpinNativeError(
+      `trainer: ${what} at update ${state.globalStep + 1} (epoch ${state.epoch}, rows ${indices.slice(0, 16).join(", ")}${indices.length > 16 ? ", …" : ""}); ` +
+        `the last checkpoint in ${this.config.outputDir} is intact (onNonFinite: "skip" drops such updates instead)`,
+      "INVALID_ARGUMENT",
+      "trainer.train",
+    );
+  }
+
+  async #log(metrics: Metrics, step: number, epoch: number): Promise<Metrics> {
+    const line = { step, epoch, ...metrics };
+    await appendFile(path.join(this.config.outputDir, "metrics.jsonl"), JSON.stringify(line) + "\n");
+    if (this.config.logToConsole) {
+      const shown = Object.entries(metrics).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toPrecision(4)}`);
+      console.log(`[step ${step} epoch ${epoch.toFixed(2)}] ${shown.join(" ")}`);
+    }
+    this.emit("log", line);
+    return line;
+  }
+
+  /** After a resume, drops log lines past the checkpoint (they will be written again). */
+  async #truncateMetrics(step: number): Promise<void> {
+    const file = path.join(this.config.outputDir, "metrics.jsonl");
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch {
+      return;
+    }
+    const kept = text.split("\n").filter((line) => {
+      try {
+        return line !== "" && (JSON.parse(line) as { step: number }).step <= step;
+      } catch {
+        return false; // a line torn by a crash
+      }
+    });
+    await writeFileAtomic(file, kept.map((l) => l + "\n").join(""));
+  }
+}
