@@ -27,6 +27,8 @@ export interface ModelConfig {
   ropeHighFreqFactor: number;
   ropeOriginalMaxPositions: number;
   slidingWindow: number | null;
+  /** Layers from this index on use the sliding window (Qwen2's max_window_layers; 0 for Mistral). */
+  slidingWindowFromLayer: number;
   qkvBias: boolean;
   oBias: boolean;
   mlpBias: boolean;
@@ -57,6 +59,12 @@ class Fields {
     if (!this.has(key)) return fallback ?? this.fail(key, "a positive integer");
     const value = this.json[key];
     if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) this.fail(key, "a positive integer");
+    return value;
+  }
+  count(key: string, fallback: number): number {
+    if (!this.has(key)) return fallback;
+    const value = this.json[key];
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) this.fail(key, "a non-negative integer");
     return value;
   }
   number(key: string, fallback?: number): number {
@@ -127,6 +135,7 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
       tieWordEmbeddings: f.bool("tie_word_embeddings", true),
       ...noRope,
       slidingWindow: null,
+      slidingWindowFromLayer: 0,
       qkvBias: true,
       oBias: true,
       mlpBias: true,
@@ -178,7 +187,15 @@ export function parseModelConfig(json: unknown, file = "config.json"): ModelConf
     normEps: f.number("rms_norm_eps", 1e-6),
     tieWordEmbeddings: f.bool("tie_word_embeddings", false),
     ...rope,
-    slidingWindow: useSlidingWindow && f.has("sliding_window") ? f.int("sliding_window") : null,
+    // MistralConfig defaults sliding_window to 4096; an explicit null means full attention.
+    slidingWindow: !useSlidingWindow
+      ? null
+      : f.has("sliding_window")
+        ? f.int("sliding_window")
+        : modelType === "mistral" && !("sliding_window" in (json as Json))
+          ? 4096
+          : null,
+    slidingWindowFromLayer: qwen2 ? f.count("max_window_layers", 28) : 0,
     qkvBias: qwen2 || attentionBias,
     oBias: !qwen2 && attentionBias,
     mlpBias: f.bool("mlp_bias", false),

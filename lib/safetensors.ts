@@ -134,8 +134,8 @@ export interface LoadOptions {
 /** Loads every tensor of one safetensors file; float32 data on CPU is memory-mapped, not copied. */
 export async function loadSafetensors(file: string, options: LoadOptions = {}): Promise<Record<string, Tensor>> {
   const header = await readSafetensorsHeader(file);
-  const handles = await native.mapSafetensors(file, header.dataStart, header.records, options.dtype ?? null, options.device ?? null);
-  return Object.fromEntries(Object.entries(handles).map(([name, handle]) => [name, new Tensor(handle)]));
+  const pairs = await native.mapSafetensors(file, header.dataStart, header.records, options.dtype ?? null, options.device ?? null);
+  return Object.fromEntries(pairs.map(([name, handle]) => [name, new Tensor(handle)]));
 }
 
 /** The header bytes of a file holding `tensors` in this order: length prefix + JSON padded to 8. */

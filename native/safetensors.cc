@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -30,12 +31,12 @@ struct Record {
   uint64_t end = 0;
 };
 
-c10::ScalarType SafetensorsDType(const std::string& name, const std::string& tensor) {
+c10::ScalarType SafetensorsDType(const std::string& name, const std::string& tensor, const std::string& path) {
   static const std::map<std::string, c10::ScalarType> kTypes = {
       {"F32", at::kFloat}, {"F16", at::kHalf},  {"BF16", at::kBFloat16}, {"F64", at::kDouble},
       {"I64", at::kLong},  {"I32", at::kInt},   {"U8", at::kByte},       {"BOOL", at::kBool}};
   const auto found = kTypes.find(name);
-  if (found == kTypes.end()) throw SpinError(ErrorCode::kIO, "tensor '" + tensor + "' has unsupported dtype " + name);
+  if (found == kTypes.end()) throw SpinError(ErrorCode::kIO, path + ": tensor '" + tensor + "' has unsupported dtype " + name);
   return found->second;
 }
 
@@ -80,7 +81,7 @@ class Mapping {
   uint64_t size_ = 0;
 };
 
-std::vector<Record> ReadRecords(const Args& args, size_t i) {
+std::vector<Record> ReadRecords(const Args& args, size_t i, const std::string& path) {
   if (!args.present(i) || !args.at(i).IsArray()) args.Fail(i, "records", "an array of tensor records");
   const Napi::Array array = args.at(i).As<Napi::Array>();
   std::vector<Record> records;
@@ -95,17 +96,19 @@ std::vector<Record> ReadRecords(const Args& args, size_t i) {
     }
     Record record;
     record.name = name.As<Napi::String>().Utf8Value();
-    record.dtype = SafetensorsDType(dtype.As<Napi::String>().Utf8Value(), record.name);
+    record.dtype = SafetensorsDType(dtype.As<Napi::String>().Utf8Value(), record.name, path);
     const Napi::Array dims = shape.As<Napi::Array>();
     for (uint32_t d = 0; d < dims.Length(); ++d) {
       const double size = dims.Get(d).ToNumber().DoubleValue();
-      if (!(size >= 0) || size > 9.0e15 || size != static_cast<double>(static_cast<int64_t>(size))) {
-        throw SpinError(ErrorCode::kIO, "tensor '" + record.name + "' has an invalid shape");
+      if (!(size >= 0) || size > 9007199254740991.0 || size != static_cast<double>(static_cast<int64_t>(size))) {
+        throw SpinError(ErrorCode::kIO, path + ": tensor '" + record.name + "' has an invalid shape");
       }
       record.shape.push_back(static_cast<int64_t>(size));
     }
     const double b = begin.As<Napi::Number>().DoubleValue(), e = end.As<Napi::Number>().DoubleValue();
-    if (!(b >= 0) || !(e >= b) || e > 9.0e15) throw SpinError(ErrorCode::kIO, "tensor '" + record.name + "' has invalid data_offsets");
+    if (!(b >= 0) || !(e >= b) || e > 9007199254740991.0) {
+      throw SpinError(ErrorCode::kIO, path + ": tensor '" + record.name + "' has invalid data_offsets");
+    }
     record.begin = static_cast<uint64_t>(b);
     record.end = static_cast<uint64_t>(e);
     records.push_back(std::move(record));
@@ -140,7 +143,7 @@ Napi::Value MapSafetensors(const Napi::CallbackInfo& info) {
     const std::string path = args.String(0, "path");
     const int64_t data_start = args.Int(1, "dataStart");
     if (data_start < 8) throw SpinError(ErrorCode::kIO, path + ": data must start after the 8-byte header length");
-    std::vector<Record> records = ReadRecords(args, 2);
+    std::vector<Record> records = ReadRecords(args, 2, path);
     const auto dtype_name = args.OptionalString(3, "dtype");
     const auto device_name = args.OptionalString(4, "device");
     const std::optional<c10::ScalarType> target = dtype_name ? std::optional(ParseDType(*dtype_name)) : std::nullopt;
@@ -168,9 +171,16 @@ Napi::Value MapSafetensors(const Napi::CallbackInfo& info) {
           }
           return tensors;
         },
+        // [name, tensor] pairs: names from a file may be anything ("__proto__", NUL bytes), so
+        // they are never used as property keys here.
         [](Napi::Env env, Named& tensors) -> Napi::Value {
-          Napi::Object out = Napi::Object::New(env);
-          for (auto& [name, tensor] : tensors) out.Set(name, Tensor::Wrap(env, std::move(tensor)));
+          Napi::Array out = Napi::Array::New(env, tensors.size());
+          for (size_t i = 0; i < tensors.size(); ++i) {
+            Napi::Array pair = Napi::Array::New(env, 2);
+            pair.Set(0u, Napi::String::New(env, tensors[i].first));
+            pair.Set(1u, Tensor::Wrap(env, std::move(tensors[i].second)));
+            out.Set(static_cast<uint32_t>(i), pair);
+          }
           return out;
         });
   });
@@ -193,7 +203,8 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
     return RunAsync<bool>(
         info.Env(), args.call(), c10::Device(c10::kCPU),
         [path, header = std::move(header), tensors = std::move(tensors)]() {
-          const std::string temp = path + ".tmp-" + std::to_string(::getpid());
+          static std::atomic<uint64_t> counter{0};
+          const std::string temp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
           const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
           if (fd < 0) throw SpinError(ErrorCode::kIO, ErrnoText("cannot create", temp));
           auto fail = [&](const std::string& what) {

@@ -91,6 +91,7 @@ export interface NativeModelConfig {
   ropeHighFreqFactor: number;
   ropeOriginalMaxPositions: number;
   slidingWindow: number | null;
+  slidingWindowFromLayer: number;
   qkvBias: boolean;
   oBias: boolean;
   mlpBias: boolean;
@@ -208,7 +209,7 @@ export interface NativeBinding {
     records: SafetensorsRecordInput[],
     dtype: DType | null,
     device: string | null,
-  ): Promise<Record<string, NativeTensor>>;
+  ): Promise<[string, NativeTensor][]>;
   writeSafetensors(path: string, header: Uint8Array, tensors: NativeTensor[]): Promise<void>;
   createOptimizer(model: NativeModel, options: NativeOptimizerOptions): NativeOptimizer;
   spinTrainStep(

@@ -39,7 +39,9 @@ at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   const double head_dim = static_cast<double>(q.size(-1));
   at::Tensor scores = at::matmul(q, keys.transpose(-1, -2));
   scores = divide_by_sqrt ? scores.div(std::sqrt(head_dim)) : scores.mul(std::pow(head_dim, -0.5));
-  const at::Tensor weights = at::softmax(scores.add(mask), -1, at::kFloat).to(q.scalar_type());
+  // Softmax in float32 (float64 for float64 models), as transformers' eager attention.
+  const at::Tensor weights =
+      at::softmax(scores.add(mask), -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
   return at::matmul(weights, values);
 }
 

@@ -87,6 +87,11 @@ ModelConfig ReadModelConfig(const Napi::Object& object) {
   config.o_bias = read.Bool("oBias");
   config.mlp_bias = read.Bool("mlpBias");
   if (read.Has("slidingWindow")) config.sliding_window = read.PositiveInt("slidingWindow");
+  if (read.Has("slidingWindowFromLayer")) {
+    const double from = object.Get("slidingWindowFromLayer").ToNumber().DoubleValue();
+    if (!(from >= 0)) throw SpinError(ErrorCode::kInvalidArgument, "model config field 'slidingWindowFromLayer' must be >= 0");
+    config.sliding_window_from_layer = static_cast<int64_t>(from);
+  }
   const std::string scaling = read.String("ropeScaling");
   if (scaling == "none") {
     config.rope_scaling = RopeScaling::kNone;

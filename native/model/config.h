@@ -35,6 +35,7 @@ struct ModelConfig {
   double rope_high_freq_factor = 4.0;
   int64_t rope_original_max_positions = 8192;
   std::optional<int64_t> sliding_window;  // keys at distance >= window are masked
+  int64_t sliding_window_from_layer = 0;  // layers before this one attend fully
   bool qkv_bias = false;                  // q/k/v projections carry a bias (qwen2, llama attention_bias)
   bool o_bias = false;                    // o_proj carries a bias (llama attention_bias)
   bool mlp_bias = false;

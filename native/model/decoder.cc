@@ -167,7 +167,7 @@ void Decoder::Bind() {
     }
     layers_.push_back(std::move(layer));
   }
-  if (!gpt2) inverse_frequencies_ = RopeInverseFrequencies(config_, embed_.device());
+  if (!gpt2) inverse_frequencies_ = RopeInverseFrequencies(config_, embed_.device(), embed_.scalar_type());
 }
 
 at::Tensor Decoder::PositionsFromMask(const at::Tensor& attention_mask, int64_t queries) {
@@ -181,7 +181,8 @@ at::Tensor Decoder::Norm(const at::Tensor& x, const at::Tensor& weight, const at
   if (config_.architecture == Architecture::kGpt2) {
     return at::layer_norm(x, {x.size(-1)}, weight, bias, config_.norm_eps);
   }
-  const at::Tensor x32 = x.to(at::kFloat);
+  // float32 for 16-bit and float32 models (as transformers); float64 models stay float64.
+  const at::Tensor x32 = x.to(at::promote_types(x.scalar_type(), at::kFloat));
   const at::Tensor normed = x32.mul(at::rsqrt(x32.pow(2).mean(-1, true).add(config_.norm_eps)));
   return weight.mul(normed.to(x.scalar_type()));
 }
@@ -271,7 +272,10 @@ at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
 
   at::Tensor hidden = at::embedding(embed_, in.ids);
   if (config_.architecture == Architecture::kGpt2) hidden = hidden.add(at::embedding(positions_embed_, positions));
-  const at::Tensor mask = AttentionMask(in.attention_mask, past, tokens, config_.sliding_window, dtype());
+  const at::Tensor full_mask = AttentionMask(in.attention_mask, past, tokens, std::nullopt, dtype());
+  // Layers from sliding_window_from_layer on see only the window (Qwen2's max_window_layers).
+  const at::Tensor window_mask =
+      config_.sliding_window ? AttentionMask(in.attention_mask, past, tokens, config_.sliding_window, dtype()) : full_mask;
   at::Tensor rope_cos, rope_sin;
   if (config_.architecture == Architecture::kLlama) {
     const RopeTables tables = RopeTablesFor(inverse_frequencies_, positions, dtype());
@@ -280,6 +284,7 @@ at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
   }
   const bool checkpoint = in.checkpoint_layers && in.cache == nullptr && c10::GradMode::is_enabled();
   for (int64_t i = 0; i < config_.num_layers; ++i) {
+    const at::Tensor& mask = i >= config_.sliding_window_from_layer ? window_mask : full_mask;
     if (checkpoint) {
       // The block runs again in backward: it owns the decoder and its tensors.
       auto self = shared_from_this();

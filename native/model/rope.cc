@@ -6,10 +6,11 @@
 
 namespace spin {
 
-at::Tensor RopeInverseFrequencies(const ModelConfig& config, c10::Device device) {
+at::Tensor RopeInverseFrequencies(const ModelConfig& config, c10::Device device, c10::ScalarType model_dtype) {
   const int64_t dim = config.head_dim;
+  const c10::ScalarType compute = at::promote_types(model_dtype, at::kFloat);
   // 1 / theta^(2i/d), computed in float32 like transformers' default rope init.
-  at::Tensor exponents = at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat).div(static_cast<double>(dim));
+  at::Tensor exponents = at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong)).to(compute).div(static_cast<double>(dim));
   at::Tensor inverse = at::pow(config.rope_theta, exponents).reciprocal();
   if (config.rope_scaling == RopeScaling::kLinear) {
     inverse = inverse.div(config.rope_factor);
@@ -30,7 +31,7 @@ at::Tensor RopeInverseFrequencies(const ModelConfig& config, c10::Device device)
 }
 
 RopeTables RopeTablesFor(const at::Tensor& inverse_frequencies, const at::Tensor& positions, c10::ScalarType dtype) {
-  const at::Tensor angles = positions.to(at::kFloat).unsqueeze(-1).mul(inverse_frequencies);  // [B, T, d/2]
+  const at::Tensor angles = positions.to(inverse_frequencies.scalar_type()).unsqueeze(-1).mul(inverse_frequencies);  // [B, T, d/2]
   const at::Tensor doubled = at::cat({angles, angles}, -1).unsqueeze(1);                       // [B, 1, T, d]
   return {doubled.cos().to(dtype), doubled.sin().to(dtype)};
 }

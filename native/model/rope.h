@@ -9,8 +9,9 @@
 
 namespace spin {
 
-// [head_dim / 2] float32 inverse frequencies on `device`.
-at::Tensor RopeInverseFrequencies(const ModelConfig& config, c10::Device device);
+// [head_dim / 2] inverse frequencies on `device`: float32 as transformers computes them, or
+// float64 for a float64 model (a verification mode: float64 end to end).
+at::Tensor RopeInverseFrequencies(const ModelConfig& config, c10::Device device, c10::ScalarType model_dtype);
 
 struct RopeTables {
   at::Tensor cos;  // [B, 1, T, head_dim], in the model dtype
