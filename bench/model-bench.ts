@@ -92,3 +92,49 @@ async function tinyStepRow(): Promise<Row> {
 export async function threadRows(): Promise<Row[]> {
   return [await decodeRow(), await tinyStepRow()];
 }
+
+/** Runs one train-step configuration in a child process and reads its JSON row. */
+async function trainChild(shape: string, flags: string[]): Promise<Record<string, number | string>> {
+  const { execFileSync } = await import("node:child_process");
+  const { fileURLToPath } = await import("node:url");
+  const script = fileURLToPath(new URL("./train-step.js", import.meta.url));
+  const out = execFileSync(process.execPath, [script, shape, ...flags], { encoding: "utf8", maxBuffer: 1 << 20 });
+  return JSON.parse(out.trim().split("\n").at(-1)!) as Record<string, number | string>;
+}
+
+/** The SPIN train step on bench-tiny and bench-60m (with and without a live opponent). */
+export async function trainRows(matmulGflops: number): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const [shape, flags] of [["bench-tiny", []], ["bench-60m", []], ["bench-60m", ["--live-opponent"]]] as [string, string[]][]) {
+    const r = await trainChild(shape, flags);
+    rows.push({
+      name: String(r.name),
+      "s/step": Number(r.seconds),
+      "tokens/s": Number(r["tokens/s"]),
+      "GFLOP/s (6·P·tok)": Number(r.gflops),
+      "of peak": Number(r.gflops) / matmulGflops,
+      "GFLOP/s incl. attn": Number(r.gflopsWithAttention),
+      "peak RSS GiB": Number(r.peakRssBytes) / 2 ** 30,
+      "min GiB (w+g+opt)": Number(r.minimumBytes) / 2 ** 30,
+    });
+  }
+  return rows;
+}
+
+/** One SPIN step with gradient checkpointing for every benchmark shape, bench-1b included. */
+export async function scalingRows(): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const shape of ["bench-tiny", "bench-60m", "bench-250m", "bench-1b"]) {
+    const r = await trainChild(shape, ["--checkpoint"]);
+    rows.push({
+      name: shape,
+      params: Number(r.params),
+      "s/step": Number(r.seconds),
+      "tokens/s": Number(r["tokens/s"]),
+      "GFLOP/s (6·P·tok)": Number(r.gflops),
+      "peak RSS GiB": Number(r.peakRssBytes) / 2 ** 30,
+      "min GiB (w+g+opt)": Number(r.minimumBytes) / 2 ** 30,
+    });
+  }
+  return rows;
+}

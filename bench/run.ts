@@ -1,14 +1,15 @@
 // `npm run bench [workload ...]`: runs benchmarks, prints a table per workload and records
 // it under bench/results/<date>-<workload>.json. Workloads: machine, logprobs, load,
-// threads; default: machine logprobs load. The machine's limits are measured first in the
+// train, scaling (one checkpointed step per shape, bench-1b included: minutes), threads;
+// default: machine logprobs load train. The machine's limits are measured first in the
 // same run, so every ratio compares figures from one run.
 import { measureMachine } from "./machine.js";
-import { loadRows, logprobsRows, threadRows } from "./model-bench.js";
+import { loadRows, logprobsRows, scalingRows, threadRows, trainRows } from "./model-bench.js";
 import { type Row, machine, printTable, record } from "./report.js";
 
 const requested = process.argv.slice(2);
-const names = requested.length > 0 ? requested : ["machine", "logprobs", "load"];
-const known = ["machine", "logprobs", "load", "threads"];
+const names = requested.length > 0 ? requested : ["machine", "logprobs", "load", "train"];
+const known = ["machine", "logprobs", "load", "train", "scaling", "threads"];
 for (const name of names) {
   if (!known.includes(name)) {
     console.error(`unknown workload '${name}'; known: ${known.join(", ")}`);
@@ -22,6 +23,8 @@ const workloads: Record<string, () => Promise<Row[]>> = {
   logprobs: () => logprobsRows(limits.matmulGflops),
   load: loadRows,
   threads: threadRows,
+  train: () => trainRows(limits.matmulGflops),
+  scaling: scalingRows,
 };
 for (const name of names) {
   const rows = await workloads[name]!();

@@ -1,37 +1,15 @@
 // Hugging Face config.json → the normalised architecture settings the native decoder takes.
 // Defaults are those of the transformers config classes (LlamaConfig, MistralConfig,
 // Qwen2Config, GPT2Config), so a minimal config.json reads as transformers reads it.
+import type { NativeModelConfig } from "../types/native.js";
 import type { DType } from "./dtype.js";
 import { SpinNativeError } from "./errors.js";
 
-export type Architecture = "llama" | "gpt2";
+export type Architecture = NativeModelConfig["architecture"];
 
-/** What the native decoder needs, in one flat shape for every supported model_type. */
-export interface ModelConfig {
+/** What the native decoder needs (NativeModelConfig), plus what the checkpoint says of dtype and tokens. */
+export interface ModelConfig extends NativeModelConfig {
   modelType: "llama" | "mistral" | "qwen2" | "gpt2";
-  architecture: Architecture;
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  maxPositions: number;
-  normEps: number;
-  tieWordEmbeddings: boolean;
-  ropeTheta: number;
-  ropeScaling: "none" | "linear" | "llama3";
-  ropeFactor: number;
-  ropeLowFreqFactor: number;
-  ropeHighFreqFactor: number;
-  ropeOriginalMaxPositions: number;
-  slidingWindow: number | null;
-  /** Layers from this index on use the sliding window (Qwen2's max_window_layers; 0 for Mistral). */
-  slidingWindowFromLayer: number;
-  qkvBias: boolean;
-  oBias: boolean;
-  mlpBias: boolean;
   /** The checkpoint's torch_dtype, when it names one spin-native knows. */
   torchDtype: DType | null;
   bosTokenId: number | null;

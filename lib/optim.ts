@@ -1,22 +1,12 @@
 // The optimizer over a CausalLM's parameters (native/optim.cc): RMSprop, as the original
 // SPIN runs, or AdamW; PyTorch's update formulas; global grad-norm clipping.
-import type { NativeOptimizer } from "../types/native.js";
+import type { NativeOptimizer, NativeOptimizerOptions } from "../types/native.js";
 import type { CausalLM } from "./model.js";
 import { native } from "./native.js";
 import { Tensor } from "./tensor.js";
 
-export interface OptimizerOptions {
-  kind: "rmsprop" | "adamw";
-  /** RMSprop smoothing constant (default 0.99). */
-  alpha?: number;
-  /** AdamW betas (default 0.9, 0.999). */
-  beta1?: number;
-  beta2?: number;
-  /** Default 1e-8. */
-  eps?: number;
-  /** Default 0. */
-  weightDecay?: number;
-}
+/** Optimizer kind and hyper-parameters (RMSprop alpha 0.99, AdamW betas 0.9/0.999, eps 1e-8, weight decay 0 by default). */
+export type OptimizerOptions = NativeOptimizerOptions;
 
 export class Optimizer {
   readonly #native: NativeOptimizer;

@@ -141,6 +141,7 @@ export class SpinTrainer extends TrainingLoop<SpinConfig> {
           labelSmoothing: this.config.labelSmoothing,
           scale,
           checkpoint: this.config.gradientCheckpointing,
+          autocastBf16: this.config.bf16,
           backward,
         },
       );
@@ -197,7 +198,7 @@ export class SftTrainer extends TrainingLoop<TrainingConfig> {
         Tensor.handleOf(batch.ids),
         Tensor.handleOf(batch.attentionMask),
         Tensor.handleOf(batch.labels),
-        { scale, checkpoint: this.config.gradientCheckpointing, backward },
+        { scale, checkpoint: this.config.gradientCheckpointing, autocastBf16: this.config.bf16, backward },
       );
       return { loss: metrics.loss!, "response/tokens": metrics.tokens!, tokens: tokensOf(batch) };
     } finally {

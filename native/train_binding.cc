@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "async.h"
+#include "autocast.h"
 #include "errors.h"
 #include "instance.h"
 #include "logprobs.h"
@@ -86,11 +87,16 @@ Napi::Value SpinTrainStep(const Napi::CallbackInfo& info) {
     const double scale = OptionNumber(options, "scale", 1.0);
     batch.inputs.checkpoint_layers = OptionBool(options, "checkpoint", false);
     const bool backward = OptionBool(options, "backward", true);  // false: evaluation
+    const bool bf16 = OptionBool(options, "autocastBf16", false);
     return RunAsync<std::vector<std::pair<std::string, double>>>(
         info.Env(), args.call(), model->device(),
         [=]() {
           c10::AutoGradMode grad(backward);
-          const ResponseLogprobs policy = ComputeResponseLogprobs(*model, model->Hidden(batch.inputs), batch.labels);
+          ResponseLogprobs policy;
+          {
+            AutocastGuard autocast(model->device(), bf16);
+            policy = ComputeResponseLogprobs(*model, model->Hidden(batch.inputs), batch.labels);
+          }
           const at::Tensor tokens_real = policy.tokens.narrow(0, 0, pairs);
           const at::Tensor tokens_generated = policy.tokens.narrow(0, pairs, pairs);
           if (tokens_real.min().item<int64_t>() == 0 || tokens_generated.min().item<int64_t>() == 0) {
@@ -117,11 +123,16 @@ Napi::Value SftTrainStep(const Napi::CallbackInfo& info) {
     const double scale = OptionNumber(options, "scale", 1.0);
     batch.inputs.checkpoint_layers = OptionBool(options, "checkpoint", false);
     const bool backward = OptionBool(options, "backward", true);  // false: evaluation
+    const bool bf16 = OptionBool(options, "autocastBf16", false);
     return RunAsync<std::vector<std::pair<std::string, double>>>(
         info.Env(), args.call(), model->device(),
         [=]() {
           c10::AutoGradMode grad(backward);
-          const ResponseLogprobs policy = ComputeResponseLogprobs(*model, model->Hidden(batch.inputs), batch.labels);
+          ResponseLogprobs policy;
+          {
+            AutocastGuard autocast(model->device(), bf16);
+            policy = ComputeResponseLogprobs(*model, model->Hidden(batch.inputs), batch.labels);
+          }
           const double tokens = policy.tokens.sum().item<double>();
           if (tokens == 0) throw SpinError(ErrorCode::kInvalidArgument, "the batch has no label tokens");
           // Mean negative log-likelihood per response token, as transformers' causal-LM loss.

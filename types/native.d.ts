@@ -158,6 +158,8 @@ export interface NativeStepOptions {
   checkpoint?: boolean;
   /** false: forward and metrics only (evaluation). */
   backward?: boolean;
+  /** Run the forward under bf16 autocast (float32 master weights stay float32). */
+  autocastBf16?: boolean;
 }
 
 export interface SafetensorsRecordInput {

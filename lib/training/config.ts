@@ -38,6 +38,8 @@ export interface TrainingConfig {
   /** Keep only the newest N checkpoints (null: all). */
   saveTotalLimit: number | null;
   gradientCheckpointing: boolean;
+  /** bf16 autocast with float32 master weights (the original runs' setting on GPUs; on this CPU, slower than float32). */
+  bf16: boolean;
   maxLength: number;
   maxPromptLength: number;
   /** A non-finite loss or gradient: stop with an error ("error") or drop that update ("skip"). */
@@ -80,6 +82,7 @@ export const TRAINING_DEFAULTS: Omit<TrainingConfig, "outputDir"> = {
   saveSteps: 500,
   saveTotalLimit: null,
   gradientCheckpointing: false,
+  bf16: false,
   maxLength: 1024,
   maxPromptLength: 512,
   onNonFinite: "error",

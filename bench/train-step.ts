@@ -1,0 +1,94 @@
+// The SPIN train-step workload of BENCH.md, one configuration per process so peak RSS is
+// its own: `node dist/bench/train-step.js <shape> [--checkpoint] [--live-opponent]` prints
+// one JSON row. B pairs → 2B sequences [real; generated], prompt + response tokens, labels
+// −100 on prompts, sigmoid loss β 0.1, backward, clip 1.0, RMSprop step.
+import { readFileSync } from "node:fs";
+import { performance } from "node:perf_hooks";
+
+import { CausalLM, Optimizer, arange, noGrad, ones, randn, scope, zeros } from "../lib/index.js";
+import { native } from "../lib/native.js";
+import { Tensor } from "../lib/tensor.js";
+import { SHAPES, benchCheckpoint, parameterCount } from "./checkpoints.js";
+
+function peakRssBytes(): number {
+  const status = readFileSync("/proc/self/status", "utf8");
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+const [shapeName = "bench-tiny", ...flags] = process.argv.slice(2);
+const shape = SHAPES[shapeName];
+if (!shape) throw new Error(`unknown shape ${shapeName}`);
+const checkpoint = flags.includes("--checkpoint");
+const liveOpponent = flags.includes("--live-opponent");
+const repeats = Number(flags.find((f) => f.startsWith("--repeats="))?.slice(10) ?? (shapeName === "bench-1b" || shapeName === "bench-250m" ? 1 : 3));
+const tiny = shapeName === "bench-tiny";
+const pairs = tiny ? 8 : 2;
+const prompt = tiny ? 64 : 256;
+const response = tiny ? 64 : 256;
+const rows = 2 * pairs;
+const length = prompt + response;
+
+const dir = await benchCheckpoint(shapeName);
+const model = await CausalLM.load(dir);
+const opponent = liveOpponent ? await CausalLM.load(dir) : null;
+const optimizer = new Optimizer(model, { kind: "rmsprop" });
+
+const ids = scope(() => randn([rows, length]).abs().mul(shape.vocab / 4).floor().clamp(0, shape.vocab - 1).to("int64"));
+const mask = ones([rows, length], { dtype: "int64" });
+const labels = scope(() => {
+  const isResponse = arange(0, length).ge(prompt).unsqueeze(0).expand([rows, length]);
+  return isResponse.to("int64").mul(ids).add(isResponse.logicalNot().to("int64").mul(-100));
+});
+let opponentReal = zeros([pairs]);
+let opponentGenerated = zeros([pairs]);
+
+async function step(): Promise<void> {
+  if (opponent) {
+    const out = await noGrad(() => opponent.logprobs(ids, mask, labels));
+    opponentReal.dispose();
+    opponentGenerated.dispose();
+    opponentReal = out.sum.slice(0, 0, pairs).contiguous();
+    opponentGenerated = out.sum.slice(0, pairs).contiguous();
+    for (const t of Object.values(out)) t.dispose();
+  }
+  await native.spinTrainStep(
+    model.nativeHandle,
+    Tensor.handleOf(ids),
+    Tensor.handleOf(mask),
+    Tensor.handleOf(labels),
+    Tensor.handleOf(opponentReal),
+    Tensor.handleOf(opponentGenerated),
+    null,
+    { lossType: "sigmoid", beta: 0.1, checkpoint },
+  );
+  await optimizer.step(1e-7, 1.0);
+}
+
+const seconds: number[] = [];
+if (repeats > 1) await step(); // warm-up
+for (let i = 0; i < repeats; i++) {
+  const start = performance.now();
+  await step();
+  seconds.push((performance.now() - start) / 1000);
+}
+seconds.sort((a, b) => a - b);
+const median = seconds[Math.floor(seconds.length / 2)]!;
+const params = parameterCount(shape);
+const tokens = rows * length;
+// Attention adds 2·2·T² FLOPs per head dim per layer in forward (scores and values), ×3 with backward.
+const attention = 3 * 4 * shape.layers * shape.hidden * length * length * rows;
+const flops = (liveOpponent ? 8 : 6) * params * tokens;
+console.log(
+  JSON.stringify({
+    name: `${shapeName}${checkpoint ? " +ckpt" : ""}${liveOpponent ? " +live opp" : ""}`,
+    shape: shapeName,
+    params,
+    tokens,
+    seconds: median,
+    "tokens/s": tokens / median,
+    gflops: flops / median / 1e9,
+    gflopsWithAttention: (flops + attention) / median / 1e9,
+    peakRssBytes: peakRssBytes(),
+    minimumBytes: 3 * 4 * params,
+  }),
+);
