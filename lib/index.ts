@@ -63,3 +63,4 @@ export {
   type TrainResult,
   type TrainerEvents,
 } from "./trainer.js";
+export { type GenerateOptions, type GenerateResult, type Generation, type StreamedToken } from "./generation.js";

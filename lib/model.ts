@@ -5,6 +5,7 @@ import path from "node:path";
 
 import type { NativeKVCache, NativeModel } from "../types/native.js";
 import type { DType } from "./dtype.js";
+import { type GenerateOptions, type GenerateResult, type StreamedToken, generate, streamGenerate } from "./generation.js";
 import { SpinNativeError } from "./errors.js";
 import { writeDirAtomic, writeFileAtomic } from "./io/atomic.js";
 import { type ModelConfig, parseModelConfig } from "./model-config.js";
@@ -183,6 +184,20 @@ export class CausalLM implements Disposable {
       options.checkpoint ?? false,
     );
     return { sum: new Tensor(out.sum), tokens: new Tensor(out.tokens), logitMean: new Tensor(out.logitMean) };
+  }
+
+  /**
+   * Generates continuations of `prompts` (text with `options.tokenizer`, or token ids) in one
+   * left-padded batch, the whole decode loop in native code. Defaults come from
+   * generation_config.json.
+   */
+  generate(prompts: (string | number[])[], options: GenerateOptions = {}): Promise<GenerateResult> {
+    return generate(this, prompts, options);
+  }
+
+  /** {@link generate} as a stream of tokens (row, token) as they are produced. */
+  generateStream(prompts: (string | number[])[], options: GenerateOptions = {}): AsyncGenerator<StreamedToken, GenerateResult> {
+    return streamGenerate(this, prompts, options);
   }
 
   /** The parameters by Hugging Face name: live tensors (in-place updates change the model). Dispose the handles when done. */

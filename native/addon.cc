@@ -3,6 +3,7 @@
 
 #include "errors.h"
 #include "factories.h"
+#include "generate.h"
 #include "instance.h"
 #include "model/model_binding.h"
 #include "safetensors.h"
@@ -59,6 +60,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"createOptimizer", OptimizerHandle::Create},
       {"spinTrainStep", SpinTrainStep},
       {"sftTrainStep", SftTrainStep},
+      {"generate", Generate},
   };
   for (const auto& [name, callback] : functions) {
     exports.Set(name, Napi::Function::New(env, callback, name));

@@ -162,6 +162,31 @@ export interface NativeStepOptions {
   autocastBf16?: boolean;
 }
 
+export interface NativeGenerateOptions {
+  maxNewTokens: number;
+  doSample: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repetitionPenalty: number;
+  eosTokenIds: number[];
+  stopSequences: number[][];
+  padTokenId: number;
+  /** One seed per prompt row. */
+  seeds: number[];
+}
+
+export interface NativeGenerateResult {
+  /** New token ids per prompt row (EOS or stop tokens included when they ended the row). */
+  tokens: number[][];
+  finish: ("eos" | "stop" | "length")[];
+  prefillSeconds: number;
+  decodeSeconds: number;
+  /** Decode steps run (the longest row's new tokens). */
+  steps: number;
+}
+
 export interface SafetensorsRecordInput {
   name: string;
   dtype: string;
@@ -224,6 +249,12 @@ export interface NativeBinding {
     identical: NativeTensor | null,
     options: NativeStepOptions,
   ): Promise<Record<string, number>>;
+  generate(
+    model: NativeModel,
+    prompts: number[][],
+    options: NativeGenerateOptions,
+    onTokens?: (rows: number[], tokens: number[]) => void,
+  ): Promise<NativeGenerateResult>;
   sftTrainStep(
     model: NativeModel,
     ids: NativeTensor,
