@@ -138,3 +138,39 @@ export async function scalingRows(): Promise<Row[]> {
   }
   return rows;
 }
+
+/** Generation (BENCH.md): 64-token prompts, exactly 128 new tokens, greedy b=1 and b=32, sampling b=32. */
+export async function generateRows(limits: { matmulGflops: number; bandwidthGBs: number }): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const name of ["bench-tiny", "bench-60m"]) {
+    const shape = SHAPES[name]!;
+    const model = await CausalLM.load(await benchCheckpoint(name));
+    const params = parameterCount(shape);
+    const cases: [string, number, { doSample: boolean; topP?: number }][] = [
+      ["greedy b=1", 1, { doSample: false }],
+      ["greedy b=32", 32, { doSample: false }],
+      ["sample T=1 top-p 0.9 b=32", 32, { doSample: true, topP: 0.9 }],
+    ];
+    for (const [label, batch, sampling] of cases) {
+      const prompts = Array.from({ length: batch }, (_, r) => Array.from({ length: 64 }, (_, i) => ((r * 131 + i * 17) % (shape.vocab - 3)) + 3));
+      const run = () => model.generate(prompts, { maxNewTokens: 128, eosTokenIds: [], temperature: 1, topK: 0, ...sampling });
+      await run(); // warm-up
+      const result = await run();
+      const perToken = result.decodeSeconds / 127; // 127 decode steps after the prefill's token
+      const tokensPerSecond = (batch * 127) / result.decodeSeconds;
+      const row: Row = { name: `${name} ${label}`, "new tok/s": tokensPerSecond, "ms/step": perToken * 1000, "prefill s": result.prefillSeconds };
+      if (batch === 1) {
+        const bound = (params * 4) / (limits.bandwidthGBs * 1e9); // every weight read once per token
+        row["bound ms/tok"] = bound * 1000;
+        row["of bandwidth bound"] = bound / perToken;
+      } else {
+        const bound = (2 * params * batch) / (limits.matmulGflops * 1e9);
+        row["bound ms/step"] = bound * 1000;
+        row["of matmul bound"] = bound / perToken;
+      }
+      rows.push(row);
+    }
+    model.dispose();
+  }
+  return rows;
+}

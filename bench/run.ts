@@ -1,15 +1,15 @@
 // `npm run bench [workload ...]`: runs benchmarks, prints a table per workload and records
 // it under bench/results/<date>-<workload>.json. Workloads: machine, logprobs, load,
-// train, scaling (one checkpointed step per shape, bench-1b included: minutes), threads;
-// default: machine logprobs load train. The machine's limits are measured first in the
+// train, generate, scaling (one checkpointed step per shape, bench-1b included: minutes),
+// threads; default: machine logprobs load train generate. The machine's limits are measured first in the
 // same run, so every ratio compares figures from one run.
 import { measureMachine } from "./machine.js";
-import { loadRows, logprobsRows, scalingRows, threadRows, trainRows } from "./model-bench.js";
+import { generateRows, loadRows, logprobsRows, scalingRows, threadRows, trainRows } from "./model-bench.js";
 import { type Row, machine, printTable, record } from "./report.js";
 
 const requested = process.argv.slice(2);
-const names = requested.length > 0 ? requested : ["machine", "logprobs", "load", "train"];
-const known = ["machine", "logprobs", "load", "train", "scaling", "threads"];
+const names = requested.length > 0 ? requested : ["machine", "logprobs", "load", "train", "generate"];
+const known = ["machine", "logprobs", "load", "train", "generate", "scaling", "threads"];
 for (const name of names) {
   if (!known.includes(name)) {
     console.error(`unknown workload '${name}'; known: ${known.join(", ")}`);
@@ -25,6 +25,7 @@ const workloads: Record<string, () => Promise<Row[]>> = {
   threads: threadRows,
   train: () => trainRows(limits.matmulGflops),
   scaling: scalingRows,
+  generate: () => generateRows(limits),
 };
 for (const name of names) {
   const rows = await workloads[name]!();

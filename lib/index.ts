@@ -64,3 +64,16 @@ export {
   type TrainerEvents,
 } from "./trainer.js";
 export { type GenerateOptions, type GenerateResult, type Generation, type StreamedToken } from "./generation.js";
+export {
+  SelfPlayGenerator,
+  mergeFractions,
+  shuffledOrder,
+  spinInstructionPrompt,
+  type SelfPlayOptions,
+  type SelfPlayGeneratorInit,
+  type GeneratorEvents,
+  type GenerationProgress,
+  type GenerationBatch,
+  type GenerationSummary,
+  type MergeResult,
+} from "./generator.js";

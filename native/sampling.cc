@@ -1,8 +1,10 @@
 #include "sampling.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <limits>
+#include <mutex>
 
 #include "errors.h"
 
@@ -28,6 +30,27 @@ at::Tensor ApplyRepetitionPenalty(const at::Tensor& scores, const at::Tensor& se
   return at::where(seen, penalized, scores);
 }
 
+// transformers' TopPLogitsWarper: sorted ascending, the low tail whose cumulative mass is
+// <= 1 - top_p is removed (the top token always stays). Equivalently, in descending order a
+// token stays iff the mass ranked before it is < top_p — so when the top candidates already
+// hold top_p of the mass, only they need sorting.
+at::Tensor TopP(const at::Tensor& scores, double top_p) {
+  const int64_t vocab = scores.size(-1);
+  const int64_t candidates = std::min<int64_t>(vocab, 1024);
+  const at::Tensor probs = scores.softmax(-1);
+  auto [top, order] = probs.topk(candidates, -1, true, true);
+  const at::Tensor before = top.cumsum(-1).sub(top);  // mass ranked before each candidate
+  if (candidates < vocab && top.sum(-1).lt(top_p).any().item<bool>()) {
+    auto [sorted, ascending] = scores.sort(-1, false);
+    at::Tensor remove = sorted.softmax(-1).cumsum(-1).le(1 - top_p);
+    remove.narrow(-1, vocab - 1, 1).fill_(false);
+    return scores.masked_fill(remove.scatter(-1, ascending, remove), kFiltered);
+  }
+  at::Tensor keep = at::zeros_like(scores, scores.options().dtype(at::kBool));
+  keep.scatter_(-1, order, before.lt(top_p));
+  return scores.masked_fill(keep.logical_not(), kFiltered);
+}
+
 // Temperature, top-k, top-p and min-p as transformers' warpers (filtered entries become -inf).
 at::Tensor Warp(at::Tensor scores, const SamplingConfig& c) {
   if (c.temperature != 1.0) scores = scores.div(c.temperature);
@@ -36,14 +59,7 @@ at::Tensor Warp(at::Tensor scores, const SamplingConfig& c) {
     const at::Tensor kth = std::get<0>(scores.topk(c.top_k, -1)).narrow(-1, c.top_k - 1, 1);
     scores = scores.masked_fill(scores.lt(kth), kFiltered);
   }
-  if (c.top_p < 1.0) {
-    // Sorted ascending, drop the low tail whose mass is <= 1 - top_p; the top token stays.
-    auto [sorted, order] = scores.sort(-1, false);
-    const at::Tensor cumulative = sorted.softmax(-1).cumsum(-1);
-    at::Tensor remove = cumulative.le(1 - c.top_p);
-    remove.narrow(-1, vocab - 1, 1).fill_(false);
-    scores = scores.masked_fill(remove.scatter(-1, order, remove), kFiltered);
-  }
+  if (c.top_p < 1.0) scores = TopP(scores, c.top_p);
   if (c.min_p > 0.0) {
     const at::Tensor probs = scores.softmax(-1);
     const at::Tensor threshold = probs.amax(-1, true).mul(c.min_p);
@@ -63,14 +79,27 @@ at::Tensor ChooseNextTokens(const at::Tensor& logits, const SamplingConfig& conf
                             std::vector<at::Generator>& generators) {
   const at::Tensor scores = ApplyRepetitionPenalty(logits.to(at::kFloat), seen, config.repetition_penalty);
   if (config.greedy) return scores.argmax(-1);
-  const at::Tensor probs = Warp(scores, config).softmax(-1);
-  // The exponential race (argmax p / E, E ~ Exp(1)) draws exactly from p; each row's
-  // noise comes from its own CPU generator.
-  const int64_t rows = probs.size(0);
-  const int64_t vocab = probs.size(1);
-  at::Tensor noise = at::empty({rows, vocab}, at::TensorOptions().dtype(at::kFloat));
-  for (int64_t r = 0; r < rows; ++r) noise[r].exponential_(1.0, generators[r]);
-  return probs.div(noise.to(probs.device())).argmax(-1);
+  // Inverse CDF: one uniform per row from the row's own CPU generator, located in the row's
+  // cumulative distribution (float64, so no mass is lost to rounding over large vocabularies).
+  const at::Tensor cdf = Warp(scores, config).softmax(-1).to(at::kCPU, at::kDouble).cumsum(-1);
+  const int64_t rows = cdf.size(0);
+  const int64_t vocab = cdf.size(1);
+  at::Tensor targets = at::empty({rows, 1}, at::TensorOptions().dtype(at::kDouble));
+  auto target = targets.accessor<double, 2>();
+  const auto total = cdf.select(1, vocab - 1).contiguous();
+  const double* totals = total.data_ptr<double>();
+  for (int64_t r = 0; r < rows; ++r) {
+    auto* generator = at::check_generator<at::CPUGeneratorImpl>(generators[r]);
+    uint64_t bits;
+    {
+      std::lock_guard<std::mutex> lock(generators[r].mutex());
+      bits = generator->random64();
+    }
+    target[r][0] = static_cast<double>(bits >> 11) * 0x1.0p-53 * totals[r];  // uniform in [0, total)
+  }
+  // The first token whose cumulative mass exceeds the target: zero-probability tokens never win.
+  const at::Tensor chosen = at::searchsorted(cdf, targets, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(vocab - 1);
+  return chosen.to(logits.device());
 }
 
 }  // namespace spin

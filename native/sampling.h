@@ -1,7 +1,7 @@
 // Next-token choice from logits, with transformers' processors in transformers' order:
 // repetition penalty, then temperature, top-k, top-p, min-p; greedy or sampled. Sampling
-// uses one CPU generator per row, so a row's tokens depend on its seed alone, not on which
-// other rows share the batch or on the device.
+// draws from one CPU generator per row, so a row's tokens depend on its seed (and its own
+// logits) alone, not on which other rows share the batch or on the device.
 #pragma once
 
 #include <ATen/core/Generator.h>

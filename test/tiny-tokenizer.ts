@@ -2,7 +2,7 @@
 // tests, built with Tokenizer.fromJSON as in collator.test.ts. Its 35 ids fit the 64-token
 // vocabulary of the fixtures in fixtures.ts, so a fixture model can train on its output.
 // No chat_template in its config: the Zephyr default template applies, i.e.
-//   prompt   "<|system|>\n</s>\n<|user|>\n{x}</s>\n<|assistant|>\n"   (11 + |x| tokens)
+//   prompt   "<|system|>\n</s>\n<|user|>\n{x}</s>\n<|assistant|>\n"   (10 + |x| tokens)
 //   response "{y}</s>\n" + one appended EOS                            (|y| + 3 tokens)
 import type { ChatMessage, SpinRow } from "../lib/data/rows.js";
 import { Tokenizer } from "../lib/tokenizer.js";

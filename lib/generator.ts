@@ -1,0 +1,920 @@
+// Self-play generation (SPIN_SPEC.md, "Generation"): the current model answers every SFT
+// prompt, and each answer is paired with the ground truth as a SPIN row {real, generated}.
+//
+// What the original generate.py did, and what this does:
+// - Prompts are shuffled with seed 42 and cut into fractions: fraction k = shuffled rows
+//   [k·fracLen, (k+1)·fracLen) (fracLen 0 = all), so fractions can run on different machines
+//   and be merged back in order ({@link mergeFractions}). The shuffle is a seeded JS PRNG
+//   (mulberry32 + Fisher–Yates, {@link shuffledOrder}), NOT numpy's RandomState: the fractions
+//   are not the original's, but they are the same on every machine that runs spin-native.
+// - Decoding through model.generate (left padding, no BOS, the prompt sliced off, special
+//   tokens removed from the text, leading whitespace stripped); maxNewTokens 256 and the
+//   checkpoint's generation config (greedy by default) as the original.
+// - Prompt: the tokenizer's chat template with the generation prompt (promptFormat "chat", the
+//   default, the same text training uses) or the original's `"### Instruction: {x}\n\n### Response: "`
+//   (promptFormat "spin-instruction", x = the last user message).
+// - Sampling is seeded per row: row seed = seed + the row's index in the shuffled order, so a
+//   row's output does not depend on the fraction or on which rows share its batch.
+// - Output is resumable instead of appended blindly: a re-run skips rows already written, and a
+//   torn last line (a crash in the middle of a write) is detected and redone.
+//
+// Output layout under `<outDir>/<split>/`, for fraction k:
+// - `<split>-<k>.meta.json`: what produced the fraction (settings, a hash of the inputs and one
+//   of the model's weights, the row count, whether it is complete). A re-run with other inputs,
+//   settings or weights is refused instead of mixing outputs.
+// - jsonl: `<split>-<k>.jsonl`, one `{"real": [...], "generated": [...]}` per line, in the
+//   fraction's (shuffled) order, appended and fsynced as soon as a prefix of rows is complete.
+// - parquet: parquet files cannot be appended, so every flush writes a new file
+//   `<split>-<k>-<n>.parquet` (n = 00000, 00001, … in order; each written atomically) holding the
+//   next rows; the fraction is the concatenation of its files. Schema: `real` and `generated` as
+//   LIST<STRUCT<role: STRING, content: STRING>> (as the original's released datasets); message
+//   fields other than role and content are not stored.
+// {@link mergeFractions} concatenates fractions 0..k into `<outDir>/<split>.jsonl|parquet`.
+//
+// Batching: with lengthSortedBatching (default), rows are taken in windows of
+// batchSize × sortWindowBatches rows; inside a window, prompts are sorted by token length
+// (longest first) and cut into batches, so a batch holds prompts of similar length (less
+// padding). Results are written in the fraction's order: a window's rows reach the file when
+// the window's earlier rows are done, so a crash loses at most one window of work. Batches are
+// laid out from the fraction's start, independently of how far a previous run got, so a
+// resumed run puts every row in the same batch as an uninterrupted one.
+import { createHash } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { mkdir, open, readFile, readdir, rm, stat, truncate } from "node:fs/promises";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+
+import { parquetReadObjects } from "hyparquet";
+import { parquetWriteBuffer } from "hyparquet-writer";
+
+import { type ChatMessage, type SpinRow, toSpinRow } from "./data/rows.js";
+import { SpinNativeError } from "./errors.js";
+import type { Generation, GenerateOptions } from "./generation.js";
+import { writeFileAtomic } from "./io/atomic.js";
+import { scope } from "./memory.js";
+import type { CausalLM } from "./model.js";
+import type { SpinTextOptions, Tokenizer } from "./tokenizer.js";
+
+/** Options of {@link SelfPlayGenerator}. Defaults are the original generate.py's where it had the option. */
+export interface SelfPlayOptions {
+  /** Prompts per generate call (the original's per-device batch_size). Default 16. */
+  batchSize?: number;
+  /** Which fraction to generate (the original's data_frac). Default 0. */
+  dataFrac?: number;
+  /** Rows per fraction; 0 = every row in one fraction (the original's frac_len). Default 0. */
+  fracLen?: number;
+  /** Output subfolder and file prefix (the original's split). Default "train". */
+  split?: string;
+  /** Default 256 (the original's max_new_tokens). */
+  maxNewTokens?: number;
+  /**
+   * "chat" (default): the tokenizer's chat template over the prompt messages with the
+   * generation prompt ({@link Tokenizer.promptText}) — the text SPIN trains on.
+   * "spin-instruction": the original generator's `"### Instruction: {x}\n\n### Response: "`,
+   * x = the content of the last user message.
+   */
+  promptFormat?: "chat" | "spin-instruction";
+  /** Passed to {@link Tokenizer.promptText} for promptFormat "chat" (template choice, variables). */
+  promptTextOptions?: SpinTextOptions;
+  /** Sampling options of model.generate; unset ones come from the checkpoint's generation config (greedy by default). */
+  doSample?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  /** Row seed = seed + the row's index in the shuffled order (the same in every fraction and batch). Default 0. */
+  seed?: number;
+  /** Default: the checkpoint's EOS ids (as model.generate). */
+  eosTokenIds?: number[];
+  stopSequences?: (string | number[])[];
+  /** Batch prompts of similar token length together (results stay in input order). Default true. */
+  lengthSortedBatching?: boolean;
+  /** Batches per sorting window with lengthSortedBatching. Default 8. */
+  sortWindowBatches?: number;
+  /**
+   * Prompts with more than (the model's context − maxNewTokens) tokens: "error" (default)
+   * throws naming the row; "skip" leaves them out and counts them.
+   */
+  skipTooLong?: "error" | "skip";
+  /** Output format of {@link SelfPlayGenerator.run}. Default "jsonl". */
+  format?: "jsonl" | "parquet";
+  /** Seed of the prompt shuffle. Default 42 (the original's). */
+  shuffleSeed?: number;
+  /** Names the input in error messages (e.g. its file). */
+  inputName?: string;
+}
+
+export interface SelfPlayGeneratorInit {
+  model: CausalLM;
+  tokenizer: Tokenizer;
+  options?: SelfPlayOptions;
+}
+
+/** After every batch: where the fraction stands. */
+export interface GenerationProgress {
+  fraction: number;
+  /** Rows of the fraction done (written or yielded), those of earlier runs included. */
+  rows: number;
+  /** Rows of the fraction to generate (skipped ones excluded). */
+  total: number;
+  /** New tokens per second of wall time in this run. */
+  tokensPerSecond: number;
+  /** Seconds left at this run's pace (NaN before the first batch ends). */
+  etaSeconds: number;
+  elapsedSeconds: number;
+}
+
+/** One generate call. */
+export interface GenerationBatch {
+  fraction: number;
+  /** Index of the batch in the fraction's layout. */
+  batch: number;
+  rows: number;
+  /** Tokens of the longest prompt in the batch. */
+  promptTokens: number;
+  /** Left-padding tokens in the batch's prompt tensor. */
+  paddingTokens: number;
+  newTokens: number;
+  prefillSeconds: number;
+  decodeSeconds: number;
+  tokensPerSecond: number;
+}
+
+/** What a run did. Row statistics are over the rows produced by this run (not earlier runs). */
+export interface GenerationSummary {
+  fraction: number;
+  /** Rows of the fraction done after this run (earlier runs' rows included). */
+  rows: number;
+  /** Rows already written by earlier runs. */
+  resumedRows: number;
+  /** Rows produced by this run. */
+  generatedRows: number;
+  /** Prompts of the fraction left out (too long, with skipTooLong "skip"). */
+  skipped: number;
+  /** Their indices in the input. */
+  skippedRows: number[];
+  /** New tokens decoded by this run (rows regenerated to redo a window included). */
+  newTokens: number;
+  seconds: number;
+  /** Share of this run's rows that ended with an EOS token. */
+  eosRate: number;
+  /** Mean new tokens of this run's rows (the EOS or stop tokens included). */
+  meanGeneratedTokens: number;
+  finishReasons: { eos: number; stop: number; length: number };
+  /** Output files of the fraction (run() only). */
+  files: string[];
+}
+
+/** Payloads of the generator's events. */
+export interface GeneratorEvents {
+  progress: GenerationProgress;
+  batch: GenerationBatch;
+  done: GenerationSummary;
+}
+
+/** {@link mergeFractions}' result. */
+export interface MergeResult {
+  file: string;
+  rows: number;
+  fractions: number;
+  /** Whether the merged fractions hold every prompt of the input (skipped ones aside). */
+  complete: boolean;
+}
+
+const META_VERSION = 1;
+const CALL = "SelfPlayGenerator";
+
+function invalid(message: string, call = CALL): SpinNativeError {
+  return new SpinNativeError(message, "INVALID_ARGUMENT", call);
+}
+
+/** The original generator's prompt: `"### Instruction: {x}\n\n### Response: "`. */
+export function spinInstructionPrompt(x: string): string {
+  return `### Instruction: ${x}\n\n### Response: `;
+}
+
+/**
+ * The shuffled order of n prompts: a permutation of 0..n-1 from mulberry32(seed) and a
+ * Fisher–Yates shuffle. Not numpy's RandomState (the original's `dataset.shuffle(seed=42)`);
+ * it is the same on every machine, which is all fractions need.
+ */
+export function shuffledOrder(n: number, seed = 42): number[] {
+  let state = seed >>> 0;
+  const random = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
+}
+
+interface Resolved {
+  batchSize: number;
+  dataFrac: number;
+  fracLen: number;
+  split: string;
+  maxNewTokens: number;
+  promptFormat: "chat" | "spin-instruction";
+  promptTextOptions: SpinTextOptions;
+  sampling: Pick<GenerateOptions, "doSample" | "temperature" | "topK" | "topP" | "minP" | "repetitionPenalty" | "eosTokenIds" | "stopSequences">;
+  seed: number;
+  lengthSortedBatching: boolean;
+  sortWindowBatches: number;
+  skipTooLong: "error" | "skip";
+  format: "jsonl" | "parquet";
+  shuffleSeed: number;
+  inputName: string;
+}
+
+function resolveOptions(o: SelfPlayOptions): Resolved {
+  const int = (name: keyof SelfPlayOptions, value: number | undefined, fallback: number, min: number): number => {
+    const v = value ?? fallback;
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) throw invalid(`${CALL}: ${name} must be an integer >= ${min}, got ${String(value)}`);
+    return v;
+  };
+  const oneOf = <T extends string>(name: keyof SelfPlayOptions, value: T | undefined, allowed: readonly T[]): T => {
+    const v = value ?? allowed[0]!;
+    if (!allowed.includes(v)) throw invalid(`${CALL}: ${name} must be ${allowed.map((a) => `"${a}"`).join(" or ")}, got ${JSON.stringify(value)}`);
+    return v;
+  };
+  const split = o.split ?? "train";
+  if (typeof split !== "string" || !/^[A-Za-z0-9_][A-Za-z0-9_.]*$/.test(split)) {
+    throw invalid(`${CALL}: split must be a plain name (letters, digits, '_', '.'), got ${JSON.stringify(o.split)}`);
+  }
+  const fracLen = int("fracLen", o.fracLen, 0, 0);
+  const dataFrac = int("dataFrac", o.dataFrac, 0, 0);
+  if (fracLen === 0 && dataFrac !== 0) throw invalid(`${CALL}: dataFrac ${dataFrac} needs fracLen > 0 (fracLen 0 is one fraction holding every row)`);
+  return {
+    batchSize: int("batchSize", o.batchSize, 16, 1),
+    dataFrac,
+    fracLen,
+    split,
+    maxNewTokens: int("maxNewTokens", o.maxNewTokens, 256, 1),
+    promptFormat: oneOf("promptFormat", o.promptFormat, ["chat", "spin-instruction"] as const),
+    promptTextOptions: o.promptTextOptions ?? {},
+    sampling: {
+      doSample: o.doSample,
+      temperature: o.temperature,
+      topK: o.topK,
+      topP: o.topP,
+      minP: o.minP,
+      repetitionPenalty: o.repetitionPenalty,
+      eosTokenIds: o.eosTokenIds,
+      stopSequences: o.stopSequences,
+    },
+    seed: int("seed", o.seed, 0, 0),
+    lengthSortedBatching: o.lengthSortedBatching ?? true,
+    sortWindowBatches: int("sortWindowBatches", o.sortWindowBatches, 8, 1),
+    skipTooLong: oneOf("skipTooLong", o.skipTooLong, ["error", "skip"] as const),
+    format: oneOf("format", o.format, ["jsonl", "parquet"] as const),
+    shuffleSeed: int("shuffleSeed", o.shuffleSeed, 42, 0),
+    inputName: o.inputName ?? "rows",
+  };
+}
+
+/** A prompt of the fraction that will be generated. */
+interface PlannedRow {
+  /** Index among the fraction's generated rows (= its line in the output). */
+  kept: number;
+  /** Index in the shuffled order (the row's seed offset). */
+  global: number;
+  /** Index in the input. */
+  source: number;
+  row: SpinRow;
+  prompt: ChatMessage[];
+  ids: number[];
+}
+
+interface Plan {
+  fraction: number;
+  totalPrompts: number;
+  rows: PlannedRow[];
+  skipped: number[];
+  /** Windows of batches, from the fraction's start. */
+  windows: PlannedRow[][][];
+  windowSize: number;
+  /** Inputs, settings and model: equal across the fractions of one generation. */
+  runHash: string;
+  /** runHash + this fraction's prompts. */
+  fractionHash: string;
+}
+
+interface Completed {
+  planned: PlannedRow;
+  generated: SpinRow;
+  generation: Generation;
+}
+
+interface Meta {
+  kind: "spin-native self-play generation";
+  version: number;
+  split: string;
+  fraction: number;
+  fracLen: number;
+  totalPrompts: number;
+  rows: number;
+  skippedRows: number[];
+  format: "jsonl" | "parquet";
+  runHash: string;
+  fractionHash: string;
+  complete: boolean;
+}
+
+function sha256(parts: Iterable<string>): string {
+  const hash = createHash("sha256");
+  for (const part of parts) hash.update(part).update("\u0000");
+  return hash.digest("hex");
+}
+
+/**
+ * A fingerprint of the weights: config, dtype and 64 evenly spaced values of every parameter.
+ * Cheap, device independent, and different for the checkpoints of successive iterations.
+ */
+function modelFingerprint(model: CausalLM): string {
+  const parts: string[] = [JSON.stringify(model.config), JSON.stringify(model.generationConfig), model.dtype];
+  scope(() => {
+    const parameters = model.parameters();
+    for (const name of [...parameters.keys()].sort()) {
+      const t = parameters.get(name)!;
+      const numel = t.numel;
+      const flat = t.reshape([-1]);
+      const step = Math.max(1, Math.floor(numel / 64));
+      const sample = flat.slice(0, 0, null, step).slice(0, 0, 64).to({ device: "cpu", dtype: "float32" });
+      parts.push(`${name}:${t.shape.join("x")}:${Array.from(sample.toTypedArray() as Float32Array).join(",")}`);
+    }
+  });
+  return sha256(parts);
+}
+
+/** Messages as stored: copies, and only role and content for parquet. */
+function copyMessages(messages: readonly ChatMessage[]): ChatMessage[] {
+  return messages.map((m) => ({ ...m }));
+}
+
+function jsonlLine(row: SpinRow): string {
+  return JSON.stringify({ real: row.real, generated: row.generated }) + "\n";
+}
+
+const PARQUET_SCHEMA = (() => {
+  const column = (name: string) => [
+    { name, repetition_type: "OPTIONAL" as const, converted_type: "LIST" as const, num_children: 1 },
+    { name: "list", repetition_type: "REPEATED" as const, num_children: 1 },
+    { name: "element", repetition_type: "OPTIONAL" as const, num_children: 2 },
+    { name: "role", repetition_type: "OPTIONAL" as const, type: "BYTE_ARRAY" as const, converted_type: "UTF8" as const },
+    { name: "content", repetition_type: "OPTIONAL" as const, type: "BYTE_ARRAY" as const, converted_type: "UTF8" as const },
+  ];
+  return [{ name: "root", num_children: 2 }, ...column("real"), ...column("generated")];
+})();
+
+function parquetBytes(rows: readonly SpinRow[]): Uint8Array {
+  const plain = (messages: readonly ChatMessage[]) => messages.map((m) => ({ role: m.role, content: m.content }));
+  const buffer = parquetWriteBuffer({
+    columnData: [
+      { name: "real", data: rows.map((r) => plain(r.real)) },
+      { name: "generated", data: rows.map((r) => plain(r.generated)) },
+    ],
+    schema: PARQUET_SCHEMA,
+  });
+  return new Uint8Array(buffer);
+}
+
+function toArrayBuffer(bytes: Buffer): ArrayBuffer {
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+}
+
+/** The {real, generated} rows of a parquet file written by the generator (or any file with those columns). */
+async function readParquetRows(file: string): Promise<SpinRow[]> {
+  let buffer: ArrayBuffer;
+  try {
+    buffer = toArrayBuffer(await readFile(file));
+  } catch (error) {
+    throw new SpinNativeError(`cannot read ${file}: ${(error as Error).message}`, "IO", CALL);
+  }
+  let rows: Record<string, unknown>[];
+  try {
+    rows = await parquetReadObjects({ file: buffer, columns: ["real", "generated"] });
+  } catch (error) {
+    throw new SpinNativeError(`${file} is not a readable parquet file: ${(error as Error).message}`, "IO", CALL);
+  }
+  return rows.map((r, i) => toSpinRow(r, { file, row: i }));
+}
+
+async function appendDurably(file: string, text: string): Promise<void> {
+  const handle = await open(file, "a");
+  try {
+    await handle.write(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readJsonIfExists(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw new SpinNativeError(`cannot read ${file}: ${(error as Error).message}`, "IO", CALL);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new SpinNativeError(`${file} is not valid JSON`, "IO", CALL);
+  }
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** Parquet files of one fraction, in order; throws on a gap. */
+async function parquetParts(dir: string, split: string, fraction: number): Promise<string[]> {
+  const pattern = new RegExp(`^${escapeRegExp(split)}-${fraction}-(\\d{5,})\\.parquet$`);
+  const entries = await readdir(dir).catch(() => [] as string[]);
+  const parts = entries
+    .map((name) => ({ name, m: pattern.exec(name) }))
+    .filter((e) => e.m !== null)
+    .map((e) => ({ name: e.name, n: Number(e.m![1]) }))
+    .sort((a, b) => a.n - b.n);
+  parts.forEach((p, i) => {
+    if (p.n !== i) throw new SpinNativeError(`${dir}: ${split}-${fraction}-${String(i).padStart(5, "0")}.parquet is missing before ${p.name}`, "IO", CALL);
+  });
+  return parts.map((p) => path.join(dir, p.name));
+}
+
+function parquetPartName(split: string, fraction: number, n: number): string {
+  return `${split}-${fraction}-${String(n).padStart(5, "0")}.parquet`;
+}
+
+/** A fraction's output files. */
+class FractionOutput {
+  readonly meta: string;
+  readonly jsonl: string;
+  #parts = 0;
+
+  constructor(
+    readonly dir: string,
+    readonly split: string,
+    readonly fraction: number,
+    readonly format: "jsonl" | "parquet",
+  ) {
+    this.meta = path.join(dir, `${split}-${fraction}.meta.json`);
+    this.jsonl = path.join(dir, `${split}-${fraction}.jsonl`);
+  }
+
+  /** Whether the fraction has output rows on disk. */
+  async hasData(): Promise<boolean> {
+    if (this.format === "parquet") return (await parquetParts(this.dir, this.split, this.fraction)).length > 0;
+    return (await stat(this.jsonl).catch(() => null))?.size ? true : false;
+  }
+
+  async files(): Promise<string[]> {
+    return this.format === "jsonl" ? [this.jsonl] : parquetParts(this.dir, this.split, this.fraction);
+  }
+
+  /**
+   * Rows already written, checked against the plan (each must be the planned row's `real`);
+   * a torn last jsonl line is cut off. Returns how many rows are done.
+   */
+  async recover(plan: Plan): Promise<number> {
+    const expect = (rows: SpinRow[], file: string, first: number) => {
+      rows.forEach((row, i) => {
+        const planned = plan.rows[first + i];
+        if (planned === undefined) throw invalid(`${file}: holds more rows than the fraction's ${plan.rows.length}`);
+        if (JSON.stringify(plainReal(row.real)) !== JSON.stringify(plainReal(planned.row.real))) {
+          throw invalid(`${file}: row ${first + i} is not the fraction's row ${first + i} (input row ${planned.source}); the output belongs to other inputs`);
+        }
+      });
+    };
+    if (this.format === "parquet") {
+      // Stale temp files of an interrupted atomic write.
+      for (const name of await readdir(this.dir)) {
+        if (name.startsWith(`${this.split}-${this.fraction}-`) && name.includes(".parquet.tmp-")) await rm(path.join(this.dir, name), { force: true });
+      }
+      const parts = await parquetParts(this.dir, this.split, this.fraction);
+      let done = 0;
+      for (const part of parts) {
+        const rows = await readParquetRows(part);
+        expect(rows, part, done);
+        done += rows.length;
+      }
+      this.#parts = parts.length;
+      return done;
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(this.jsonl);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+      throw new SpinNativeError(`cannot read ${this.jsonl}: ${(error as Error).message}`, "IO", CALL);
+    }
+    let end = bytes.length;
+    if (end > 0 && bytes[end - 1] !== 0x0a) {
+      // A torn last line: keep the complete lines only.
+      end = bytes.lastIndexOf(0x0a) + 1;
+      await truncate(this.jsonl, end);
+      const handle = await open(this.jsonl, "r+");
+      await handle.sync().finally(() => handle.close());
+    }
+    const text = bytes.subarray(0, end).toString("utf8");
+    const lines = text.length === 0 ? [] : text.slice(0, -1).split("\n");
+    const rows = lines.map((line, i) => {
+      try {
+        return toSpinRow(JSON.parse(line), { file: this.jsonl, row: i });
+      } catch (error) {
+        if (error instanceof SpinNativeError) throw error;
+        throw new SpinNativeError(`${this.jsonl}: line ${i + 1} is not valid JSON`, "IO", CALL);
+      }
+    });
+    expect(rows, this.jsonl, 0);
+    return rows.length;
+  }
+
+  async append(rows: readonly SpinRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    if (this.format === "jsonl") {
+      await appendDurably(this.jsonl, rows.map(jsonlLine).join(""));
+    } else {
+      await writeFileAtomic(path.join(this.dir, parquetPartName(this.split, this.fraction, this.#parts)), parquetBytes(rows));
+      this.#parts++;
+    }
+  }
+}
+
+function plainReal(messages: readonly ChatMessage[]): { role: string; content: string }[] {
+  return messages.map((m) => ({ role: m.role, content: m.content }));
+}
+
+/**
+ * Self-play generation: the model answers the SFT prompts and each answer becomes a SPIN row
+ * `{real: [...prompt, ground truth], generated: [...prompt, the model's answer]}`.
+ *
+ * @example
+ * const generator = new SelfPlayGenerator({ model, tokenizer, options: { fracLen: 800, dataFrac: 2 } });
+ * generator.on("progress", (p) => console.log(`${p.rows}/${p.total}, eta ${p.etaSeconds.toFixed(0)} s`));
+ * await generator.run(sftRows, "data/iter0");        // data/iter0/train/train-2.jsonl (resumable)
+ * await mergeFractions("data/iter0", "train");       // data/iter0/train.jsonl
+ */
+export class SelfPlayGenerator {
+  readonly model: CausalLM;
+  readonly tokenizer: Tokenizer;
+  readonly options: Readonly<Resolved>;
+  readonly #events = new EventEmitter();
+  #modelHash: string | null = null;
+
+  constructor(init: SelfPlayGeneratorInit) {
+    if (!init || typeof init !== "object" || !init.model || !init.tokenizer) throw new TypeError(`${CALL}: expected {model, tokenizer, options?}`);
+    this.model = init.model;
+    this.tokenizer = init.tokenizer;
+    this.options = resolveOptions(init.options ?? {});
+  }
+
+  on<K extends keyof GeneratorEvents>(event: K, listener: (payload: GeneratorEvents[K]) => void): this {
+    this.#events.on(event, listener);
+    return this;
+  }
+
+  off<K extends keyof GeneratorEvents>(event: K, listener: (payload: GeneratorEvents[K]) => void): this {
+    this.#events.off(event, listener);
+    return this;
+  }
+
+  #emit<K extends keyof GeneratorEvents>(event: K, payload: GeneratorEvents[K]): void {
+    this.#events.emit(event, payload);
+  }
+
+  /** The prompt text of a row's prompt messages, as this generator renders it. */
+  promptText(prompt: readonly ChatMessage[]): string {
+    if (this.options.promptFormat === "spin-instruction") {
+      const lastUser = [...prompt].reverse().find((m) => m.role === "user");
+      if (lastUser === undefined) throw invalid(`${CALL}: the prompt has no user turn`);
+      return spinInstructionPrompt(lastUser.content);
+    }
+    return this.tokenizer.promptText(prompt, this.options.promptTextOptions);
+  }
+
+  /** Converts and checks the input, shuffles it, cuts the fraction, tokenizes its prompts. */
+  #plan(sftRows: readonly unknown[]): Plan {
+    const o = this.options;
+    if (!Array.isArray(sftRows)) throw new TypeError(`${CALL}: rows must be an array`);
+    if (sftRows.length === 0) throw invalid(`${CALL}: no prompts: the input (${o.inputName}) is empty`);
+    const converted = sftRows.map((raw, i) => {
+      const row = toSpinRow(raw, { file: o.inputName, row: i });
+      const prompt = row.real.slice(0, -1);
+      if (!prompt.some((m) => m.role === "user")) throw invalid(`${o.inputName}: row ${i}: the prompt has no user turn`);
+      return row;
+    });
+    const n = converted.length;
+    const order = shuffledOrder(n, o.shuffleSeed);
+    const start = o.fracLen === 0 ? 0 : o.dataFrac * o.fracLen;
+    const end = o.fracLen === 0 ? n : Math.min(n, start + o.fracLen);
+    if (start >= n) throw invalid(`${CALL}: fraction ${o.dataFrac} is empty: ${n} prompts hold ${Math.ceil(n / o.fracLen)} fractions of ${o.fracLen}`);
+
+    const context = this.model.config.maxPositions;
+    const limit = context - o.maxNewTokens;
+    const vocab = this.model.config.vocabSize;
+    const rows: PlannedRow[] = [];
+    const skipped: number[] = [];
+    for (let global = start; global < end; global++) {
+      const source = order[global]!;
+      const row = converted[source]!;
+      const prompt = row.real.slice(0, -1);
+      const where = `${o.inputName}: row ${source}`;
+      let text: string;
+      try {
+        text = this.promptText(prompt);
+      } catch (error) {
+        if (error instanceof SpinNativeError) throw invalid(`${where}: ${error.message}`);
+        throw error;
+      }
+      const ids = this.tokenizer.encode(text, { addSpecialTokens: false });
+      if (ids.length === 0) throw invalid(`${where}: the prompt renders to no tokens`);
+      const outside = ids.find((id) => id >= vocab);
+      if (outside !== undefined) throw invalid(`${where}: the prompt holds token id ${outside}, outside the model's vocabulary of ${vocab} (tokenizer and model do not match)`);
+      if (ids.length > limit) {
+        if (o.skipTooLong === "skip") {
+          skipped.push(source);
+          continue;
+        }
+        throw invalid(
+          `${where}: the prompt is ${ids.length} tokens, more than the model's context of ${context} positions minus maxNewTokens ${o.maxNewTokens} ` +
+            `(= ${Math.max(0, limit)}); lower maxNewTokens or pass skipTooLong: "skip"`,
+        );
+      }
+      rows.push({ kept: rows.length, global, source, row, prompt, ids });
+    }
+
+    const windowSize = o.lengthSortedBatching ? o.batchSize * o.sortWindowBatches : o.batchSize;
+    const windows: PlannedRow[][][] = [];
+    for (let w = 0; w < rows.length; w += windowSize) {
+      const window = rows.slice(w, w + windowSize);
+      if (o.lengthSortedBatching) window.sort((a, b) => b.ids.length - a.ids.length || a.kept - b.kept);
+      const batches: PlannedRow[][] = [];
+      for (let b = 0; b < window.length; b += o.batchSize) batches.push(window.slice(b, b + o.batchSize));
+      windows.push(batches);
+    }
+
+    this.#modelHash ??= modelFingerprint(this.model);
+    const settings = {
+      version: META_VERSION,
+      shuffleSeed: o.shuffleSeed,
+      fracLen: o.fracLen,
+      maxNewTokens: o.maxNewTokens,
+      promptFormat: o.promptFormat,
+      promptTextOptions: o.promptTextOptions,
+      sampling: o.sampling,
+      seed: o.seed,
+      skipTooLong: o.skipTooLong,
+    };
+    const runHash = sha256([JSON.stringify(settings), this.#modelHash, ...converted.map((r) => JSON.stringify(r))]);
+    const fractionHash = sha256([runHash, String(o.dataFrac), ...rows.map((r) => `${r.source}:${r.ids.join(",")}`), `skipped:${skipped.join(",")}`]);
+    return { fraction: o.dataFrac, totalPrompts: n, rows, skipped, windows, windowSize, runHash, fractionHash };
+  }
+
+  /**
+   * Generates the planned rows from kept index `startKept` on, batch by batch; yields the rows
+   * that are complete in order (every row before them done) as soon as they are.
+   */
+  async *#drive(plan: Plan, startKept: number, stats: RunStats): AsyncGenerator<Completed[]> {
+    const o = this.options;
+    const t0 = performance.now();
+    let next = startKept;
+    let generatedSinceStart = 0;
+    let batchIndex = 0;
+    const generateOptions: GenerateOptions = { ...o.sampling, tokenizer: this.tokenizer, maxNewTokens: o.maxNewTokens };
+    for (let w = Math.floor(startKept / plan.windowSize); w < plan.windows.length; w++) {
+      const done = new Map<number, Completed>();
+      batchIndex = w * Math.ceil(plan.windowSize / o.batchSize);
+      for (const batch of plan.windows[w]!) {
+        const index = batchIndex++;
+        if (batch.every((r) => r.kept < startKept)) continue;
+        const result = await this.model.generate(
+          batch.map((r) => r.ids),
+          { ...generateOptions, seeds: batch.map((r) => o.seed + r.global) },
+        );
+        const longest = Math.max(...batch.map((r) => r.ids.length));
+        stats.newTokens += result.newTokens;
+        this.#emit("batch", {
+          fraction: plan.fraction,
+          batch: index,
+          rows: batch.length,
+          promptTokens: longest,
+          paddingTokens: batch.reduce((sum, r) => sum + longest - r.ids.length, 0),
+          newTokens: result.newTokens,
+          prefillSeconds: result.prefillSeconds,
+          decodeSeconds: result.decodeSeconds,
+          tokensPerSecond: result.tokensPerSecond,
+        });
+        batch.forEach((planned, i) => {
+          const generation = result.generations[i]!;
+          const generated: SpinRow = {
+            real: copyMessages(planned.row.real),
+            generated: [...copyMessages(planned.prompt), { role: "assistant", content: generation.text ?? "" }],
+          };
+          done.set(planned.kept, { planned, generated, generation });
+          if (planned.kept >= startKept) generatedSinceStart++;
+        });
+        const flush: Completed[] = [];
+        for (let c = done.get(next); c !== undefined; c = done.get(next)) {
+          flush.push(c);
+          done.delete(next);
+          next++;
+        }
+        if (flush.length > 0) {
+          for (const c of flush) stats.add(c.generation);
+          yield flush;
+        }
+        const elapsed = (performance.now() - t0) / 1000;
+        this.#emit("progress", {
+          fraction: plan.fraction,
+          rows: next,
+          total: plan.rows.length,
+          tokensPerSecond: stats.newTokens / Math.max(elapsed, 1e-9),
+          etaSeconds: generatedSinceStart === 0 ? Number.NaN : ((plan.rows.length - startKept - generatedSinceStart) * elapsed) / generatedSinceStart,
+          elapsedSeconds: elapsed,
+        });
+      }
+    }
+  }
+
+  /**
+   * The fraction's SPIN rows, in the fraction's (shuffled) order, as they are generated. Writes
+   * nothing; the iterator's return value is the summary (also sent as the "done" event).
+   */
+  async *rows(sftRows: readonly unknown[]): AsyncGenerator<SpinRow, GenerationSummary> {
+    const plan = this.#plan(sftRows);
+    const stats = new RunStats();
+    const t0 = performance.now();
+    for await (const chunk of this.#drive(plan, 0, stats)) {
+      for (const c of chunk) yield c.generated;
+    }
+    const summary = stats.summary(plan, 0, (performance.now() - t0) / 1000, []);
+    this.#emit("done", summary);
+    return summary;
+  }
+
+  /**
+   * Generates the fraction into `<outDir>/<split>/` (see the file header for the layout),
+   * resuming where an earlier run of the same fraction stopped.
+   *
+   * @throws SpinNativeError `INVALID_ARGUMENT` for bad input (no rows, a row without a user
+   *   turn, a prompt too long for the context, naming the row) or when the folder holds output
+   *   of other inputs, settings or weights; `IO` for unreadable output.
+   */
+  async run(sftRows: readonly unknown[], outDir: string): Promise<GenerationSummary> {
+    const o = this.options;
+    const t0 = performance.now();
+    const plan = this.#plan(sftRows);
+    const dir = path.join(outDir, o.split);
+    await mkdir(dir, { recursive: true });
+    const output = new FractionOutput(dir, o.split, plan.fraction, o.format);
+    const meta: Meta = {
+      kind: "spin-native self-play generation",
+      version: META_VERSION,
+      split: o.split,
+      fraction: plan.fraction,
+      fracLen: o.fracLen,
+      totalPrompts: plan.totalPrompts,
+      rows: plan.rows.length,
+      skippedRows: plan.skipped,
+      format: o.format,
+      runHash: plan.runHash,
+      fractionHash: plan.fractionHash,
+      complete: false,
+    };
+    const existing = (await readJsonIfExists(output.meta)) as Meta | null;
+    if (existing !== null) {
+      const why =
+        existing.format !== meta.format
+          ? `it is ${existing.format}, this run writes ${meta.format}`
+          : existing.fractionHash !== meta.fractionHash
+            ? "it was generated from other inputs, settings or model weights"
+            : null;
+      if (why !== null) throw invalid(`${CALL}: ${output.meta}: cannot resume fraction ${plan.fraction}: ${why}; use another output folder or remove it`);
+    } else if (await output.hasData()) {
+      throw invalid(`${CALL}: ${dir} holds output of fraction ${plan.fraction} without its ${path.basename(output.meta)}; use another output folder or remove it`);
+    }
+    const resumed = await output.recover(plan);
+    if (existing === null || existing.complete !== (resumed === plan.rows.length)) {
+      await writeFileAtomic(output.meta, JSON.stringify({ ...meta, complete: resumed === plan.rows.length }, null, 2) + "\n");
+    }
+    const stats = new RunStats();
+    let done = resumed;
+    for await (const chunk of this.#drive(plan, resumed, stats)) {
+      await output.append(chunk.map((c) => c.generated));
+      done += chunk.length;
+    }
+    if (done !== plan.rows.length) throw new SpinNativeError(`${CALL}: internal error: ${done} of ${plan.rows.length} rows written`, "TORCH", CALL);
+    if (existing === null || !existing.complete) await writeFileAtomic(output.meta, JSON.stringify({ ...meta, complete: true }, null, 2) + "\n");
+    const summary = stats.summary(plan, resumed, (performance.now() - t0) / 1000, await output.files());
+    this.#emit("done", summary);
+    return summary;
+  }
+}
+
+class RunStats {
+  newTokens = 0;
+  rows = 0;
+  tokens = 0;
+  finish = { eos: 0, stop: 0, length: 0 };
+
+  add(generation: Generation): void {
+    this.rows++;
+    this.tokens += generation.tokens.length;
+    this.finish[generation.finishReason]++;
+  }
+
+  summary(plan: Plan, resumed: number, seconds: number, files: string[]): GenerationSummary {
+    return {
+      fraction: plan.fraction,
+      rows: resumed + this.rows,
+      resumedRows: resumed,
+      generatedRows: this.rows,
+      skipped: plan.skipped.length,
+      skippedRows: [...plan.skipped],
+      newTokens: this.newTokens,
+      seconds,
+      eosRate: this.rows === 0 ? 0 : this.finish.eos / this.rows,
+      meanGeneratedTokens: this.rows === 0 ? 0 : this.tokens / this.rows,
+      finishReasons: { ...this.finish },
+      files,
+    };
+  }
+}
+
+/**
+ * Concatenates fractions 0..k of a split, in order, into one file (written atomically):
+ * `<outDir>/<split>.jsonl` or `.parquet` (the fractions' format) unless `options.output` names
+ * another. Every fraction from 0 to the highest present must be complete and come from the
+ * same inputs, settings and weights.
+ *
+ * @throws SpinNativeError `INVALID_ARGUMENT` for a missing or incomplete fraction or fractions
+ *   of different runs; `IO` for unreadable files.
+ */
+export async function mergeFractions(outDir: string, split = "train", options: { output?: string } = {}): Promise<MergeResult> {
+  const call = "mergeFractions";
+  const dir = path.join(outDir, split);
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (error) {
+    throw new SpinNativeError(`${call}: cannot read ${dir}: ${(error as Error).message}`, "IO", call);
+  }
+  const pattern = new RegExp(`^${escapeRegExp(split)}-(\\d+)\\.meta\\.json$`);
+  const fractions = entries
+    .map((name) => pattern.exec(name))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
+  if (fractions.length === 0) throw invalid(`${call}: ${dir} holds no generated fractions of split '${split}'`, call);
+  const metas: Meta[] = [];
+  for (let k = 0; k <= fractions[fractions.length - 1]!; k++) {
+    if (fractions[k] !== k) throw invalid(`${call}: fraction ${k} of split '${split}' is missing in ${dir}`, call);
+    const meta = (await readJsonIfExists(path.join(dir, `${split}-${k}.meta.json`))) as Meta;
+    if (!meta.complete) throw invalid(`${call}: fraction ${k} of split '${split}' is incomplete; run it again to finish it`, call);
+    if (metas.length > 0 && (meta.runHash !== metas[0]!.runHash || meta.format !== metas[0]!.format)) {
+      throw invalid(`${call}: fraction ${k} was generated from other inputs, settings, weights or format than fraction 0`, call);
+    }
+    metas.push(meta);
+  }
+  const format = metas[0]!.format;
+  const file = options.output ?? path.join(outDir, `${split}.${format}`);
+  let rows = 0;
+  if (format === "jsonl") {
+    const chunks: Buffer[] = [];
+    for (const [k, meta] of metas.entries()) {
+      const part = path.join(dir, `${split}-${k}.jsonl`);
+      const bytes = await readFile(part).catch((error: Error) => {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT" && meta.rows === 0) return Buffer.alloc(0);
+        throw new SpinNativeError(`${call}: cannot read ${part}: ${error.message}`, "IO", call);
+      });
+      const lines = bytes.length === 0 ? 0 : bytes.toString("utf8").split("\n").length - 1;
+      if (lines !== meta.rows || (bytes.length > 0 && bytes[bytes.length - 1] !== 0x0a)) {
+        throw invalid(`${call}: ${part} holds ${lines} rows, its meta says ${meta.rows}; run the fraction again to repair it`, call);
+      }
+      rows += lines;
+      chunks.push(bytes);
+    }
+    await writeFileAtomic(file, Buffer.concat(chunks));
+  } else {
+    const all: SpinRow[] = [];
+    for (const [k, meta] of metas.entries()) {
+      const before = all.length;
+      for (const part of await parquetParts(dir, split, k)) all.push(...(await readParquetRows(part)));
+      if (all.length - before !== meta.rows) throw invalid(`${call}: fraction ${k} holds ${all.length - before} rows, its meta says ${meta.rows}`, call);
+    }
+    rows = all.length;
+    await writeFileAtomic(file, parquetBytes(all));
+  }
+  const covered = metas[0]!.fracLen === 0 ? metas[0]!.totalPrompts : Math.min(metas[0]!.totalPrompts, metas.length * metas[0]!.fracLen);
+  return { file, rows, fractions: metas.length, complete: covered === metas[0]!.totalPrompts };
+}
