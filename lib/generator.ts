@@ -9,7 +9,8 @@
 //   are not the original's, but they are the same on every machine that runs spin-native.
 // - Decoding through model.generate (left padding, no BOS, the prompt sliced off, special
 //   tokens removed from the text, leading whitespace stripped); maxNewTokens 256 and the
-//   checkpoint's generation config (greedy by default) as the original.
+//   checkpoint's generation config (greedy by default) as the original. Beyond it: stop
+//   sequences (removed from the answer unless keepStopSequences).
 // - Prompt: the tokenizer's chat template with the generation prompt (promptFormat "chat", the
 //   default, the same text training uses) or the original's `"### Instruction: {x}\n\n### Response: "`
 //   (promptFormat "spin-instruction", x = the last user message).
@@ -87,7 +88,13 @@ export interface SelfPlayOptions {
   seed?: number;
   /** Default: the checkpoint's EOS ids (as model.generate). */
   eosTokenIds?: number[];
+  /** A row also ends when its tokens end with one of these (strings are encoded without special tokens). */
   stopSequences?: (string | number[])[];
+  /**
+   * Keep the stop sequence that ended a row at the end of its text. Default false: it is
+   * removed (as vLLM does), e.g. a "### Instruction" the model starts after its answer.
+   */
+  keepStopSequences?: boolean;
   /** Batch prompts of similar token length together (results stay in input order). Default true. */
   lengthSortedBatching?: boolean;
   /** Batches per sorting window with lengthSortedBatching. Default 8. */
@@ -226,6 +233,9 @@ interface Resolved {
   promptTextOptions: SpinTextOptions;
   sampling: Pick<GenerateOptions, "doSample" | "temperature" | "topK" | "topP" | "minP" | "repetitionPenalty" | "eosTokenIds" | "stopSequences">;
   seed: number;
+  keepStopSequences: boolean;
+  /** Token ids of the stop sequences (as model.generate encodes them). */
+  stopIds: number[][];
   lengthSortedBatching: boolean;
   sortWindowBatches: number;
   skipTooLong: "error" | "skip";
@@ -234,7 +244,7 @@ interface Resolved {
   inputName: string;
 }
 
-function resolveOptions(o: SelfPlayOptions): Resolved {
+function resolveOptions(o: SelfPlayOptions, tokenizer: Tokenizer): Resolved {
   const int = (name: keyof SelfPlayOptions, value: number | undefined, fallback: number, min: number): number => {
     const v = value ?? fallback;
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) throw invalid(`${CALL}: ${name} must be an integer >= ${min}, got ${String(value)}`);
@@ -271,6 +281,8 @@ function resolveOptions(o: SelfPlayOptions): Resolved {
       stopSequences: o.stopSequences,
     },
     seed: int("seed", o.seed, 0, 0),
+    keepStopSequences: o.keepStopSequences ?? false,
+    stopIds: (o.stopSequences ?? []).map((q) => (typeof q === "string" ? tokenizer.encode(q, { addSpecialTokens: false }) : [...q])),
     lengthSortedBatching: o.lengthSortedBatching ?? true,
     sortWindowBatches: int("sortWindowBatches", o.sortWindowBatches, 8, 1),
     skipTooLong: oneOf("skipTooLong", o.skipTooLong, ["error", "skip"] as const),
@@ -298,13 +310,11 @@ interface Plan {
   totalPrompts: number;
   rows: PlannedRow[];
   skipped: number[];
+  /** Every input row, converted (in input order). */
+  converted: SpinRow[];
   /** Windows of batches, from the fraction's start. */
   windows: PlannedRow[][][];
   windowSize: number;
-  /** Inputs, settings and model: equal across the fractions of one generation. */
-  runHash: string;
-  /** runHash + this fraction's prompts. */
-  fractionHash: string;
 }
 
 interface Completed {
@@ -569,13 +579,12 @@ export class SelfPlayGenerator {
   readonly tokenizer: Tokenizer;
   readonly options: Readonly<Resolved>;
   readonly #events = new EventEmitter();
-  #modelHash: string | null = null;
 
   constructor(init: SelfPlayGeneratorInit) {
     if (!init || typeof init !== "object" || !init.model || !init.tokenizer) throw new TypeError(`${CALL}: expected {model, tokenizer, options?}`);
     this.model = init.model;
     this.tokenizer = init.tokenizer;
-    this.options = resolveOptions(init.options ?? {});
+    this.options = resolveOptions(init.options ?? {}, init.tokenizer);
   }
 
   on<K extends keyof GeneratorEvents>(event: K, listener: (payload: GeneratorEvents[K]) => void): this {
@@ -602,6 +611,17 @@ export class SelfPlayGenerator {
     return this.tokenizer.promptText(prompt, this.options.promptTextOptions);
   }
 
+  /** The answer's text: model.generate's (special tokens removed, leading whitespace stripped), less the stop sequence that ended it. */
+  #answerText(generation: Generation): string {
+    if (generation.finishReason !== "stop" || this.options.keepStopSequences) return generation.text ?? "";
+    const t = generation.tokens;
+    const stop = this.options.stopIds
+      .filter((q) => q.length > 0 && q.length <= t.length && q.every((id, i) => t[t.length - q.length + i] === id))
+      .sort((a, b) => b.length - a.length)[0];
+    if (stop === undefined) return generation.text ?? "";
+    return this.tokenizer.decode(t.slice(0, t.length - stop.length), { skipSpecialTokens: true }).trimStart();
+  }
+
   /** Converts and checks the input, shuffles it, cuts the fraction, tokenizes its prompts. */
   #plan(sftRows: readonly unknown[]): Plan {
     const o = this.options;
@@ -621,6 +641,7 @@ export class SelfPlayGenerator {
 
     const context = this.model.config.maxPositions;
     const limit = context - o.maxNewTokens;
+    if (limit < 1) throw invalid(`${CALL}: maxNewTokens ${o.maxNewTokens} leaves no room for a prompt in the model's context of ${context} positions`);
     const vocab = this.model.config.vocabSize;
     const rows: PlannedRow[] = [];
     const skipped: number[] = [];
@@ -663,7 +684,15 @@ export class SelfPlayGenerator {
       windows.push(batches);
     }
 
-    this.#modelHash ??= modelFingerprint(this.model);
+    return { fraction: o.dataFrac, totalPrompts: n, converted, rows, skipped, windows, windowSize };
+  }
+
+  /**
+   * What identifies the output: `run` is equal for every fraction of one generation (settings,
+   * every input row's `real`, the weights as they are now), `fraction` adds this fraction's prompts.
+   */
+  #hashes(plan: Plan): { run: string; fraction: string } {
+    const o = this.options;
     const settings = {
       version: META_VERSION,
       shuffleSeed: o.shuffleSeed,
@@ -674,10 +703,11 @@ export class SelfPlayGenerator {
       sampling: o.sampling,
       seed: o.seed,
       skipTooLong: o.skipTooLong,
+      keepStopSequences: o.keepStopSequences,
     };
-    const runHash = sha256([JSON.stringify(settings), this.#modelHash, ...converted.map((r) => JSON.stringify(r))]);
-    const fractionHash = sha256([runHash, String(o.dataFrac), ...rows.map((r) => `${r.source}:${r.ids.join(",")}`), `skipped:${skipped.join(",")}`]);
-    return { fraction: o.dataFrac, totalPrompts: n, rows, skipped, windows, windowSize, runHash, fractionHash };
+    const run = sha256([JSON.stringify(settings), modelFingerprint(this.model), ...plan.converted.map((r) => JSON.stringify(r.real))]);
+    const fraction = sha256([run, String(plan.fraction), ...plan.rows.map((r) => `${r.source}:${r.ids.join(",")}`), `skipped:${plan.skipped.join(",")}`]);
+    return { run, fraction };
   }
 
   /**
@@ -718,7 +748,7 @@ export class SelfPlayGenerator {
           const generation = result.generations[i]!;
           const generated: SpinRow = {
             real: copyMessages(planned.row.real),
-            generated: [...copyMessages(planned.prompt), { role: "assistant", content: generation.text ?? "" }],
+            generated: [...copyMessages(planned.prompt), { role: "assistant", content: this.#answerText(generation) }],
           };
           done.set(planned.kept, { planned, generated, generation });
           if (planned.kept >= startKept) generatedSinceStart++;
@@ -774,6 +804,7 @@ export class SelfPlayGenerator {
     const o = this.options;
     const t0 = performance.now();
     const plan = this.#plan(sftRows);
+    const hashes = this.#hashes(plan);
     const dir = path.join(outDir, o.split);
     await mkdir(dir, { recursive: true });
     const output = new FractionOutput(dir, o.split, plan.fraction, o.format);
@@ -787,8 +818,8 @@ export class SelfPlayGenerator {
       rows: plan.rows.length,
       skippedRows: plan.skipped,
       format: o.format,
-      runHash: plan.runHash,
-      fractionHash: plan.fractionHash,
+      runHash: hashes.run,
+      fractionHash: hashes.fraction,
       complete: false,
     };
     const existing = (await readJsonIfExists(output.meta)) as Meta | null;
@@ -804,9 +835,14 @@ export class SelfPlayGenerator {
       throw invalid(`${CALL}: ${dir} holds output of fraction ${plan.fraction} without its ${path.basename(output.meta)}; use another output folder or remove it`);
     }
     const resumed = await output.recover(plan);
-    if (existing === null || existing.complete !== (resumed === plan.rows.length)) {
-      await writeFileAtomic(output.meta, JSON.stringify({ ...meta, complete: resumed === plan.rows.length }, null, 2) + "\n");
-    }
+    // The meta file says "complete" only while the data is: false before the first new row.
+    let onDisk: boolean | null = existing?.complete ?? null;
+    const writeMeta = async (complete: boolean) => {
+      if (onDisk === complete) return;
+      await writeFileAtomic(output.meta, JSON.stringify({ ...meta, complete }, null, 2) + "\n");
+      onDisk = complete;
+    };
+    await writeMeta(resumed === plan.rows.length);
     const stats = new RunStats();
     let done = resumed;
     for await (const chunk of this.#drive(plan, resumed, stats)) {
@@ -814,7 +850,7 @@ export class SelfPlayGenerator {
       done += chunk.length;
     }
     if (done !== plan.rows.length) throw new SpinNativeError(`${CALL}: internal error: ${done} of ${plan.rows.length} rows written`, "TORCH", CALL);
-    if (existing === null || !existing.complete) await writeFileAtomic(output.meta, JSON.stringify({ ...meta, complete: true }, null, 2) + "\n");
+    await writeMeta(true);
     const summary = stats.summary(plan, resumed, (performance.now() - t0) / 1000, await output.files());
     this.#emit("done", summary);
     return summary;

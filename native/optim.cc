@@ -28,7 +28,7 @@ StepResult Optimizer::Step(double lr, double max_grad_norm) {
   StepResult result;
   std::vector<at::Tensor> norms;
   for (const auto& [name, p] : parameters_) {
-    if (p.grad().defined()) norms.push_back(p.grad().norm(2).to(at::kFloat));
+    if (p.grad().defined()) norms.push_back(p.grad().norm(2).to(at::kDouble));
   }
   if (norms.empty()) throw SpinError(ErrorCode::kInvalidArgument, "optimizer step without gradients (no backward ran)");
   result.grad_norm = at::stack(norms).norm(2).item<double>();

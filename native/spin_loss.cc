@@ -19,7 +19,11 @@ SpinLossResult SpinLoss(const PairLogprobs& p, const SpinLossConfig& config, con
   if (!(config.beta > 0)) throw SpinError(ErrorCode::kInvalidArgument, "beta must be positive");
   const at::Tensor policy_ratio = p.policy_real.sub(p.policy_generated);
   const at::Tensor opponent_ratio = p.opponent_real.sub(p.opponent_generated);
-  const at::Tensor delta = policy_ratio.sub(opponent_ratio);
+  at::Tensor delta = policy_ratio.sub(opponent_ratio);
+  // An identical pair's two rows cancel only up to rounding; pin its Δ to 0 so its gradient
+  // is exactly zero, as the method says.
+  const at::Tensor same = identical.defined() ? identical.to(at::kBool).to(delta.device()) : at::Tensor();
+  if (same.defined()) delta = at::where(same, at::zeros_like(delta), delta);
   const double beta = config.beta;
   at::Tensor losses;
   switch (config.type) {
@@ -41,7 +45,14 @@ SpinLossResult SpinLoss(const PairLogprobs& p, const SpinLossConfig& config, con
 
   const at::Tensor real_rewards = p.policy_real.sub(p.opponent_real).detach().mul(beta).to(at::kDouble);
   const at::Tensor generated_rewards = p.policy_generated.sub(p.opponent_generated).detach().mul(beta).to(at::kDouble);
-  const at::Tensor correct = real_rewards.gt(generated_rewards).to(at::kDouble);
+  // Strictly greater, beyond float32 resolution: the same sequence scored in two differently
+  // composed batches differs in the last bits, and such ties count as wrong (so step 0 gives
+  // exactly 0 however the opponent's pass was batched). Identical pairs never count.
+  const at::Tensor magnitude = at::stack({p.policy_real, p.policy_generated, p.opponent_real, p.opponent_generated})
+                                   .detach().abs().sum(0).to(at::kDouble);
+  at::Tensor decided = real_rewards.sub(generated_rewards).gt(magnitude.mul(1e-5 * beta));
+  if (same.defined()) decided = decided.logical_and(same.logical_not());
+  const at::Tensor correct = decided.to(at::kDouble);
   auto mean = [](const at::Tensor& t) { return t.numel() == 0 ? 0.0 : t.to(at::kDouble).mean().item<double>(); };
   auto per_token = [](const at::Tensor& sum, const at::Tensor& tokens) {
     const double count = tokens.to(at::kDouble).sum().item<double>();
@@ -58,8 +69,8 @@ SpinLossResult SpinLoss(const PairLogprobs& p, const SpinLossConfig& config, con
       {"logits/real", per_token(logit_sum_real, tokens_real)},
       {"logits/generated", per_token(logit_sum_generated, tokens_generated)},
   };
-  if (identical.defined()) {
-    const at::Tensor distinct = identical.to(at::kBool).logical_not().to(correct.device());
+  if (same.defined()) {
+    const at::Tensor distinct = same.logical_not();
     const double distinct_count = distinct.to(at::kDouble).sum().item<double>();
     result.metrics.push_back({"pairs/identical", 1.0 - distinct_count / std::max<double>(1, static_cast<double>(distinct.numel()))});
     result.metrics.push_back({"rewards/accuracies_distinct",

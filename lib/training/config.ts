@@ -115,7 +115,21 @@ export function resolveConfig<T extends TrainingConfig>(defaults: Omit<T, "outpu
   if (!["linear", "cosine", "constant", "constant_with_warmup"].includes(config.lrSchedulerType)) fail("lrSchedulerType", "linear, cosine, constant or constant_with_warmup");
   if (!["epoch", "steps", "no"].includes(config.saveStrategy)) fail("saveStrategy", "epoch, steps or no");
   if (!["error", "skip"].includes(config.onNonFinite)) fail("onNonFinite", "error or skip");
+  const inRange = (field: keyof TrainingConfig, low: number, high: number, lowOpen: boolean, highOpen: boolean) => {
+    const v = config[field] as number;
+    const ok = typeof v === "number" && (lowOpen ? v > low : v >= low) && (highOpen ? v < high : v <= high);
+    if (!ok) fail(field, `in ${lowOpen ? "(" : "["}${low}, ${high}${highOpen ? ")" : "]"}`);
+  };
+  inRange("adamBeta1", 0, 1, false, true);
+  inRange("adamBeta2", 0, 1, false, true);
+  inRange("rmspropAlpha", 0, 1, false, true);
+  inRange("adamEpsilon", 0, Infinity, false, true);
+  inRange("weightDecay", 0, Infinity, false, true);
+  if (config.warmupSteps !== null && (!Number.isInteger(config.warmupSteps) || config.warmupSteps < 0)) fail("warmupSteps", "a non-negative integer or null");
+  if (config.evalSteps !== null && (!Number.isInteger(config.evalSteps) || config.evalSteps < 1)) fail("evalSteps", "a positive integer or null");
+  if (config.saveTotalLimit !== null && (!Number.isInteger(config.saveTotalLimit) || config.saveTotalLimit < 1)) fail("saveTotalLimit", "a positive integer or null");
   const spin = config as Partial<SpinConfig>;
+  if (spin.labelSmoothing !== undefined && !(spin.labelSmoothing >= 0 && spin.labelSmoothing < 0.5)) fail("labelSmoothing", "in [0, 0.5)");
   if (spin.beta !== undefined && !(spin.beta > 0)) fail("beta", "a positive number");
   if (spin.lossType !== undefined && !["sigmoid", "hinge", "ipo"].includes(spin.lossType)) fail("lossType", "sigmoid, hinge or ipo");
   return config;

@@ -122,7 +122,8 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
     const stepsPerEpoch = Math.ceil(rows.length / perUpdate);
     const totalSteps = c.maxSteps > 0 ? c.maxSteps : c.numTrainEpochs * stepsPerEpoch;
     const warmup = c.warmupSteps ?? warmupSteps(totalSteps, c.warmupRatio);
-    const lastEpoch = Math.min(c.stopAfterEpochs ?? c.numTrainEpochs, c.maxSteps > 0 ? Infinity : c.numTrainEpochs);
+    // maxSteps > 0 runs as many epochs as those updates need (HF's max_steps).
+    const lastEpoch = c.stopAfterEpochs ?? (c.maxSteps > 0 ? Infinity : c.numTrainEpochs);
 
     this.optimizer ??= new Optimizer(this.model, {
       kind: c.optim,
@@ -200,7 +201,8 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
         if (c.evalSteps && options.evalRows && state.globalStep % c.evalSteps === 0) {
           this.emit("eval", { ...(await this.evaluate(options.evalRows)), step: state.globalStep, epoch });
         }
-        if (state.stepInEpoch === stepsPerEpoch) {
+        const epochDone = state.stepInEpoch === stepsPerEpoch;
+        if (epochDone) {
           state.epoch++;
           state.stepInEpoch = 0;
           if (c.saveStrategy === "epoch") await checkpoint();
@@ -210,10 +212,13 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
           await checkpoint();
           return { globalStep: state.globalStep, epoch, aborted: true, metrics: lastLogged };
         }
+        if (epochDone) break; // the next epoch has its own order
       }
     }
     const epoch = state.epoch + state.stepInEpoch / stepsPerEpoch;
-    if (!averager.empty) lastLogged = await this.#log(averager.take(), state.globalStep, epoch);
+    if (!averager.empty) {
+      lastLogged = await this.#log({ ...averager.take(), "tokens/s": tokens / ((performance.now() - since) / 1000) }, state.globalStep, epoch);
+    }
     if (c.saveStrategy === "steps" && state.globalStep % c.saveSteps !== 0) await checkpoint();
     return { globalStep: state.globalStep, epoch, aborted: false, metrics: lastLogged };
   }

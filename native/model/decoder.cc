@@ -28,6 +28,25 @@ std::string ShapeText(c10::IntArrayRef shape) {
   return out.str();
 }
 
+// x @ Wᵀ + b (weight [out, in], as nn.Linear). A single row goes through matrix-vector
+// (gemv): OpenBLAS 0.3.21 would otherwise pack the whole weight for a one-row GEMM, which
+// triples the memory traffic of batch-1 decoding.
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (x.numel() != x.size(-1)) return at::linear(x, weight, bias);
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = weight.size(0);
+  at::Tensor out = bias.defined() ? at::addmv(bias, weight, x.reshape({-1})) : at::mv(weight, x.reshape({-1}));
+  return out.view(shape);
+}
+
+// x @ W + b with a Conv1D weight [in, out] (GPT-2), with the same one-row path.
+at::Tensor Conv1D(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = weight.size(1);
+  if (x.numel() == x.size(-1)) return at::addmv(bias, weight.t(), x.reshape({-1})).view(shape);
+  return at::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(shape);
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, Shape>> ExpectedParameters(const ModelConfig& c) {
@@ -197,12 +216,12 @@ at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor
   at::Tensor x = Norm(hidden, L.norm1_weight, L.norm1_bias);
   at::Tensor q, k, v;
   if (gpt2) {
-    const auto qkv = at::addmm(L.qkv_bias, x.reshape({-1, x.size(-1)}), L.qkv).view({batch, tokens, -1}).chunk(3, -1);
+    const auto qkv = Conv1D(x, L.qkv, L.qkv_bias).chunk(3, -1);
     q = qkv[0], k = qkv[1], v = qkv[2];
   } else {
-    q = at::linear(x, L.q, L.q_bias);
-    k = at::linear(x, L.k, L.k_bias);
-    v = at::linear(x, L.v, L.v_bias);
+    q = Linear(x, L.q, L.q_bias);
+    k = Linear(x, L.k, L.k_bias);
+    v = Linear(x, L.v, L.v_bias);
   }
   q = q.view({batch, tokens, -1, head_dim}).transpose(1, 2);
   k = k.view({batch, tokens, -1, head_dim}).transpose(1, 2);
@@ -223,19 +242,17 @@ at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor
   at::Tensor attended = Attention(q, k, v, mask, gpt2).transpose(1, 2).reshape({batch, tokens, -1});
   at::Tensor out;
   if (gpt2) {
-    out = at::addmm(L.proj_bias, attended.reshape({-1, attended.size(-1)}), L.proj).view({batch, tokens, -1});
+    out = Conv1D(attended, L.proj, L.proj_bias);
   } else {
-    out = at::linear(attended, L.o, L.o_bias);
+    out = Linear(attended, L.o, L.o_bias);
   }
   at::Tensor h = hidden.add(out);
 
   x = Norm(h, L.norm2_weight, L.norm2_bias);
   if (gpt2) {
-    const at::Tensor flat = x.reshape({-1, x.size(-1)});
-    const at::Tensor inner = at::gelu(at::addmm(L.fc_bias, flat, L.fc), "tanh");
-    out = at::addmm(L.fc_out_bias, inner, L.fc_out).view({batch, tokens, -1});
+    out = Conv1D(at::gelu(Conv1D(x, L.fc, L.fc_bias), "tanh"), L.fc_out, L.fc_out_bias);
   } else {
-    out = at::linear(at::silu(at::linear(x, L.gate, L.gate_bias)).mul(at::linear(x, L.up, L.up_bias)), L.down, L.down_bias);
+    out = Linear(at::silu(Linear(x, L.gate, L.gate_bias)).mul(Linear(x, L.up, L.up_bias)), L.down, L.down_bias);
   }
   return h.add(out);
 }
@@ -301,7 +318,7 @@ at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
   return Norm(hidden, final_norm_weight_, final_norm_bias_);
 }
 
-at::Tensor Decoder::Project(const at::Tensor& hidden) const { return at::linear(hidden, lm_head_); }
+at::Tensor Decoder::Project(const at::Tensor& hidden) const { return Linear(hidden, lm_head_, at::Tensor()); }
 
 KVCache* Decoder::NewCache(int64_t batch, int64_t capacity) const {
   if (batch < 1 || capacity < 1) throw SpinError(ErrorCode::kInvalidArgument, "KV cache batch and capacity must be positive");
