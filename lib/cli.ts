@@ -1,51 +1,220 @@
 #!/usr/bin/env node
-// The spin-native command line. Commands arrive with the issues that build them: today
-// `info` (runtime and BLAS configuration) and `demo` (announces the SPIN demo).
-import { runtimeInfo, tensor } from "./index.js";
+// The spin-native command line: generate | train | sft | iterate | convert | eval | demo | info.
+// Run configs use the original SPIN config.yaml keys (lib/cli-config.ts), with --key=value
+// overrides; unknown keys are errors that name the nearest valid key.
+import path from "node:path";
 
-const HELP = `spin-native <command>
+import { loadRunConfig, numberKey, type RawConfig, stringKey, trainingFields } from "./cli-config.js";
+import { resolveSplitFiles } from "./data/dataset-files.js";
+import { readRows, readSpinRows } from "./data/dataset-read.js";
+import { convertDataset } from "./data/dataset-write.js";
+import { mixDatasets } from "./data/mixer.js";
+import { formatDemoTable, runDemo } from "./demo/run.js";
+import { SpinNativeError } from "./errors.js";
+import { SelfPlayGenerator, type SelfPlayOptions } from "./generator.js";
+import { CausalLM, type LoadModelOptions } from "./model.js";
+import { runPipeline } from "./pipeline.js";
+import { createProgress } from "./progress.js";
+import { writeReport } from "./report.js";
+import { runtimeInfo, setNumThreads } from "./runtime.js";
+import { Tokenizer } from "./tokenizer.js";
+import { SftTrainer, SpinTrainer, type SpinConfig } from "./trainer.js";
+import type { DType } from "./dtype.js";
 
-Commands:
-  info     libtorch version, threads, BLAS build and CUDA devices
-  demo     the SPIN demo on the embedded tiny model and data (coming with the pipeline)
-  help     this text
-`;
+const USAGE: Record<string, string> = {
+  generate: `spin-native generate [config.yaml] --model_name_or_path=DIR --input=DATA --output_dir=DIR [--split=train --batch_size=16 --frac_len=0 --data_frac=0 --max_new_tokens=256 --prompt_format=chat|spin-instruction --do_sample=false --temperature=1 --top_p=1 --format=jsonl|parquet]
+  Self-play generation: answers every SFT prompt of DATA with the model and writes SPIN rows {real, generated} to <output_dir>/<split>/. Resumable.`,
+  train: `spin-native train config.yaml [--key=value ...]
+  SPIN training of model_name_or_path on dataset_mixer ({path: fraction}) with the original config keys (beta, learning_rate, optim, num_train_epochs, per_device_train_batch_size, gradient_accumulation_steps, max_length, max_prompt_length, lr_scheduler_type, warmup_ratio, seed, output_dir, save_strategy, logging_steps, …). Resumes from the newest checkpoint in output_dir; the final model is written to output_dir/model.`,
+  sft: `spin-native sft config.yaml [--key=value ...]
+  Supervised fine-tuning on the real responses of dataset_mixer (same keys as train).`,
+  iterate: `spin-native iterate config.yaml [--key=value ...]
+  The SPIN loop: iterations × (generate with θt → mix with t−1 → train θt+1). Keys: model_name_or_path, dataset_mixer (SFT data), iterations, output_dir (the run folder), iteration_schedule ([{learning_rate, beta, num_train_epochs}, …]), previous_fraction, generation keys (batch_size, max_new_tokens, prompt_format, do_sample, …) and training keys. Re-running resumes at the exact stage; report.html is written after every stage.`,
+  convert: `spin-native convert FROM TO
+  Converts a dataset between jsonl, json and parquet (by extension), in the original's schema.`,
+  eval: `spin-native eval [config.yaml] --model_name_or_path=DIR --input=DATA [--split=test --opponent=DIR]
+  Held-out metrics: mean NLL of the real responses; with --opponent, the SPIN metrics against it.`,
+  demo: `spin-native demo [--out=DIR] [--iterations=3]
+  The SPIN demo on the embedded tiny model and data: SFT θ0 → SPIN iterations → table of held-out exact match, mean log-prob of the ground truth and reward margins, against continued SFT with the same number of updates.`,
+  info: `spin-native info
+  libtorch version, threads, BLAS build and CUDA devices.`,
+};
 
-function info(): void {
-  const runtime = runtimeInfo();
-  const check = tensor([[1, 2], [3, 4]]).matmul(tensor([[1], [1]])).toList();
-  console.log(
-    JSON.stringify(
-      {
-        torchVersion: runtime.torchVersion,
-        numThreads: runtime.numThreads,
-        availableCores: runtime.availableCores,
-        blas: runtime.blas,
-        ompWaitPolicy: process.env.OMP_WAIT_POLICY,
-        cudaDeviceCount: runtime.cudaDeviceCount,
-        matmulCheck: check,
-      },
-      null,
-      2,
-    ),
-  );
+/** Raw rows (any shape) of one split of a source, file after file. */
+async function* streamRawRows(source: string, split: "train" | "test"): AsyncGenerator<{ raw: unknown }> {
+  for (const file of await resolveSplitFiles(source, split)) yield* readRows(file);
 }
 
-const [command = "help"] = process.argv.slice(2);
-switch (command) {
-  case "info":
-    info();
-    break;
-  case "demo":
-    info();
-    console.log("\nThe SPIN demo (SFT -> SPIN iterations 0..2 on the embedded tiny model) arrives with the pipeline; the native runtime above is ready.");
-    break;
-  case "help":
-  case "--help":
-  case "-h":
-    process.stdout.write(HELP);
-    break;
-  default:
-    process.stderr.write(`spin-native: unknown command '${command}'\n\n${HELP}`);
-    process.exit(2);
+function help(): string {
+  return `spin-native <command> [options]\n\nCommands:\n${Object.values(USAGE).map((u) => "  " + u.split("\n")[0]).join("\n")}\n\nspin-native <command> --help for details.\n`;
 }
+
+function loadOptions(config: RawConfig): LoadModelOptions {
+  const dtype = stringKey(config, "torch_dtype");
+  const device = stringKey(config, "device");
+  return { ...(dtype && dtype !== "auto" ? { dtype: dtype as DType } : {}), ...(device ? { device } : {}) };
+}
+
+function generationOptions(config: RawConfig): SelfPlayOptions {
+  const pick = <T>(key: string) => (config[key] ?? undefined) as T | undefined;
+  const options: SelfPlayOptions = {};
+  const set = <K extends keyof SelfPlayOptions>(field: K, value: SelfPlayOptions[K] | undefined) => {
+    if (value !== undefined) options[field] = value;
+  };
+  set("batchSize", numberKey(config, "batch_size"));
+  set("maxNewTokens", numberKey(config, "max_new_tokens"));
+  set("fracLen", numberKey(config, "frac_len"));
+  set("dataFrac", numberKey(config, "data_frac"));
+  set("promptFormat", pick<SelfPlayOptions["promptFormat"]>("prompt_format"));
+  set("doSample", pick<boolean>("do_sample"));
+  set("temperature", numberKey(config, "temperature"));
+  set("topK", numberKey(config, "top_k"));
+  set("topP", numberKey(config, "top_p"));
+  set("minP", numberKey(config, "min_p"));
+  set("repetitionPenalty", numberKey(config, "repetition_penalty"));
+  set("format", pick<SelfPlayOptions["format"]>("format"));
+  set("seed", numberKey(config, "seed"));
+  return options;
+}
+
+/** dataset_mixer {path: fraction} (or a single input path) → rows of one split. */
+async function mixedRows(config: RawConfig, split: "train" | "test") {
+  const mixer = config.dataset_mixer;
+  if (mixer && typeof mixer === "object" && !Array.isArray(mixer)) {
+    const sources = [];
+    for (const [source, fraction] of Object.entries(mixer)) {
+      sources.push({ rows: await readSpinRows(source, split), fraction: Number(fraction) });
+    }
+    return mixDatasets(sources, numberKey(config, "seed") ?? 42);
+  }
+  return readSpinRows(stringKey(config, "input", true), split);
+}
+
+async function trainCommand(config: RawConfig, kind: "spin" | "sft"): Promise<void> {
+  const modelDir = stringKey(config, "model_name_or_path", true);
+  const outputDir = stringKey(config, "output_dir", true);
+  const rows = await mixedRows(config, "train");
+  const model = await CausalLM.load(modelDir, loadOptions(config));
+  const tokenizer = await Tokenizer.fromDir(modelDir);
+  const fields = { ...trainingFields(config), outputDir, logToConsole: true };
+  const trainer = kind === "spin" ? new SpinTrainer({ model, tokenizer, config: fields }) : new SftTrainer({ model, tokenizer, config: fields });
+  const progress = createProgress(kind === "spin" ? "SPIN" : "SFT");
+  trainer.on("step", (s) => progress.update(s.step, trainer.config.maxSteps || Math.ceil(rows.length / (trainer.config.perDeviceTrainBatchSize * trainer.config.gradientAccumulationSteps)) * trainer.config.numTrainEpochs, `loss ${s.metrics.loss?.toFixed(4)}`));
+  const abort = new AbortController();
+  process.once("SIGINT", () => abort.abort());
+  const result = await trainer.train(rows, { resumeFrom: "latest", signal: abort.signal });
+  progress.done(`${result.globalStep} updates`);
+  if (!result.aborted) await model.save(path.join(outputDir, "model"));
+  model.dispose();
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command = "help", ...rest] = argv;
+  if (command === "help" || command === "--help" || command === "-h") {
+    process.stdout.write(help());
+    return;
+  }
+  if (!USAGE[command]) throw new SpinNativeError(`unknown command '${command}'\n\n${help()}`, "INVALID_ARGUMENT", "cli");
+  if (rest.includes("--help") || rest.includes("-h")) {
+    process.stdout.write(USAGE[command] + "\n");
+    return;
+  }
+  const file = rest[0] && !rest[0].startsWith("--") ? rest[0] : null;
+  const flags = file ? rest.slice(1) : rest;
+  switch (command) {
+    case "info": {
+      console.log(JSON.stringify({ ...runtimeInfo(), ompWaitPolicy: process.env.OMP_WAIT_POLICY }, null, 2));
+      return;
+    }
+    case "demo": {
+      const option = (name: string) => flags.find((f) => f.startsWith(`--${name}=`))?.split("=")[1];
+      const runDir = path.resolve(option("out") ?? "spin-demo-run");
+      const result = await runDemo({ runDir, iterations: Number(option("iterations") ?? 3) });
+      console.log(`\nSPIN demo (run folder ${runDir}, ${result.seconds.toFixed(0)} s)\n`);
+      console.log(formatDemoTable(result.rows));
+      console.log(`\nreport: ${await writeReport(runDir)}`);
+      return;
+    }
+    case "convert": {
+      if (rest.length !== 2) throw new SpinNativeError(`convert takes FROM and TO\n${USAGE.convert}`, "INVALID_ARGUMENT", "cli");
+      const result = await convertDataset(rest[0]!, rest[1]!);
+      console.log(`wrote ${JSON.stringify(result)}`);
+      return;
+    }
+  }
+  const config = await loadRunConfig(file, flags);
+  const threads = numberKey(config, "threads");
+  if (threads) setNumThreads(threads);
+  switch (command) {
+    case "generate": {
+      const modelDir = stringKey(config, "model_name_or_path", true);
+      const split = stringKey(config, "split") ?? "train";
+      const rows: unknown[] = [];
+      for await (const { raw } of streamRawRows(stringKey(config, "input", true), split as "train" | "test")) rows.push(raw);
+      const model = await CausalLM.load(modelDir, loadOptions(config));
+      const tokenizer = await Tokenizer.fromDir(modelDir);
+      const generator = new SelfPlayGenerator({ model, tokenizer, options: { ...generationOptions(config), split } });
+      const progress = createProgress("generate");
+      generator.on("progress", (p) => progress.update(p.rows, p.total, `${p.tokensPerSecond.toFixed(0)} tok/s`));
+      const summary = await generator.run(rows, stringKey(config, "output_dir", true));
+      progress.done(`${summary.rows} rows, EOS rate ${(100 * summary.eosRate).toFixed(1)}%`);
+      model.dispose();
+      return;
+    }
+    case "train":
+      return trainCommand(config, "spin");
+    case "sft":
+      return trainCommand(config, "sft");
+    case "iterate": {
+      const runDir = stringKey(config, "output_dir", true);
+      const rows: unknown[] = [];
+      const mixer = config.dataset_mixer;
+      const sources = mixer && typeof mixer === "object" && !Array.isArray(mixer) ? Object.keys(mixer) : [stringKey(config, "input", true)];
+      for (const source of sources) for await (const { raw } of streamRawRows(source, "train")) rows.push(raw);
+      const schedule = Array.isArray(config.iteration_schedule) ? config.iteration_schedule.map((entry) => trainingFields(entry as RawConfig)) : undefined;
+      const abort = new AbortController();
+      process.once("SIGINT", () => abort.abort());
+      const result = await runPipeline({
+        runDir,
+        baseModel: stringKey(config, "model_name_or_path", true),
+        sftRows: rows,
+        iterations: numberKey(config, "iterations") ?? 3,
+        training: { ...trainingFields(config), logToConsole: true } as Partial<Omit<SpinConfig, "outputDir">>,
+        ...(schedule ? { perIteration: schedule } : {}),
+        generation: generationOptions(config),
+        previousFraction: numberKey(config, "previous_fraction") ?? 1,
+        load: loadOptions(config),
+        signal: abort.signal,
+        log: (line) => console.log(line),
+        onStage: () => writeReport(runDir).then(() => undefined),
+      });
+      console.log(result.aborted ? "stopped; re-run the same command to resume" : `done: ${result.finalModel}`);
+      return;
+    }
+    case "eval": {
+      const modelDir = stringKey(config, "model_name_or_path", true);
+      const rows = await readSpinRows(stringKey(config, "input", true), (stringKey(config, "split") ?? "test") as "train" | "test");
+      const model = await CausalLM.load(modelDir, loadOptions(config));
+      const tokenizer = await Tokenizer.fromDir(modelDir);
+      const outputDir = path.join(stringKey(config, "output_dir") ?? ".spin-eval");
+      const sft = new SftTrainer({ model, tokenizer, config: { ...trainingFields(config), outputDir } });
+      const metrics: Record<string, number> = await sft.evaluate(rows);
+      const opponentDir = stringKey(config, "opponent");
+      if (opponentDir) {
+        const opponent = await CausalLM.load(opponentDir, loadOptions(config));
+        const spin = new SpinTrainer({ model, tokenizer, opponent, config: { ...trainingFields(config), outputDir, precomputeOpponent: false } });
+        Object.assign(metrics, await spin.evaluate(rows));
+        opponent.dispose();
+      }
+      console.log(JSON.stringify(metrics, null, 2));
+      model.dispose();
+      return;
+    }
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`spin-native: ${message}\n`);
+  process.exit(error instanceof SpinNativeError && error.code === "INVALID_ARGUMENT" ? 2 : 1);
+});

@@ -77,6 +77,9 @@ function resolveOptions(model: CausalLM, rows: number, o: GenerateOptions): Nati
   const eos = o.eosTokenIds ?? eosIds(g.eos_token_id) ?? model.config.eosTokenIds;
   const seed = o.seed ?? 0;
   if (o.seeds && o.seeds.length !== rows) throw new SpinNativeError(`generate: ${o.seeds.length} seeds for ${rows} prompts`, "INVALID_ARGUMENT", "generate");
+  for (const s of [seed, ...(o.seeds ?? [])]) {
+    if (!Number.isSafeInteger(s) || s < 0) throw new SpinNativeError(`generate: seed ${s} is not a non-negative integer`, "INVALID_ARGUMENT", "generate");
+  }
   return {
     maxNewTokens: o.maxNewTokens ?? asNumber(g.max_new_tokens) ?? 256,
     doSample,
@@ -108,9 +111,11 @@ export async function generate(model: CausalLM, prompts: (string | number[])[], 
   const resolved = resolveOptions(model, ids.length, options);
   const out = await native.generate(model.nativeHandle, ids, resolved, onTokens);
   const tokenizer = options.tokenizer;
+  // A model's vocabulary can be padded beyond its tokenizer's (Qwen2): such ids decode to nothing, as in transformers.
+  const decodable = (tokens: number[]) => tokens.filter((id) => tokenizer!.idToToken(id) !== null);
   const generations = out.tokens.map((tokens, i) => ({
     tokens,
-    text: tokenizer ? tokenizer.decode(tokens, { skipSpecialTokens: true }).trimStart() : null,
+    text: tokenizer ? tokenizer.decode(decodable(tokens), { skipSpecialTokens: true }).trimStart() : null,
     finishReason: out.finish[i]!,
   }));
   const newTokens = out.tokens.reduce((sum, t) => sum + t.length, 0);

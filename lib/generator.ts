@@ -28,8 +28,9 @@
 // - parquet: parquet files cannot be appended, so every flush writes a new file
 //   `<split>-<k>-<n>.parquet` (n = 00000, 00001, … in order; each written atomically) holding the
 //   next rows; the fraction is the concatenation of its files. Schema: `real` and `generated` as
-//   LIST<STRUCT<role: STRING, content: STRING>> (as the original's released datasets); message
-//   fields other than role and content are not stored.
+//   LIST<STRUCT<content: STRING, role: STRING>> (the 3-level list layout pyarrow writes, as the
+//   original's released datasets, and as lib/data/dataset-write.ts writes); message fields
+//   other than role and content are not stored.
 // {@link mergeFractions} concatenates fractions 0..k into `<outDir>/<split>.jsonl|parquet`.
 //
 // Batching: with lengthSortedBatching (default), rows are taken in windows of
@@ -38,7 +39,9 @@
 // padding). Results are written in the fraction's order: a window's rows reach the file when
 // the window's earlier rows are done, so a crash loses at most one window of work. Batches are
 // laid out from the fraction's start, independently of how far a previous run got, so a
-// resumed run puts every row in the same batch as an uninterrupted one.
+// resumed run (with the same batchSize and window) puts every row in the same batch as an
+// uninterrupted one; another batch layout may be used to resume (e.g. a smaller batch after
+// running out of memory).
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { mkdir, open, readFile, readdir, rm, stat, truncate } from "node:fs/promises";
@@ -378,14 +381,14 @@ const PARQUET_SCHEMA = (() => {
     { name, repetition_type: "OPTIONAL" as const, converted_type: "LIST" as const, num_children: 1 },
     { name: "list", repetition_type: "REPEATED" as const, num_children: 1 },
     { name: "element", repetition_type: "OPTIONAL" as const, num_children: 2 },
-    { name: "role", repetition_type: "OPTIONAL" as const, type: "BYTE_ARRAY" as const, converted_type: "UTF8" as const },
     { name: "content", repetition_type: "OPTIONAL" as const, type: "BYTE_ARRAY" as const, converted_type: "UTF8" as const },
+    { name: "role", repetition_type: "OPTIONAL" as const, type: "BYTE_ARRAY" as const, converted_type: "UTF8" as const },
   ];
-  return [{ name: "root", num_children: 2 }, ...column("real"), ...column("generated")];
+  return [{ name: "schema", num_children: 2 }, ...column("real"), ...column("generated")];
 })();
 
 function parquetBytes(rows: readonly SpinRow[]): Uint8Array {
-  const plain = (messages: readonly ChatMessage[]) => messages.map((m) => ({ role: m.role, content: m.content }));
+  const plain = (messages: readonly ChatMessage[]) => messages.map((m) => ({ content: m.content, role: m.role }));
   const buffer = parquetWriteBuffer({
     columnData: [
       { name: "real", data: rows.map((r) => plain(r.real)) },
@@ -488,7 +491,8 @@ class FractionOutput {
   }
 
   async files(): Promise<string[]> {
-    return this.format === "jsonl" ? [this.jsonl] : parquetParts(this.dir, this.split, this.fraction);
+    if (this.format === "parquet") return parquetParts(this.dir, this.split, this.fraction);
+    return (await stat(this.jsonl).catch(() => null)) ? [this.jsonl] : [];
   }
 
   /**
@@ -611,15 +615,22 @@ export class SelfPlayGenerator {
     return this.tokenizer.promptText(prompt, this.options.promptTextOptions);
   }
 
-  /** The answer's text: model.generate's (special tokens removed, leading whitespace stripped), less the stop sequence that ended it. */
+  /**
+   * The answer's text as model.generate writes it (special tokens removed, leading whitespace
+   * stripped), less the stop sequence that ended it. Decoded here rather than by
+   * model.generate, skipping ids the tokenizer does not have (a model's vocabulary can be
+   * padded beyond the tokenizer's, e.g. Qwen2's; transformers' decode skips them too).
+   */
   #answerText(generation: Generation): string {
-    if (generation.finishReason !== "stop" || this.options.keepStopSequences) return generation.text ?? "";
-    const t = generation.tokens;
-    const stop = this.options.stopIds
-      .filter((q) => q.length > 0 && q.length <= t.length && q.every((id, i) => t[t.length - q.length + i] === id))
-      .sort((a, b) => b.length - a.length)[0];
-    if (stop === undefined) return generation.text ?? "";
-    return this.tokenizer.decode(t.slice(0, t.length - stop.length), { skipSpecialTokens: true }).trimStart();
+    let t = generation.tokens;
+    if (generation.finishReason === "stop" && !this.options.keepStopSequences) {
+      const stop = this.options.stopIds
+        .filter((q) => q.length > 0 && q.length <= t.length && q.every((id, i) => t[t.length - q.length + i] === id))
+        .sort((a, b) => b.length - a.length)[0];
+      if (stop !== undefined) t = t.slice(0, t.length - stop.length);
+    }
+    const known = t.filter((id) => this.tokenizer.idToToken(id) !== null);
+    return this.tokenizer.decode(known, { skipSpecialTokens: true }).trimStart();
   }
 
   /** Converts and checks the input, shuffles it, cuts the fraction, tokenizes its prompts. */
@@ -720,7 +731,8 @@ export class SelfPlayGenerator {
     let next = startKept;
     let generatedSinceStart = 0;
     let batchIndex = 0;
-    const generateOptions: GenerateOptions = { ...o.sampling, tokenizer: this.tokenizer, maxNewTokens: o.maxNewTokens };
+    // Stop sequences as ids (encoded as model.generate would); no tokenizer: #answerText decodes.
+    const generateOptions: GenerateOptions = { ...o.sampling, stopSequences: o.stopIds, maxNewTokens: o.maxNewTokens };
     for (let w = Math.floor(startKept / plan.windowSize); w < plan.windows.length; w++) {
       const done = new Map<number, Completed>();
       batchIndex = w * Math.ceil(plan.windowSize / o.batchSize);

@@ -77,3 +77,31 @@ export {
   type GenerationSummary,
   type MergeResult,
 } from "./generator.js";
+export {
+  resolveSplitFiles,
+  globFiles,
+  dataFormatOf,
+  DATA_EXTENSIONS,
+  type DataSplit,
+  type DataFormat,
+} from "./data/dataset-files.js";
+export { readRows, readSpinRows, streamSpinRows, type RawRow, type ReadRowsOptions } from "./data/dataset-read.js";
+export {
+  writeJsonl,
+  appendJsonl,
+  writeParquet,
+  convertDataset,
+  SPIN_PARQUET_SCHEMA,
+  type RowSource,
+  type ParquetWriteOptions,
+  type ConvertResult,
+} from "./data/dataset-write.js";
+export {
+  mixDatasets,
+  mixDatasetFiles,
+  seededShuffle,
+  fractionCount,
+  type MixSource,
+  type DatasetMixer,
+  type MixFilesOptions,
+} from "./data/mixer.js";

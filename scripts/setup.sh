@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # The OpenBLAS build, chosen by measurement (README, "Threads and BLAS"): the OpenMP build
 # shares libtorch's OpenMP runtime instead of running a second thread pool beside it.
 BLAS_VARIANT="${SPIN_BLAS_VARIANT:-openmp}"
-PACKAGES=(libtorch-dev "libopenblas0-${BLAS_VARIANT}" g++ make cmake python3)
+# chromium: the test suite renders the run report in headless Chromium.
+PACKAGES=(libtorch-dev "libopenblas0-${BLAS_VARIANT}" g++ make cmake python3 chromium)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

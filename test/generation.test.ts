@@ -8,11 +8,12 @@
 // stream yields the batch result's tokens; the repetition penalty matches a float64 replay of
 // transformers' processor.
 import path from "node:path";
-
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
-import { CausalLM, type GenerateOptions, type Tokenizer, scope, setNumThreads, tensor } from "../lib/index.js";
-import { VOCAB, removeRoot, tempRoot, writeFixture } from "./fixtures.js";
+import { writeFileSync } from "node:fs";
+
+import { CausalLM, type GenerateOptions, type Tensor, type Tokenizer, manualSeed, randn, saveSafetensors, scope, setNumThreads, tensor } from "../lib/index.js";
+import { VOCAB, buildTensors, hfConfig, removeRoot, tempRoot, writeFixture } from "./fixtures.js";
 import { writeCharModel } from "./tiny-char-model.js";
 import { tinyTokenizer } from "./tiny-tokenizer.js";
 
@@ -20,7 +21,28 @@ const root = tempRoot("generation");
 let llama: CausalLM;
 let gpt2: CausalLM;
 let charModel: CausalLM;
+let wide: CausalLM;
 let tok: Tokenizer;
+
+/** WIDE_VOCAB > 1024: top-p's shortcut over the top 1024 candidates and its full sort both run. */
+const WIDE_VOCAB = 2048;
+
+/** The llama fixture with a 2048-token vocabulary and a head scaled up for peaked distributions. */
+async function writeWideModel(dir: string): Promise<void> {
+  const { mkdirSync } = await import("node:fs");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...hfConfig("llama"), vocab_size: WIDE_VOCAB }));
+  const tensors = buildTensors("llama");
+  for (const name of ["model.embed_tokens.weight", "lm_head.weight"]) tensors[name]!.dispose();
+  manualSeed(77);
+  tensors["model.embed_tokens.weight"] = scope(() => randn([WIDE_VOCAB, 16]).mul(0.2));
+  tensors["lm_head.weight"] = scope(() => randn([WIDE_VOCAB, 16]).mul(1.5));
+  try {
+    await saveSafetensors(path.join(dir, "model.safetensors"), tensors as Record<string, Tensor>);
+  } finally {
+    for (const t of Object.values(tensors)) t.dispose();
+  }
+}
 
 beforeAll(async () => {
   // One thread: tiny models run fastest so on two cores, and results are deterministic.
@@ -28,15 +50,18 @@ beforeAll(async () => {
   await writeFixture(path.join(root, "llama"), "llama");
   await writeFixture(path.join(root, "gpt2"), "gpt2");
   await writeCharModel(path.join(root, "char"));
+  await writeWideModel(path.join(root, "wide"));
   llama = await CausalLM.load(path.join(root, "llama"));
   gpt2 = await CausalLM.load(path.join(root, "gpt2"));
   charModel = await CausalLM.load(path.join(root, "char"));
+  wide = await CausalLM.load(path.join(root, "wide"));
   tok = tinyTokenizer();
 });
 afterAll(() => {
   llama?.dispose();
   gpt2?.dispose();
   charModel?.dispose();
+  wide?.dispose();
   removeRoot(root);
 });
 
@@ -222,6 +247,34 @@ describe("top-k, top-p and min-p", () => {
     });
   }
 
+  test(`top-p over a ${WIDE_VOCAB}-token vocabulary: both the top-1024 shortcut and the full sort keep exactly the allowed set`, async () => {
+    const prompts = [[3, 700, 1500, 9], [2000, 5], [1024, 1023, 1022, 1021, 7]];
+    let shortcut = 0;
+    let fullSort = 0;
+    // Temperature 20 flattens the distribution to less than 0.9 mass in the top 1024: the full sort.
+    for (const c of [{ topP: 0.3 }, { topP: 0.9, temperature: 20 }] as Warp[]) {
+      const R = 12;
+      const rows = Array.from({ length: R }, (_, r) => prompts[r % prompts.length]!);
+      const result = await wide.generate(rows, { ...c, doSample: true, topK: 0, maxNewTokens: 3, eosTokenIds: [], seed: 50 });
+      for (let r = 0; r < R; r++) {
+        const prompt = rows[r]!;
+        const seq = [...prompt, ...result.generations[r]!.tokens];
+        const logits = logitsOf(wide, [seq])[0]!;
+        for (let s = 0; s < 3; s++) {
+          const scores = logits[prompt.length - 1 + s]!;
+          const probs = softmax(scores.map((v) => v / (c.temperature ?? 1))).sort((a, b) => b - a);
+          if (probs.slice(0, 1024).reduce((a, b) => a + b, 0) < c.topP!) fullSort++;
+          else shortcut++;
+          const allowed = warp(scores, c, 1e-5);
+          expect(allowed.filter((v) => v > -Infinity).length).toBeLessThan(WIDE_VOCAB);
+          expect(allowed[seq[prompt.length + s]!], `${JSON.stringify(c)} row ${r} step ${s}`).toBeGreaterThan(-Infinity);
+        }
+      }
+    }
+    expect(shortcut).toBeGreaterThan(0);
+    expect(fullSort).toBeGreaterThan(0);
+  });
+
   test("first tokens of 3000 seeds follow the warped distribution (total variation < 0.04)", async () => {
     const c: Warp = { temperature: 0.8, topK: 6 };
     const n = 3000;
@@ -345,6 +398,23 @@ describe("stop conditions", () => {
     // Special tokens are removed from the text (EOS "</s>" is special in the tiny tokenizer).
     const eosRun = await charModel.generate(prompts, { tokenizer: tok, maxNewTokens: 10, eosTokenIds: [byIds.generations[0]!.tokens[0]!] });
     expect(eosRun.generations[0]!.tokens).toHaveLength(1);
+  });
+});
+
+describe("text output", () => {
+  // BUG (lib/generation.ts, generate()): the text is decoded with tokenizer.decode, which throws
+  // for ids the tokenizer does not have, so one such id loses the whole batch's result. Models
+  // whose vocabulary is padded beyond the tokenizer's (Qwen2: vocab_size 151936, 151665 tokens)
+  // can sample those ids. transformers' decode skips unknown ids; so should the text here.
+  test("a model vocabulary larger than the tokenizer's: ids the tokenizer lacks are left out of the text, the result is kept", async () => {
+    const ids = tok.encode("abc");
+    const plain = await llama.generate([ids], { maxNewTokens: 10, eosTokenIds: [] });
+    const tokens = plain.generations[0]!.tokens;
+    expect(tokens.some((t) => tok.idToToken(t) === null)).toBe(true);
+    const withText = await llama.generate(["abc"], { tokenizer: tok, maxNewTokens: 10, eosTokenIds: [] });
+    expect(withText.generations[0]!.tokens).toEqual(tokens);
+    const known = tokens.filter((t) => tok.idToToken(t) !== null);
+    expect(withText.generations[0]!.text).toBe(tok.decode(known, { skipSpecialTokens: true }).trimStart());
   });
 });
 

@@ -1,0 +1,195 @@
+// Run configs in the original SPIN's config.yaml vocabulary (TrainingArguments and
+// ModelArguments/DataArguments names), read from YAML with `--key=value` overrides. Unlike
+// the original, an unknown key is an error that names the nearest valid key.
+import { readFile } from "node:fs/promises";
+
+import { parse as parseYaml } from "yaml";
+
+import { SpinNativeError } from "./errors.js";
+import type { SpinConfig } from "./training/config.js";
+
+type Value = string | number | boolean | null | Value[] | { [key: string]: Value };
+export type RawConfig = Record<string, Value>;
+
+/** Keys that map onto SpinConfig fields. */
+const TRAINING_KEYS: Record<string, keyof SpinConfig> = {
+  output_dir: "outputDir",
+  learning_rate: "learningRate",
+  num_train_epochs: "numTrainEpochs",
+  stop_after_epochs: "stopAfterEpochs",
+  max_steps: "maxSteps",
+  per_device_train_batch_size: "perDeviceTrainBatchSize",
+  gradient_accumulation_steps: "gradientAccumulationSteps",
+  max_grad_norm: "maxGradNorm",
+  optim: "optim",
+  weight_decay: "weightDecay",
+  adam_beta1: "adamBeta1",
+  adam_beta2: "adamBeta2",
+  adam_epsilon: "adamEpsilon",
+  rmsprop_alpha: "rmspropAlpha",
+  lr_scheduler_type: "lrSchedulerType",
+  warmup_ratio: "warmupRatio",
+  warmup_steps: "warmupSteps",
+  seed: "seed",
+  logging_steps: "loggingSteps",
+  eval_steps: "evalSteps",
+  save_strategy: "saveStrategy",
+  save_steps: "saveSteps",
+  save_total_limit: "saveTotalLimit",
+  gradient_checkpointing: "gradientCheckpointing",
+  bf16: "bf16",
+  max_length: "maxLength",
+  max_prompt_length: "maxPromptLength",
+  beta: "beta",
+  loss_type: "lossType",
+  label_smoothing: "labelSmoothing",
+  precompute_opponent: "precomputeOpponent",
+};
+
+/** Keys of the run itself (model, data, iterations, generation). */
+const RUN_KEYS = [
+  "model_name_or_path",
+  "torch_dtype",
+  "device",
+  "dataset_mixer",
+  "dataset_splits",
+  "iterations",
+  "iteration_schedule",
+  "previous_fraction",
+  "batch_size",
+  "max_new_tokens",
+  "frac_len",
+  "data_frac",
+  "prompt_format",
+  "do_sample",
+  "temperature",
+  "top_k",
+  "top_p",
+  "min_p",
+  "repetition_penalty",
+  "threads",
+  "input",
+  "split",
+  "format",
+  "opponent",
+  "run_dir",
+] as const;
+
+/** Keys of the original configs that have no effect here (multi-GPU, hub, logging backends). */
+const ACCEPTED_WITHOUT_EFFECT = [
+  "hub_model_id",
+  "push_to_hub",
+  "preprocessing_num_workers",
+  "log_level",
+  "use_flash_attention_2",
+  "do_eval",
+  "evaluation_strategy",
+  "per_device_eval_batch_size",
+  "report_to",
+  "overwrite_output_dir",
+  "model_revision",
+  "trust_remote_code",
+];
+
+export const KNOWN_KEYS: readonly string[] = [...Object.keys(TRAINING_KEYS), ...RUN_KEYS, ...ACCEPTED_WITHOUT_EFFECT];
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** The known key closest to `key` (edit distance). */
+export function nearestKey(key: string): string {
+  return [...KNOWN_KEYS].sort((x, y) => editDistance(key, x) - editDistance(key, y))[0]!;
+}
+
+function checkKeys(config: RawConfig, where: string): void {
+  for (const key of Object.keys(config)) {
+    if (!KNOWN_KEYS.includes(key)) {
+      throw new SpinNativeError(`${where}: unknown key '${key}' — did you mean '${nearestKey(key)}'?`, "INVALID_ARGUMENT", "config");
+    }
+  }
+}
+
+/** A `--key=value` override: numbers, booleans and null parsed as YAML scalars. */
+function parseOverride(argument: string): [string, Value] {
+  const match = /^--([A-Za-z0-9_.-]+)=(.*)$/s.exec(argument);
+  if (!match) throw new SpinNativeError(`argument '${argument}' is not of the form --key=value`, "INVALID_ARGUMENT", "config");
+  return [match[1]!, parseYaml(match[2]!) as Value];
+}
+
+/** Reads a YAML config (optional) and applies `--key=value` overrides; unknown keys are errors. */
+export async function loadRunConfig(file: string | null, overrides: string[]): Promise<RawConfig> {
+  let config: RawConfig = {};
+  if (file) {
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (error) {
+      throw new SpinNativeError(`cannot read config ${file}: ${(error as Error).message}`, "IO", "config");
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(text);
+    } catch (error) {
+      throw new SpinNativeError(`${file} is not valid YAML: ${(error as Error).message}`, "INVALID_ARGUMENT", "config");
+    }
+    if (parsed !== null && (typeof parsed !== "object" || Array.isArray(parsed))) {
+      throw new SpinNativeError(`${file}: the config must be a mapping of keys to values`, "INVALID_ARGUMENT", "config");
+    }
+    config = (parsed ?? {}) as RawConfig;
+    checkKeys(config, file);
+  }
+  for (const argument of overrides) {
+    const [key, value] = parseOverride(argument);
+    checkKeys({ [key]: value }, "command line");
+    config[key] = value;
+  }
+  return config;
+}
+
+const OPTIMIZERS: Record<string, SpinConfig["optim"]> = { rmsprop: "rmsprop", adamw: "adamw", adamw_torch: "adamw", adamw_hf: "adamw" };
+
+/** The SpinConfig fields a raw config sets (values are validated later by the trainer). */
+export function trainingFields(config: RawConfig): Partial<SpinConfig> {
+  const fields: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(TRAINING_KEYS)) {
+    if (config[key] === undefined) continue;
+    let value: unknown = config[key];
+    if (key === "optim") {
+      value = OPTIMIZERS[String(value)];
+      if (!value) throw new SpinNativeError(`config: optim '${String(config[key])}' is not supported (rmsprop, adamw_torch)`, "INVALID_ARGUMENT", "config");
+    }
+    if (key === "save_strategy" && value === "epochs") value = "epoch";
+    fields[field] = value;
+  }
+  return fields as Partial<SpinConfig>;
+}
+
+export function stringKey(config: RawConfig, key: string, required: true): string;
+export function stringKey(config: RawConfig, key: string, required?: false): string | undefined;
+export function stringKey(config: RawConfig, key: string, required = false): string | undefined {
+  const value = config[key];
+  if (value === undefined || value === null) {
+    if (required) throw new SpinNativeError(`config: '${key}' is required`, "INVALID_ARGUMENT", "config");
+    return undefined;
+  }
+  if (typeof value !== "string") throw new SpinNativeError(`config: '${key}' must be a string`, "INVALID_ARGUMENT", "config");
+  return value;
+}
+
+export function numberKey(config: RawConfig, key: string): number | undefined {
+  const value = config[key];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "number") throw new SpinNativeError(`config: '${key}' must be a number`, "INVALID_ARGUMENT", "config");
+  return value;
+}

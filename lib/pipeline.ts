@@ -1,0 +1,170 @@
+// The SPIN iteration loop: for t = 0..T−1, generate with θt → SPIN rows of t → mix with the
+// rows of t−1 → train θt+1 from θt against θt (opponent log-probs precomputed by θt) → save.
+// A run folder records every finished stage in run.json, so re-running the same command
+// after a crash resumes at the exact stage: generation resumes at its last written row,
+// training at its last checkpoint, and finished work is never redone.
+import { copyFile, mkdir, readFile, readdir, rm } from "node:fs/promises";
+import path from "node:path";
+
+import { readSpinRows } from "./data/dataset-read.js";
+import { mixDatasets } from "./data/mixer.js";
+import { SpinNativeError } from "./errors.js";
+import { type GenerationSummary, SelfPlayGenerator, type SelfPlayOptions } from "./generator.js";
+import { writeFileAtomic } from "./io/atomic.js";
+import { CausalLM, type LoadModelOptions } from "./model.js";
+import { Tokenizer } from "./tokenizer.js";
+import { type Metrics, SpinTrainer, type SpinConfig } from "./trainer.js";
+
+export interface PipelineOptions {
+  /** The run folder: run.json, report data, iter0/, iter1/, … */
+  runDir: string;
+  /** θ0: a Hugging Face model folder (its tokenizer is used throughout). */
+  baseModel: string;
+  /** SFT rows (any shape SPIN_SPEC.md lists): prompts to answer and ground truths. */
+  sftRows: unknown[];
+  iterations: number;
+  /** Training settings shared by every iteration (outputDir is set per iteration). */
+  training: Partial<Omit<SpinConfig, "outputDir">>;
+  /** Per-iteration overrides, e.g. the original schedule's lr and β ({@link ORIGINAL_SCHEDULE}). */
+  perIteration?: Partial<Omit<SpinConfig, "outputDir">>[];
+  generation?: SelfPlayOptions;
+  /** Fraction of iteration t−1's rows mixed into iteration t (the original: 1). */
+  previousFraction?: number;
+  /** Seed of the mixing shuffle (default 42). */
+  mixSeed?: number;
+  /** Held-out scores of θ0 and of every θt+1 (e.g. exact-match accuracy). */
+  evaluate?: (model: CausalLM, tokenizer: Tokenizer, label: string) => Promise<Metrics>;
+  load?: LoadModelOptions;
+  signal?: AbortSignal;
+  /** Progress lines (stage starts and ends). */
+  log?: (line: string) => void;
+  /** Called after every finished stage (e.g. to refresh report.html). */
+  onStage?: (state: RunState) => Promise<void>;
+}
+
+/** The original SPIN schedule: lr 5e-7 for iterations 0–1, 1e-7 for 2–3; β 0.1 for 0–2, 5.0 for 3. */
+export const ORIGINAL_SCHEDULE: Partial<SpinConfig>[] = [
+  { learningRate: 5e-7, beta: 0.1 },
+  { learningRate: 5e-7, beta: 0.1 },
+  { learningRate: 1e-7, beta: 0.1 },
+  { learningRate: 1e-7, beta: 5.0 },
+];
+
+export interface IterationRecord {
+  generate?: Pick<GenerationSummary, "rows" | "eosRate" | "meanGeneratedTokens" | "seconds">;
+  train?: { steps: number; rows: number; metrics: Metrics };
+  eval?: Metrics;
+}
+
+export interface RunState {
+  version: 1;
+  baseModel: string;
+  iterations: number;
+  baseEval?: Metrics;
+  iteration: IterationRecord[];
+}
+
+export interface PipelineResult {
+  state: RunState;
+  aborted: boolean;
+  /** The folder of the last trained model (θT), or the base model if none was trained. */
+  finalModel: string;
+}
+
+const STATE_FILE = "run.json";
+
+async function readState(runDir: string, options: PipelineOptions): Promise<RunState> {
+  try {
+    const state = JSON.parse(await readFile(path.join(runDir, STATE_FILE), "utf8")) as RunState;
+    if (path.resolve(state.baseModel) !== path.resolve(options.baseModel)) {
+      throw new SpinNativeError(`pipeline: ${runDir} belongs to a run from ${state.baseModel}, not ${options.baseModel}; use another run folder`, "INVALID_ARGUMENT", "pipeline");
+    }
+    state.iterations = options.iterations;
+    return state;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    return { version: 1, baseModel: options.baseModel, iterations: options.iterations, iteration: [] };
+  }
+}
+
+/** Folder names of iteration t. */
+export function iterationPaths(runDir: string, t: number) {
+  const dir = path.join(runDir, `iter${t}`);
+  return { dir, data: path.join(dir, "data"), train: path.join(dir, "train"), model: path.join(dir, "model"), metrics: path.join(dir, "metrics.jsonl") };
+}
+
+/** Runs (or resumes) the SPIN iterations. */
+export async function runPipeline(options: PipelineOptions): Promise<PipelineResult> {
+  const log = options.log ?? (() => {});
+  if (options.iterations < 1) throw new SpinNativeError("pipeline: iterations must be >= 1", "INVALID_ARGUMENT", "pipeline");
+  await mkdir(options.runDir, { recursive: true });
+  const state = await readState(options.runDir, options);
+  const save = async () => {
+    await writeFileAtomic(path.join(options.runDir, STATE_FILE), JSON.stringify(state, null, 2) + "\n");
+    await options.onStage?.(state);
+  };
+  const tokenizer = await Tokenizer.fromDir(options.baseModel);
+  const withModel = async <T>(dir: string, fn: (model: CausalLM) => Promise<T>): Promise<T> => {
+    const model = await CausalLM.load(dir, options.load);
+    try {
+      return await fn(model);
+    } finally {
+      model.dispose();
+    }
+  };
+
+  if (options.evaluate && !state.baseEval) {
+    log("evaluating θ0");
+    state.baseEval = await withModel(options.baseModel, (m) => options.evaluate!(m, tokenizer, "base"));
+    await save();
+  }
+  let current = options.baseModel;
+  for (let t = 0; t < options.iterations; t++) {
+    const paths = iterationPaths(options.runDir, t);
+    const record = (state.iteration[t] ??= {});
+    if (!record.generate) {
+      log(`iteration ${t}: generating with ${current}`);
+      const summary = await withModel(current, (model) =>
+        new SelfPlayGenerator({ model, tokenizer, options: { ...options.generation, split: "train" } }).run(options.sftRows, paths.data),
+      );
+      record.generate = { rows: summary.rows, eosRate: summary.eosRate, meanGeneratedTokens: summary.meanGeneratedTokens, seconds: summary.seconds };
+      await save();
+    }
+    if (options.signal?.aborted) return { state, aborted: true, finalModel: current };
+    if (!record.train) {
+      const own = await readSpinRows(paths.data, "train");
+      const rows =
+        t === 0
+          ? own
+          : mixDatasets(
+              [
+                { rows: own, fraction: 1 },
+                { rows: await readSpinRows(iterationPaths(options.runDir, t - 1).data, "train"), fraction: options.previousFraction ?? 1 },
+              ],
+              options.mixSeed ?? 42,
+            );
+      log(`iteration ${t}: training on ${rows.length} pairs from ${current}`);
+      const result = await withModel(current, async (model) => {
+        const trainer = new SpinTrainer({ model, tokenizer, config: { ...options.training, ...options.perIteration?.[t], outputDir: paths.train } });
+        const trained = await trainer.train(rows, { resumeFrom: "latest", signal: options.signal });
+        if (!trained.aborted) await model.save(paths.model);
+        return trained;
+      });
+      if (result.aborted) return { state, aborted: true, finalModel: current };
+      await copyFile(path.join(paths.train, "metrics.jsonl"), paths.metrics).catch(() => undefined);
+      // θt+1 is saved: the step checkpoints are no longer needed (they are model-sized).
+      for (const entry of await readdir(paths.train)) {
+        if (entry.startsWith("checkpoint-")) await rm(path.join(paths.train, entry), { recursive: true, force: true });
+      }
+      record.train = { steps: result.globalStep, rows: rows.length, metrics: result.metrics };
+      await save();
+    }
+    current = paths.model;
+    if (options.evaluate && !record.eval) {
+      log(`iteration ${t}: evaluating θ${t + 1}`);
+      record.eval = await withModel(current, (m) => options.evaluate!(m, tokenizer, `iter${t}`));
+      await save();
+    }
+  }
+  return { state, aborted: false, finalModel: current };
+}
