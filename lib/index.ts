@@ -105,3 +105,4 @@ export {
   type DatasetMixer,
   type MixFilesOptions,
 } from "./data/mixer.js";
+export { ROW_SHAPE_COLUMNS, type RawReadOptions } from "./data/dataset-read.js";

@@ -6,7 +6,7 @@
 // errors naming file and row/line; streaming (rows yielded before a file is complete, later
 // parquet row groups not decoded); the mixer's arithmetic and seeded shuffle; conversion.
 import { execFileSync } from "node:child_process";
-import { constants, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { constants, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { open } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -16,7 +16,7 @@ import { parquetWriteBuffer } from "hyparquet-writer";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { globFiles, naturalCompare, resolveSplitFiles } from "../lib/data/dataset-files.js";
-import { readRows, readSpinRows, streamSpinRows } from "../lib/data/dataset-read.js";
+import { ROW_SHAPE_COLUMNS, readRows, readSpinRows, streamSpinRows } from "../lib/data/dataset-read.js";
 import { appendJsonl, convertDataset, SPIN_PARQUET_SCHEMA, writeJsonl, writeParquet } from "../lib/data/dataset-write.js";
 import { fractionCount, mixDatasetFiles, mixDatasets, seededShuffle } from "../lib/data/mixer.js";
 import type { SpinRow } from "../lib/data/rows.js";
@@ -278,6 +278,12 @@ describe("row shapes", () => {
     expect(rows).toHaveLength(n);
     expect(rows[17]).toEqual(pairRow("prompt 17", "ground truth 17", "model answer 17"));
     expect(await readSpinRows(dir, "test", { limit: 3 })).toEqual(rows.slice(0, 3));
+    // raw rows hold every column; with columns, only those asked for
+    const file = path.join(dir, "data", "train_prefs-00000-of-00001.parquet");
+    const [raw] = await collect(readRows(file));
+    expect(Object.keys(raw!.raw as object).sort()).toEqual(["generated", "prompt_id", "real"]);
+    const [shaped] = await collect(readRows(file, { columns: ROW_SHAPE_COLUMNS }));
+    expect(Object.keys(shaped!.raw as object).sort()).toEqual(["generated", "real"]);
   });
 
   test("TRL {prompt, chosen, rejected} (strings and conversational), UltraChat {messages}, {prompt, response}, {prompt, completion}", async () => {
@@ -341,6 +347,7 @@ describe("row shapes", () => {
     writeFileSync(pq, new Uint8Array(parquetWriteBuffer({ columnData: [{ name: "question", data: ["a", "b"], type: "STRING" }] })));
     const e2 = await errorOf(readSpinRows(pq));
     expect(e2.message).toContain(`${pq}: row 0`);
+    expect(e2.message).toContain("question"); // no row-shape column: every column read, and named
   });
 
   test("a line that is not JSON is an error naming the file and its 1-based line", async () => {
@@ -462,6 +469,13 @@ describe("split files", () => {
     // relative patterns stay relative
     const rel = path.relative(process.cwd(), path.join(dir, "x"));
     expect(await globFiles(`${rel}/*.jsonl`)).toEqual([`${rel}/mine-1.jsonl`, `${rel}/mine-2.jsonl`]);
+    // a symbolic link cycle is walked once; symlinked files (the Hub cache's layout) are followed
+    symlinkSync(path.join(dir, "a"), path.join(dir, "a", "b", "loop"));
+    symlinkSync(path.join(dir, "x", "mine-1.jsonl"), path.join(dir, "a", "train-link.jsonl"));
+    const looped = await resolveSplitFiles(path.join(dir, "a/**/*.jsonl"), "train");
+    expect(looped).toContain(path.join(dir, "a/train-link.jsonl"));
+    expect(looped.length).toBeLessThan(20);
+    expect(await resolveSplitFiles(path.join(dir, "a"), "train")).toEqual(at("a/train-0.jsonl", "a/train-link.jsonl"));
     // matches but none of the split
     const none = await errorOf(resolveSplitFiles(path.join(dir, "a/b/**/*.parquet"), "test"));
     expect(none.message).toContain("none of split 'test'");

@@ -22,7 +22,7 @@
 // numbers, so `train-2.jsonl` comes before `train-10.jsonl`, as the generator's fractions are
 // numbered), which is deterministic across platforms and locales.
 import type { Dirent } from "node:fs";
-import { readdir, stat } from "node:fs/promises";
+import { readdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 
 import { SpinNativeError } from "../errors.js";
@@ -132,12 +132,29 @@ async function prefixedFiles(dir: string, prefix: string): Promise<string[]> {
   return out;
 }
 
-/** Every file under `dir`, recursively; hidden files and folders skipped. */
-async function allFiles(dir: string): Promise<string[]> {
+/**
+ * Whether a folder was seen before (by its real path), marking it seen: a folder reached again
+ * through a symbolic link (a cycle, or two links to one folder) is walked once.
+ */
+async function seenBefore(dir: string, visited: Set<string>): Promise<boolean> {
+  let real: string;
+  try {
+    real = await realpath(dir);
+  } catch {
+    return true;
+  }
+  if (visited.has(real)) return true;
+  visited.add(real);
+  return false;
+}
+
+/** Every file under `dir`, recursively; hidden files and folders skipped, symbolic links followed once. */
+async function allFiles(dir: string, visited = new Set<string>()): Promise<string[]> {
+  if (await seenBefore(dir, visited)) return [];
   const out: string[] = [];
   for (const entry of await entriesOf(dir)) {
     if (entry.name.startsWith(".")) continue;
-    if (await isDirectory(dir, entry)) out.push(...(await allFiles(path.join(dir, entry.name))));
+    if (await isDirectory(dir, entry)) out.push(...(await allFiles(path.join(dir, entry.name), visited)));
     else if (await isFile(dir, entry)) out.push(path.join(dir, entry.name));
   }
   return out;
@@ -182,13 +199,20 @@ export async function globFiles(pattern: string): Promise<string[]> {
   const seen = new Set<string>();
 
   const walk = async (dir: string, i: number): Promise<void> => {
-    const key = `${dir}\0${i}`;
-    if (seen.has(key)) return;
-    seen.add(key);
     const segment = rest[i];
     if (segment === undefined) return;
     const last = i === rest.length - 1;
     if (segment === "**") {
+      // each real folder is expanded by a given ** once (symbolic link cycles end here)
+      let real: string;
+      try {
+        real = await realpath(dir || ".");
+      } catch {
+        return;
+      }
+      const key = `${real}\0${i}`;
+      if (seen.has(key)) return;
+      seen.add(key);
       if (last) {
         // a trailing ** matches every file below
         out.push(...(await allFiles(dir || ".")));

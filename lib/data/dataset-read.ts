@@ -10,13 +10,13 @@
 //   writes by default) is read as JSON Lines, errors naming lines.
 // - Parquet (.parquet): streamed one row group at a time through hyparquet (the file is read by
 //   byte ranges, so only the footer and one row group's column chunks are in memory at once;
-//   a row group larger than memory is still too large). Every column is read, nested
+//   a row group larger than memory is still too large). Nested
 //   LIST<STRUCT<role, content>> columns come back as arrays of {role, content} objects.
 import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { createInterface } from "node:readline";
 
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, type AsyncBuffer, type FileMetaData } from "hyparquet";
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type AsyncBuffer, type FileMetaData } from "hyparquet";
 
 import { SpinNativeError } from "../errors.js";
 import { dataFormatOf, resolveSplitFiles, type DataSplit } from "./dataset-files.js";
@@ -28,6 +28,23 @@ export interface RawRow {
   row: number;
   line?: number;
 }
+
+/** Options of {@link readRows}. */
+export interface RawReadOptions {
+  /**
+   * Parquet only: read just these top-level columns (those the file has); when the file has
+   * none of them, every column is read. Default: every column. JSON and JSON Lines rows are
+   * always whole.
+   */
+  columns?: readonly string[];
+}
+
+/**
+ * The columns toSpinRow looks at. {@link streamSpinRows} reads only these from parquet files
+ * (when a file has any of them), so unrelated columns (scores, ids, embeddings) are neither
+ * decoded nor held.
+ */
+export const ROW_SHAPE_COLUMNS: readonly string[] = ["real", "generated", "prompt", "chosen", "rejected", "messages", "response", "completion"];
 
 /** Options of {@link readSpinRows} and {@link streamSpinRows}. */
 export interface ReadRowsOptions {
@@ -131,7 +148,7 @@ async function* readJson(file: string): AsyncGenerator<RawRow> {
 }
 
 /** Parquet, one row group at a time. */
-async function* readParquet(file: string): AsyncGenerator<RawRow> {
+async function* readParquet(file: string, wanted: readonly string[] | undefined): AsyncGenerator<RawRow> {
   let buffer: AsyncBuffer;
   let metadata: FileMetaData;
   try {
@@ -141,13 +158,19 @@ async function* readParquet(file: string): AsyncGenerator<RawRow> {
     if ((error as NodeJS.ErrnoException).code !== undefined) throw ioError(file, error);
     throw new SpinNativeError(`${file} is not a readable parquet file: ${(error as Error).message}`, "IO", CALL);
   }
+  let columns: string[] | undefined;
+  if (wanted !== undefined) {
+    const present = parquetSchema(metadata).children.map((c) => c.element.name);
+    columns = present.filter((name) => wanted.includes(name));
+    if (columns.length === 0) columns = undefined;
+  }
   let start = 0;
   for (const group of metadata.row_groups) {
     const end = start + Number(group.num_rows);
     if (end === start) continue;
     let rows: Record<string, unknown>[];
     try {
-      rows = await parquetReadObjects({ file: buffer, metadata, rowStart: start, rowEnd: end, rowFormat: "object" });
+      rows = await parquetReadObjects({ file: buffer, metadata, rowStart: start, rowEnd: end, rowFormat: "object", ...(columns ? { columns } : {}) });
     } catch (error) {
       throw new SpinNativeError(`${file}: cannot read rows ${start}..${end - 1}: ${(error as Error).message}`, "IO", CALL);
     }
@@ -165,7 +188,7 @@ async function* readParquet(file: string): AsyncGenerator<RawRow> {
  *   and line), a .json file that is not JSON, or an unsupported extension; `IO` for a file that
  *   cannot be read or a parquet file that cannot be decoded.
  */
-export async function* readRows(file: string): AsyncGenerator<RawRow> {
+export async function* readRows(file: string, options: RawReadOptions = {}): AsyncGenerator<RawRow> {
   const format = dataFormatOf(file);
   if (format === null) throw invalid(`${file}: unsupported data file extension; expected .jsonl, .json or .parquet`);
   if (format === "jsonl") {
@@ -177,7 +200,7 @@ export async function* readRows(file: string): AsyncGenerator<RawRow> {
   } else if (format === "json") {
     yield* readJson(file);
   } else {
-    yield* readParquet(file);
+    yield* readParquet(file, options.columns);
   }
 }
 
@@ -193,6 +216,8 @@ function checkLimit(limit: unknown, call: string): number {
  * The SpinRows of one split of a source, streamed: the split's files (see
  * {@link resolveSplitFiles}) in order, each row converted by {@link toSpinRow} (the shape is
  * detected per row). Nothing is read beyond what the consumer pulls (plus one parquet row group).
+ * From parquet files only the {@link ROW_SHAPE_COLUMNS} are read (all columns when a file has
+ * none of them, so the error lists what it has).
  *
  * @param source - A data file, a folder with `train*`/`test*` files or `<split>/` subfolders, or a glob.
  * @param split - `"train"` (default) or `"test"`.
@@ -205,7 +230,7 @@ export async function* streamSpinRows(source: string, split: DataSplit = "train"
   const files = await resolveSplitFiles(source, split);
   let count = 0;
   for (const file of files) {
-    for await (const { raw, row, line } of readRows(file)) {
+    for await (const { raw, row, line } of readRows(file, { columns: ROW_SHAPE_COLUMNS })) {
       yield toSpinRow(raw, { file: line === undefined ? file : `${file} (line ${line})`, row });
       if (++count >= limit) return;
     }
