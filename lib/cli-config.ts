@@ -107,9 +107,22 @@ function editDistance(a: string, b: string): number {
   return row[b.length]!;
 }
 
-/** The known key closest to `key` (edit distance). */
-export function nearestKey(key: string): string {
-  return [...KNOWN_KEYS].sort((x, y) => editDistance(key, x) - editDistance(key, y))[0]!;
+/**
+ * The known key closest to `key`: first the keys that contain every `_`-separated word of it
+ * (`warmup` → `warmup_ratio`), then by edit distance, keys that have an effect before the
+ * accepted-without-effect ones (`per_device_batch_size` → `per_device_train_batch_size`, not
+ * `per_device_eval_batch_size`).
+ */
+export function nearestKey(key: string, among: readonly string[] = KNOWN_KEYS): string {
+  const lower = key.toLowerCase();
+  const words = lower.split("_").filter((w) => w !== "");
+  const score = (candidate: string): [number, number] => [
+    words.length > 0 && words.every((w) => candidate.includes(w)) ? 0 : 1,
+    editDistance(lower, candidate) + (ACCEPTED_WITHOUT_EFFECT.includes(candidate) ? 2 : 0),
+  ];
+  return [...among]
+    .map((candidate) => ({ candidate, score: score(candidate) }))
+    .sort((x, y) => x.score[0] - y.score[0] || x.score[1] - y.score[1])[0]!.candidate;
 }
 
 function checkKeys(config: RawConfig, where: string): void {
@@ -173,6 +186,30 @@ export function trainingFields(config: RawConfig): Partial<SpinConfig> {
     fields[field] = value;
   }
   return fields as Partial<SpinConfig>;
+}
+
+/**
+ * The per-iteration training settings of `iteration_schedule` (a list of mappings of training
+ * keys, e.g. `[{learning_rate: 5.0e-7, beta: 0.1}, …]`), or undefined when the key is absent.
+ * An entry that is not a mapping or holds a key other than a training key is an error (naming
+ * the nearest training key).
+ */
+export function iterationSchedule(config: RawConfig): Partial<SpinConfig>[] | undefined {
+  const schedule = config.iteration_schedule;
+  if (schedule === undefined || schedule === null) return undefined;
+  if (!Array.isArray(schedule)) throw new SpinNativeError("config: 'iteration_schedule' must be a list of mappings, one per iteration", "INVALID_ARGUMENT", "config");
+  const allowed = Object.keys(TRAINING_KEYS).filter((key) => key !== "output_dir");
+  return schedule.map((entry, t) => {
+    if (entry === null || typeof entry !== "object" || Array.isArray(entry)) {
+      throw new SpinNativeError(`config: iteration_schedule[${t}] must be a mapping of training keys (learning_rate, beta, …)`, "INVALID_ARGUMENT", "config");
+    }
+    for (const key of Object.keys(entry)) {
+      if (!allowed.includes(key)) {
+        throw new SpinNativeError(`config: iteration_schedule[${t}]: unknown key '${key}' — did you mean '${nearestKey(key, allowed)}'?`, "INVALID_ARGUMENT", "config");
+      }
+    }
+    return trainingFields(entry);
+  });
 }
 
 export function stringKey(config: RawConfig, key: string, required: true): string;

@@ -2,23 +2,22 @@
 // The spin-native command line: generate | train | sft | iterate | convert | eval | demo | info.
 // Run configs use the original SPIN config.yaml keys (lib/cli-config.ts), with --key=value
 // overrides; unknown keys are errors that name the nearest valid key.
+// The modules that load libtorch (model, generator, trainer, pipeline, runtime, demo) are
+// imported by the commands that use them, so usage, config errors and `convert` start fast.
 import path from "node:path";
 
-import { loadRunConfig, numberKey, type RawConfig, stringKey, trainingFields } from "./cli-config.js";
+import { iterationSchedule, loadRunConfig, numberKey, type RawConfig, stringKey, trainingFields } from "./cli-config.js";
 import { resolveSplitFiles } from "./data/dataset-files.js";
 import { readRows, readSpinRows } from "./data/dataset-read.js";
 import { convertDataset } from "./data/dataset-write.js";
 import { mixDatasets } from "./data/mixer.js";
-import { formatDemoTable, runDemo } from "./demo/run.js";
 import { SpinNativeError } from "./errors.js";
-import { SelfPlayGenerator, type SelfPlayOptions } from "./generator.js";
-import { CausalLM, type LoadModelOptions } from "./model.js";
-import { runPipeline } from "./pipeline.js";
+import type { SelfPlayOptions } from "./generator.js";
+import type { LoadModelOptions } from "./model.js";
+import { launch } from "./launch.js";
 import { createProgress } from "./progress.js";
 import { writeReport } from "./report.js";
-import { runtimeInfo, setNumThreads } from "./runtime.js";
-import { Tokenizer } from "./tokenizer.js";
-import { SftTrainer, SpinTrainer, type SpinConfig } from "./trainer.js";
+import type { SpinConfig } from "./trainer.js";
 import type { DType } from "./dtype.js";
 
 const USAGE: Record<string, string> = {
@@ -36,6 +35,8 @@ const USAGE: Record<string, string> = {
   Held-out metrics: mean NLL of the real responses; with --opponent, the SPIN metrics against it.`,
   demo: `spin-native demo [--out=DIR] [--iterations=3]
   The SPIN demo on the embedded tiny model and data: SFT θ0 → SPIN iterations → table of held-out exact match, mean log-prob of the ground truth and reward margins, against continued SFT with the same number of updates.`,
+  launch: `spin-native launch --nproc-per-node=N [--nnodes=M --node-rank=R --master-addr=A --master-port=P] -- <command ...>
+  Starts N worker processes with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (torchrun-style); output is prefixed by rank; if a rank fails the others are stopped and the exit code is non-zero.`,
   info: `spin-native info
   libtorch version, threads, BLAS build and CUDA devices.`,
 };
@@ -93,6 +94,7 @@ async function mixedRows(config: RawConfig, split: "train" | "test") {
 async function trainCommand(config: RawConfig, kind: "spin" | "sft"): Promise<void> {
   const modelDir = stringKey(config, "model_name_or_path", true);
   const outputDir = stringKey(config, "output_dir", true);
+  const [{ CausalLM }, { Tokenizer }, { SftTrainer, SpinTrainer }] = await Promise.all([import("./model.js"), import("./tokenizer.js"), import("./trainer.js")]);
   const rows = await mixedRows(config, "train");
   const model = await CausalLM.load(modelDir, loadOptions(config));
   const tokenizer = await Tokenizer.fromDir(modelDir);
@@ -122,13 +124,30 @@ async function main(argv: string[]): Promise<void> {
   const file = rest[0] && !rest[0].startsWith("--") ? rest[0] : null;
   const flags = file ? rest.slice(1) : rest;
   switch (command) {
+    case "launch": {
+      const separator = rest.indexOf("--");
+      if (separator < 0) throw new SpinNativeError(`launch: put the command after --\n${USAGE.launch}`, "INVALID_ARGUMENT", "cli");
+      const option = (name: string) => rest.slice(0, separator).find((f) => f.startsWith(`--${name}=`))?.split("=")[1];
+      const result = await launch({
+        nprocPerNode: Number(option("nproc-per-node") ?? 1),
+        nnodes: Number(option("nnodes") ?? 1),
+        nodeRank: Number(option("node-rank") ?? 0),
+        masterAddr: option("master-addr") ?? "127.0.0.1",
+        masterPort: Number(option("master-port") ?? 29500),
+        command: rest.slice(separator + 1),
+      });
+      process.exitCode = result.exitCode;
+      return;
+    }
     case "info": {
+      const { runtimeInfo } = await import("./runtime.js");
       console.log(JSON.stringify({ ...runtimeInfo(), ompWaitPolicy: process.env.OMP_WAIT_POLICY }, null, 2));
       return;
     }
     case "demo": {
       const option = (name: string) => flags.find((f) => f.startsWith(`--${name}=`))?.split("=")[1];
       const runDir = path.resolve(option("out") ?? "spin-demo-run");
+      const { formatDemoTable, runDemo } = await import("./demo/run.js");
       const result = await runDemo({ runDir, iterations: Number(option("iterations") ?? 3) });
       console.log(`\nSPIN demo (run folder ${runDir}, ${result.seconds.toFixed(0)} s)\n`);
       console.log(formatDemoTable(result.rows));
@@ -144,10 +163,11 @@ async function main(argv: string[]): Promise<void> {
   }
   const config = await loadRunConfig(file, flags);
   const threads = numberKey(config, "threads");
-  if (threads) setNumThreads(threads);
+  if (threads) (await import("./runtime.js")).setNumThreads(threads);
   switch (command) {
     case "generate": {
       const modelDir = stringKey(config, "model_name_or_path", true);
+      const [{ CausalLM }, { Tokenizer }, { SelfPlayGenerator }] = await Promise.all([import("./model.js"), import("./tokenizer.js"), import("./generator.js")]);
       const split = stringKey(config, "split") ?? "train";
       const rows: unknown[] = [];
       for await (const { raw } of streamRawRows(stringKey(config, "input", true), split as "train" | "test")) rows.push(raw);
@@ -167,11 +187,12 @@ async function main(argv: string[]): Promise<void> {
       return trainCommand(config, "sft");
     case "iterate": {
       const runDir = stringKey(config, "output_dir", true);
+      const schedule = iterationSchedule(config);
+      const { runPipeline } = await import("./pipeline.js");
       const rows: unknown[] = [];
       const mixer = config.dataset_mixer;
       const sources = mixer && typeof mixer === "object" && !Array.isArray(mixer) ? Object.keys(mixer) : [stringKey(config, "input", true)];
       for (const source of sources) for await (const { raw } of streamRawRows(source, "train")) rows.push(raw);
-      const schedule = Array.isArray(config.iteration_schedule) ? config.iteration_schedule.map((entry) => trainingFields(entry as RawConfig)) : undefined;
       const abort = new AbortController();
       process.once("SIGINT", () => abort.abort());
       const result = await runPipeline({
@@ -193,6 +214,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case "eval": {
       const modelDir = stringKey(config, "model_name_or_path", true);
+      const [{ CausalLM }, { Tokenizer }, { SftTrainer, SpinTrainer }] = await Promise.all([import("./model.js"), import("./tokenizer.js"), import("./trainer.js")]);
       const rows = await readSpinRows(stringKey(config, "input", true), (stringKey(config, "split") ?? "test") as "train" | "test");
       const model = await CausalLM.load(modelDir, loadOptions(config));
       const tokenizer = await Tokenizer.fromDir(modelDir);

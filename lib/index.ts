@@ -106,3 +106,5 @@ export {
   type MixFilesOptions,
 } from "./data/mixer.js";
 export { ROW_SHAPE_COLUMNS, type RawReadOptions } from "./data/dataset-read.js";
+export { Distributed, type DistributedOptions } from "./distributed.js";
+export { launch, type LaunchOptions, type LaunchResult } from "./launch.js";

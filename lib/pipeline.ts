@@ -152,12 +152,15 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
       });
       if (result.aborted) return { state, aborted: true, finalModel: current };
       await copyFile(path.join(paths.train, "metrics.jsonl"), paths.metrics).catch(() => undefined);
-      // θt+1 is saved: the step checkpoints are no longer needed (they are model-sized).
-      for (const entry of await readdir(paths.train)) {
-        if (entry.startsWith("checkpoint-")) await rm(path.join(paths.train, entry), { recursive: true, force: true });
-      }
       record.train = { steps: result.globalStep, rows: rows.length, metrics: result.metrics };
       await save();
+    }
+    // θt+1 is saved and recorded: the step checkpoints are no longer needed (they are
+    // model-sized). Removed only after run.json records the stage — a crash before that
+    // resumes from the last checkpoint instead of training the iteration again — and on every
+    // pass, so a crash in the middle of the removal is cleaned up by the next run.
+    for (const entry of await readdir(paths.train).catch(() => [] as string[])) {
+      if (entry.startsWith("checkpoint-")) await rm(path.join(paths.train, entry), { recursive: true, force: true });
     }
     current = paths.model;
     if (options.evaluate && !record.eval) {

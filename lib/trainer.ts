@@ -9,6 +9,7 @@ import { type SftBatch, type SpinBatch, SpinCollator } from "./data/collator.js"
 import type { SpinRow } from "./data/rows.js";
 import { SpinNativeError } from "./errors.js";
 import { writeFileAtomic } from "./io/atomic.js";
+import type { Distributed } from "./distributed.js";
 import type { CausalLM } from "./model.js";
 import { native } from "./native.js";
 import { noGrad } from "./runtime.js";
@@ -44,6 +45,8 @@ export interface SpinTrainerOptions {
   config: Partial<SpinConfig> & { outputDir: string };
   /** A live frozen opponent; by default the opponent is the model as given (θt), precomputed. */
   opponent?: CausalLM;
+  /** Data-parallel group (see Distributed.fromEnv); each rank passes the same rows. */
+  distributed?: Distributed | null;
 }
 
 /**
@@ -57,7 +60,7 @@ export class SpinTrainer extends TrainingLoop<SpinConfig> {
   readonly #opponentLogps = new Map<string, OpponentLogps>();
 
   constructor(options: SpinTrainerOptions) {
-    super(options.model, resolveConfig<SpinConfig>(SPIN_DEFAULTS, options.config));
+    super(options.model, resolveConfig<SpinConfig>(SPIN_DEFAULTS, options.config), options.distributed ?? null);
     this.tokenizer = options.tokenizer;
     this.opponent = options.opponent ?? null;
     this.#collator = new SpinCollator({ tokenizer: this.tokenizer, maxLength: this.config.maxLength, maxPromptLength: this.config.maxPromptLength });
@@ -174,6 +177,7 @@ export interface SftTrainerOptions {
   model: CausalLM;
   tokenizer: Tokenizer;
   config: Partial<TrainingConfig> & { outputDir: string };
+  distributed?: Distributed | null;
 }
 
 /**
@@ -184,7 +188,7 @@ export class SftTrainer extends TrainingLoop<TrainingConfig> {
   readonly #collator: SpinCollator;
 
   constructor(options: SftTrainerOptions) {
-    super(options.model, resolveConfig<TrainingConfig>(TRAINING_DEFAULTS, options.config));
+    super(options.model, resolveConfig<TrainingConfig>(TRAINING_DEFAULTS, options.config), options.distributed ?? null);
     this.#collator = new SpinCollator({ tokenizer: options.tokenizer, maxLength: this.config.maxLength, maxPromptLength: this.config.maxPromptLength });
   }
 

@@ -1,6 +1,7 @@
 // Module init: the native surface typed in types/native.d.ts.
 #include <napi.h>
 
+#include "dist.h"
 #include "errors.h"
 #include "factories.h"
 #include "generate.h"
@@ -61,6 +62,14 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"spinTrainStep", SpinTrainStep},
       {"sftTrainStep", SftTrainStep},
       {"generate", Generate},
+      {"initProcessGroup", InitProcessGroup},
+      {"destroyProcessGroup", DestroyProcessGroup},
+      {"allReduce", AllReduce},
+      {"broadcast", Broadcast},
+      {"allGather", AllGather},
+      {"barrier", Barrier},
+      {"allReduceGradients", AllReduceGradients},
+      {"broadcastParameters", BroadcastParameters},
   };
   for (const auto& [name, callback] : functions) {
     exports.Set(name, Napi::Function::New(env, callback, name));

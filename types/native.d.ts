@@ -255,6 +255,14 @@ export interface NativeBinding {
     options: NativeGenerateOptions,
     onTokens?: (rows: number[], tokens: number[]) => void,
   ): Promise<NativeGenerateResult>;
+  initProcessGroup(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<void>;
+  destroyProcessGroup(): void;
+  allReduce(tensor: NativeTensor, op: "sum" | "avg" | "max"): Promise<void>;
+  broadcast(tensor: NativeTensor, root: number): Promise<void>;
+  allGather(tensor: NativeTensor): Promise<NativeTensor[]>;
+  barrier(): Promise<void>;
+  allReduceGradients(model: NativeModel, bucketBytes: number): Promise<void>;
+  broadcastParameters(model: NativeModel, root: number): Promise<void>;
   sftTrainStep(
     model: NativeModel,
     ids: NativeTensor,

@@ -23,6 +23,8 @@ export interface TrainerState {
   seed: number;
   /** Updates the optimizer applied (AdamW's bias correction counts them). */
   optimizerSteps: number;
+  /** Ranks of the data-parallel run (1 when not distributed). */
+  worldSize?: number;
 }
 
 const PREFIX = "checkpoint-";

@@ -9,6 +9,7 @@ import { performance } from "node:perf_hooks";
 import type { SpinRow } from "../data/rows.js";
 import { SpinNativeError } from "../errors.js";
 import { writeFileAtomic } from "../io/atomic.js";
+import type { Distributed } from "../distributed.js";
 import type { CausalLM } from "../model.js";
 import { Optimizer } from "../optim.js";
 import { lrMultiplier, warmupSteps } from "../schedule.js";
@@ -95,6 +96,8 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
   constructor(
     readonly model: CausalLM,
     readonly config: C,
+    /** Data-parallel group: each rank trains on its slice of every global batch. */
+    readonly distributed: Distributed | null = null,
   ) {}
 
   on<K extends keyof TrainerEvents>(event: K, listener: (payload: TrainerEvents[K]) => void): this {
@@ -118,7 +121,12 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
     const c = this.config;
     if (rows.length === 0) throw new SpinNativeError("trainer: no training rows", "INVALID_ARGUMENT", "trainer.train");
     await mkdir(c.outputDir, { recursive: true });
-    const perUpdate = c.perDeviceTrainBatchSize * c.gradientAccumulationSteps;
+    const dist = this.distributed;
+    const world = dist?.worldSize ?? 1;
+    const rank = dist?.rank ?? 0;
+    const main = rank === 0;
+    const perMicro = c.perDeviceTrainBatchSize * world; // one micro-batch of every rank
+    const perUpdate = perMicro * c.gradientAccumulationSteps;
     const stepsPerEpoch = Math.ceil(rows.length / perUpdate);
     const totalSteps = c.maxSteps > 0 ? c.maxSteps : c.numTrainEpochs * stepsPerEpoch;
     const warmup = c.warmupSteps ?? warmupSteps(totalSteps, c.warmupRatio);
@@ -135,10 +143,17 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
     });
     const optimizer = this.optimizer;
     await this.prepare(rows, options.evalRows ?? []);
-    let state: TrainerState = { globalStep: 0, epoch: 0, stepInEpoch: 0, totalSteps, stepsPerEpoch, numRows: rows.length, seed: c.seed, optimizerSteps: 0 };
+    let state: TrainerState = { globalStep: 0, epoch: 0, stepInEpoch: 0, totalSteps, stepsPerEpoch, numRows: rows.length, seed: c.seed, optimizerSteps: 0, worldSize: world };
     const resumeDir = options.resumeFrom ? await findCheckpoint(c.outputDir, options.resumeFrom) : null;
     if (resumeDir) {
       const saved = await restoreTrainingCheckpoint(resumeDir, this.model, optimizer);
+      if ((saved.worldSize ?? 1) !== world) {
+        throw new SpinNativeError(
+          `resume: ${resumeDir} was written by a run of ${saved.worldSize ?? 1} rank(s); this run has ${world}. Resume with the same world size (the data order and batches depend on it)`,
+          "INVALID_ARGUMENT",
+          "trainer.resume",
+        );
+      }
       if (saved.numRows !== rows.length || saved.stepsPerEpoch !== stepsPerEpoch || saved.seed !== c.seed) {
         throw new SpinNativeError(
           `resume: ${resumeDir} was written for ${saved.numRows} rows, ${saved.stepsPerEpoch} updates per epoch and seed ${saved.seed}; this run has ${rows.length}, ${stepsPerEpoch} and ${c.seed}`,
@@ -147,8 +162,10 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
         );
       }
       state = saved;
-      await this.#truncateMetrics(state.globalStep);
+      if (main) await this.#truncateMetrics(state.globalStep);
     }
+    // Every rank starts from rank 0's parameters (a resume loads the same files everywhere).
+    if (dist && !resumeDir) await dist.broadcastParameters(this.model);
 
     const averager = new MetricAverager();
     let lastLogged: Metrics = {};
@@ -156,31 +173,44 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
     let since = performance.now();
     const checkpoint = async () => {
       state.optimizerSteps = optimizer.steps;
-      const dir = await saveTrainingCheckpoint(c.outputDir, state, this.model, optimizer);
-      await rotateCheckpoints(c.outputDir, c.saveTotalLimit);
-      this.emit("checkpoint", { step: state.globalStep, dir });
+      // Only rank 0 writes; the others wait, so a checkpoint is complete before anyone goes on.
+      if (main) {
+        const dir = await saveTrainingCheckpoint(c.outputDir, state, this.model, optimizer);
+        await rotateCheckpoints(c.outputDir, c.saveTotalLimit);
+        this.emit("checkpoint", { step: state.globalStep, dir });
+      }
+      await dist?.barrier();
     };
 
     while (state.epoch < lastEpoch && state.globalStep < totalSteps) {
       const order = epochOrder(rows.length, c.seed, state.epoch);
       while (state.stepInEpoch < stepsPerEpoch && state.globalStep < totalSteps) {
         const first = state.stepInEpoch * perUpdate;
+        // Micro-batch k of the update spans perMicro rows; rank r takes its contiguous slice.
         const micro: number[][] = [];
         for (let k = 0; k < c.gradientAccumulationSteps; k++) {
-          const indices = order.slice(first + k * c.perDeviceTrainBatchSize, first + (k + 1) * c.perDeviceTrainBatchSize);
+          const chunk = order.slice(first + k * perMicro, first + (k + 1) * perMicro);
+          const indices = chunk.slice(rank * c.perDeviceTrainBatchSize, (rank + 1) * c.perDeviceTrainBatchSize);
           if (indices.length > 0) micro.push(indices);
         }
         const stepMetrics = new MetricAverager();
         let finite = true;
         for (const indices of micro) {
           const metrics = await this.microStep(indices.map((i) => rows[i]!), indices, 1 / micro.length);
-          if (!Number.isFinite(metrics.loss)) {
-            finite = false;
-            this.#nonFinite(`loss is ${metrics.loss}`, state, indices);
-          }
+          if (!Number.isFinite(metrics.loss)) finite = false;
           tokens += metrics.tokens ?? 0;
           stepMetrics.add(metrics);
         }
+        let localMetrics = stepMetrics.take();
+        if (dist) {
+          // Every rank must take the same decision, and the metrics are those of the global batch.
+          const agreed = await dist.averageMetrics({ ...localMetrics, finite: finite ? 1 : 0 });
+          finite = agreed.finite === 1;
+          delete agreed.finite;
+          localMetrics = agreed;
+        }
+        if (!finite) this.#nonFinite(`loss is ${localMetrics.loss}`, state, micro.flat());
+        if (finite && dist) await dist.averageGradients(this.model);
         const learningRate = c.learningRate * lrMultiplier(c.lrSchedulerType, state.globalStep, totalSteps, warmup);
         if (!finite) this.#discardGradients();
         const { gradNorm, applied } = finite ? await optimizer.step(learningRate, c.maxGradNorm) : { gradNorm: NaN, applied: false };
@@ -188,7 +218,7 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
         state.globalStep++;
         state.stepInEpoch++;
         const epoch = state.epoch + state.stepInEpoch / stepsPerEpoch;
-        const metrics = { ...stepMetrics.take(), learning_rate: learningRate, grad_norm: gradNorm };
+        const metrics = { ...localMetrics, learning_rate: learningRate, grad_norm: gradNorm };
         averager.add(metrics);
         this.emit("step", { step: state.globalStep, epoch, metrics, learningRate, gradNorm });
 
@@ -243,6 +273,7 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
 
   async #log(metrics: Metrics, step: number, epoch: number): Promise<Metrics> {
     const line = { step, epoch, ...metrics };
+    if ((this.distributed?.rank ?? 0) !== 0) return line; // rank 0 writes the run's log
     await appendFile(path.join(this.config.outputDir, "metrics.jsonl"), JSON.stringify(line) + "\n");
     if (this.config.logToConsole) {
       const shown = Object.entries(metrics).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toPrecision(4)}`);

@@ -1,0 +1,56 @@
+// A worker of the distributed tests, started by `spin-native launch` (or directly for one
+// rank): `node test/dist-worker.mjs <mode> <dir>`; imports the compiled library (dist/).
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+
+const lib = await import(new URL("../dist/lib/index.js", import.meta.url).href);
+const [mode, dir] = process.argv.slice(2);
+lib.setNumThreads(1);
+const dist = await lib.Distributed.fromEnv(process.env, { timeoutMs: 8000 });
+const rank = dist?.rank ?? 0;
+const out = (name, value) => writeFileSync(path.join(dir, `${name}-rank${rank}.json`), JSON.stringify(value));
+
+if (mode === "collectives") {
+  const t = lib.tensor([rank + 1, 10 * (rank + 1)], { dtype: "float64" });
+  await dist.allReduce(t, "sum");
+  const sum = Array.from(t.toTypedArray());
+  const a = lib.tensor([rank + 1], { dtype: "float64" });
+  await dist.allReduce(a, "avg");
+  const m = lib.tensor([rank * 7 % 5], { dtype: "float64" });
+  await dist.allReduce(m, "max");
+  const b = lib.tensor([rank === 1 ? 42 : -1, rank], { dtype: "float64" });
+  await dist.broadcast(b, 1);
+  const gathered = (await dist.allGather(lib.tensor([rank, rank * rank], { dtype: "float64" }))).map((g) => Array.from(g.toTypedArray()));
+  await dist.barrier();
+  out("collectives", { sum, avg: a.item(), max: m.item(), broadcast: Array.from(b.toTypedArray()), gathered });
+} else if (mode === "train") {
+  const batch = Number(process.argv[4]);
+  const model = await lib.CausalLM.load(path.join(dir, "model"), { dtype: "float64" });
+  const tokenizer = await lib.Tokenizer.fromDir(path.join(dir, "model"));
+  const words = ["ab", "cd", "ef", "gh", "ij", "kl", "mn", "op"];
+  const rows = words.map((w, i) => ({
+    real: [{ role: "user", content: w }, { role: "assistant", content: words[(i + 1) % 8] }],
+    generated: [{ role: "user", content: w }, { role: "assistant", content: words[(i + 3) % 8] + "z" }],
+  }));
+  const trainer = new lib.SpinTrainer({
+    model, tokenizer, distributed: dist,
+    config: { outputDir: path.join(dir, `run-${process.env.WORLD_SIZE ?? 1}`), perDeviceTrainBatchSize: batch, maxSteps: 4, learningRate: 1e-3, optim: "adamw", beta: 0.5, saveStrategy: "no", warmupRatio: 0 },
+  });
+  const logs = [];
+  trainer.on("step", (s) => logs.push(s.metrics.loss));
+  await trainer.train(rows);
+  const params = {};
+  for (const [name, p] of model.parameters()) params[name] = Array.from(p.toTypedArray());
+  out("train", { params, losses: logs });
+} else if (mode === "die") {
+  if (rank === 1) process.exit(3);
+  const t = lib.tensor([1]);
+  try {
+    await dist.allReduce(t, "sum");
+    out("die", { error: null });
+  } catch (error) {
+    out("die", { error: error.message, code: error.code });
+    process.exit(4);
+  }
+}
+dist?.destroy();
