@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # The OpenBLAS build, chosen by measurement (README, "Threads and BLAS"): the OpenMP build
 # shares libtorch's OpenMP runtime instead of running a second thread pool beside it.
 BLAS_VARIANT="${SPIN_BLAS_VARIANT:-openmp}"
-# chromium: the test suite renders the run report in headless Chromium.
-PACKAGES=(libtorch-dev "libopenblas0-${BLAS_VARIANT}" g++ make cmake python3 chromium)
+# libgloo-dev: headers for the Gloo process group (distributed). chromium: the test suite
+# renders the run report in headless Chromium.
+PACKAGES=(libtorch-dev libgloo-dev "libopenblas0-${BLAS_VARIANT}" g++ make cmake python3 chromium)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
