@@ -10,7 +10,7 @@ import { iterationSchedule, loadRunConfig, numberKey, type RawConfig, stringKey,
 import { resolveSplitFiles } from "./data/dataset-files.js";
 import { readRows, readSpinRows } from "./data/dataset-read.js";
 import { convertDataset } from "./data/dataset-write.js";
-import { mixDatasets } from "./data/mixer.js";
+import { fractionCount, mixDatasets } from "./data/mixer.js";
 import { SpinNativeError } from "./errors.js";
 import type { SelfPlayOptions } from "./generator.js";
 import type { LoadModelOptions } from "./model.js";
@@ -188,11 +188,20 @@ async function main(argv: string[]): Promise<void> {
     case "iterate": {
       const runDir = stringKey(config, "output_dir", true);
       const schedule = iterationSchedule(config);
-      const { runPipeline } = await import("./pipeline.js");
       const rows: unknown[] = [];
       const mixer = config.dataset_mixer;
-      const sources = mixer && typeof mixer === "object" && !Array.isArray(mixer) ? Object.keys(mixer) : [stringKey(config, "input", true)];
-      for (const source of sources) for await (const { raw } of streamRawRows(source, "train")) rows.push(raw);
+      // SFT prompts: each source's first ⌊fraction·n⌋ rows (as the training mix subsamples), in order.
+      const sources: [string, number][] =
+        mixer && typeof mixer === "object" && !Array.isArray(mixer) ? Object.entries(mixer).map(([source, fraction]) => [source, Number(fraction)]) : [[stringKey(config, "input", true), 1]];
+      for (const [source, fraction] of sources) {
+        if (!(fraction > 0 && fraction <= 1)) throw new SpinNativeError(`config: the dataset_mixer fraction of ${source} must be a number with 0 < fraction ≤ 1, got ${fraction}`, "INVALID_ARGUMENT", "config");
+      }
+      for (const [source, fraction] of sources) {
+        const raw: unknown[] = [];
+        for await (const row of streamRawRows(source, "train")) raw.push(row.raw);
+        rows.push(...raw.slice(0, fractionCount(fraction, raw.length)));
+      }
+      const { runPipeline } = await import("./pipeline.js");
       const abort = new AbortController();
       process.once("SIGINT", () => abort.abort());
       const result = await runPipeline({

@@ -75,8 +75,10 @@ export function launch(options: LaunchOptions): Promise<LaunchResult> {
         if ((code !== 0 || signal) && !failed) {
           failed = { rank, code, signal };
           write(`[launch] rank ${rank} failed (${signal ? `signal ${signal}` : `exit code ${code}`}); stopping the other ranks`, rank, "stderr");
-          for (const other of children) if (other !== child && other.exitCode === null) other.kill("SIGTERM");
-          setTimeout(() => children.forEach((c) => c.exitCode === null && c.kill("SIGKILL")), 5000).unref();
+          for (const other of children) if (other !== child && other.exitCode === null && other.signalCode === null) other.kill("SIGTERM");
+          setTimeout(() => children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill("SIGKILL")), 5000).unref();
+        } else if (code !== 0 && !signal) {
+          write(`[launch] rank ${rank} also exited with code ${code}`, rank, "stderr");
         }
         if (running === 0) finish();
       });

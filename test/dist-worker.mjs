@@ -43,7 +43,7 @@ if (mode === "collectives") {
   for (const [name, p] of model.parameters()) params[name] = Array.from(p.toTypedArray());
   out("train", { params, losses: logs });
 } else if (mode === "die") {
-  if (rank === 1) process.exit(3);
+  if (rank === 1) process.kill(process.pid, "SIGKILL"); // a real kill: no clean-up, no goodbye
   const t = lib.tensor([1]);
   try {
     await dist.allReduce(t, "sum");

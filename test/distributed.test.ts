@@ -77,13 +77,13 @@ test("SPIN on 2 ranks with batch b equals 1 rank with batch 2b", async () => {
   expect(single.losses[0]).not.toBeCloseTo(single.losses[3], 6);
 }, 120_000);
 
-test("a rank that dies fails the job within the timeout, naming the rank", () => {
+test("a rank killed with SIGKILL fails the job within the timeout, naming the rank", () => {
   const dir = mkdtempSync(path.join(root, "die-"));
   const started = Date.now();
   const run = launch(2, ["die", dir], 60_000);
   const seconds = (Date.now() - started) / 1000;
   expect(run.status).not.toBe(0);
-  expect(run.stdout + run.stderr).toMatch(/rank 1 failed \(exit code 3\)/);
+  expect(run.stdout + run.stderr).toMatch(/rank 1 failed \(signal SIGKILL\)/);
   expect(seconds).toBeLessThan(45);
   if (existsSync(path.join(dir, "die-rank0.json"))) {
     const r = read(dir, "die", 0);

@@ -266,7 +266,7 @@ describe("events and metrics.jsonl", () => {
         expect(existsSync(path.join(ckpt, file)), `${ckpt}/${file}`).toBe(true);
       }
       const state = JSON.parse(readFileSync(path.join(ckpt, "trainer_state.json"), "utf8"));
-      expect(state).toEqual({ globalStep: step, epoch: Math.floor(step / 6), stepInEpoch: step % 6, totalSteps: 6, stepsPerEpoch: 6, numRows: 12, seed: 42, optimizerSteps: step });
+      expect(state).toEqual({ globalStep: step, epoch: Math.floor(step / 6), stepInEpoch: step % 6, totalSteps: 6, stepsPerEpoch: 6, numRows: 12, seed: 42, optimizerSteps: step, worldSize: 1 });
       using saved = await CausalLM.load(path.join(ckpt, "model"));
       expect(snapshot(saved)).toEqual(savedParams.get(step));
       const optimizerState = await loadSafetensors(path.join(ckpt, "optimizer.safetensors"));

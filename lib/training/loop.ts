@@ -162,8 +162,9 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
         );
       }
       state = saved;
-      if (main) await this.#truncateMetrics(state.globalStep);
     }
+    // Log lines past the restored step (or all, on a fresh start) belong to a lost run.
+    if (main) await this.#truncateMetrics(state.globalStep);
     // Every rank starts from rank 0's parameters (a resume loads the same files everywhere).
     if (dist && !resumeDir) await dist.broadcastParameters(this.model);
 
@@ -250,6 +251,8 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
       lastLogged = await this.#log({ ...averager.take(), "tokens/s": tokens / ((performance.now() - since) / 1000) }, state.globalStep, epoch);
     }
     if (c.saveStrategy === "steps" && state.globalStep % c.saveSteps !== 0) await checkpoint();
+    // A run resumed at its last update logs nothing new: report the last line it had logged.
+    if (Object.keys(lastLogged).length === 0) lastLogged = await this.#lastLogged();
     return { globalStep: state.globalStep, epoch, aborted: false, metrics: lastLogged };
   }
 
@@ -281,6 +284,12 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
     }
     this.emit("log", line);
     return line;
+  }
+
+  async #lastLogged(): Promise<Metrics> {
+    const text = await readFile(path.join(this.config.outputDir, "metrics.jsonl"), "utf8").catch(() => "");
+    const last = text.trim().split("\n").at(-1);
+    return last ? (JSON.parse(last) as Metrics) : {};
   }
 
   /** After a resume, drops log lines past the checkpoint (they will be written again). */
