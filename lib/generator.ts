@@ -55,6 +55,7 @@ import { type ChatMessage, type SpinRow, toSpinRow } from "./data/rows.js";
 import { SpinNativeError } from "./errors.js";
 import type { Generation, GenerateOptions } from "./generation.js";
 import { writeFileAtomic } from "./io/atomic.js";
+import { permutation } from "./random.js";
 import { scope } from "./memory.js";
 import type { CausalLM } from "./model.js";
 import type { SpinTextOptions, Tokenizer } from "./tokenizer.js";
@@ -210,20 +211,7 @@ export function spinInstructionPrompt(x: string): string {
  * it is the same on every machine, which is all fractions need.
  */
 export function shuffledOrder(n: number, seed = 42): number[] {
-  let state = seed >>> 0;
-  const random = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const order = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  return order;
+  return permutation(n, seed);
 }
 
 interface Resolved {

@@ -10,6 +10,7 @@
 // `Dataset.shuffle(seed=42)` (numpy's PCG64 permutation): the mixed order is deterministic and
 // the same on every machine, but not the original's order.
 import { SpinNativeError } from "../errors.js";
+import { seededShuffle as shuffle } from "../random.js";
 import type { DataSplit } from "./dataset-files.js";
 import { readSpinRows } from "./dataset-read.js";
 import type { SpinRow } from "./rows.js";
@@ -34,27 +35,9 @@ export interface MixFilesOptions {
   seed?: number;
 }
 
-/** mulberry32: a small, fast 32-bit seeded PRNG with values in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Shuffles a copy of `items` with a Fisher–Yates shuffle driven by mulberry32(seed). */
 export function seededShuffle<T>(items: readonly T[], seed = 42): T[] {
-  const random = mulberry32(seed);
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
+  return shuffle(items, seed);
 }
 
 /** How many rows a fraction keeps: Python's int(frac * n) for frac > 0, i.e. ⌊frac·n⌋. */

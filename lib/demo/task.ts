@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 import type { SpinRow } from "../data/rows.js";
+import { mulberry32 } from "../random.js";
 
 /** Special tokens first (ids 0..5), then "\n", the digits and "+". */
 const SPECIALS = ["<unk>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"];
@@ -38,18 +39,6 @@ export function writeDemoTokenizer(dir: string): void {
   writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(DEMO_TOKENIZER_CONFIG, null, 2));
 }
 
-/** A seeded PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export interface AdditionExample {
   prompt: string;
   answer: string;
@@ -57,7 +46,7 @@ export interface AdditionExample {
 
 /** Disjoint train and test sets of "a+b" with a, b in [0, 99]. */
 export function additionSplits(trainSize: number, testSize: number, seed = 7): { train: AdditionExample[]; test: AdditionExample[] } {
-  const random = prng(seed);
+  const random = mulberry32(seed);
   const all: AdditionExample[] = [];
   for (let a = 0; a < 100; a++) for (let b = 0; b < 100; b++) all.push({ prompt: `${a}+${b}`, answer: String(a + b) });
   for (let i = all.length - 1; i > 0; i--) {

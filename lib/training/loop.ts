@@ -12,6 +12,7 @@ import { writeFileAtomic } from "../io/atomic.js";
 import type { Distributed } from "../distributed.js";
 import type { CausalLM } from "../model.js";
 import { Optimizer } from "../optim.js";
+import { permutation } from "../random.js";
 import { lrMultiplier, warmupSteps } from "../schedule.js";
 import {
   type TrainerState,
@@ -55,20 +56,7 @@ export interface TrainResult {
 
 /** A seeded permutation of 0..n-1 (mulberry32 + Fisher–Yates): the data order of one epoch. */
 export function epochOrder(n: number, seed: number, epoch: number): number[] {
-  let state = (seed ^ Math.imul(epoch + 1, 0x9e3779b1)) >>> 0;
-  const random = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const order = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  return order;
+  return permutation(n, (seed ^ Math.imul(epoch + 1, 0x9e3779b1)) >>> 0);
 }
 
 class MetricAverager {
