@@ -174,3 +174,30 @@ export async function generateRows(limits: { matmulGflops: number; bandwidthGBs:
   }
   return rows;
 }
+
+/** Gradient all-reduce of bench-60m on 2 local ranks, as a share of the step time. */
+export async function allReduceRows(): Promise<Row[]> {
+  const { launch } = await import("../lib/launch.js");
+  const { fileURLToPath } = await import("node:url");
+  await benchCheckpoint("bench-60m");
+  const lines: string[] = [];
+  const result = await launch({
+    nprocPerNode: 2,
+    masterPort: 29500 + Math.floor(Math.random() * 1000),
+    command: [process.execPath, fileURLToPath(new URL("./allreduce-worker.js", import.meta.url))],
+    onLine: (line) => lines.push(line),
+  });
+  const json = lines.map((l) => l.replace(/^\[rank \d+\] /, "")).find((l) => l.startsWith("{"));
+  if (result.exitCode !== 0 || !json) throw new Error(`all-reduce benchmark failed:\n${lines.join("\n")}`);
+  const r = JSON.parse(json) as { gradientBytes: number; computeSeconds: number; allReduceSeconds: number };
+  return [
+    {
+      name: "bench-60m gradients, 2 local ranks (Gloo, loopback)",
+      "grad MiB": r.gradientBytes / 2 ** 20,
+      "all-reduce s": r.allReduceSeconds,
+      "step compute s": r.computeSeconds,
+      "share of step": r.allReduceSeconds / (r.allReduceSeconds + r.computeSeconds),
+      "GB/s (algorithmic)": r.gradientBytes / r.allReduceSeconds / 1e9,
+    },
+  ];
+}

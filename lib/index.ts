@@ -108,3 +108,4 @@ export {
 export { ROW_SHAPE_COLUMNS, type RawReadOptions } from "./data/dataset-read.js";
 export { Distributed, type DistributedOptions } from "./distributed.js";
 export { launch, type LaunchOptions, type LaunchResult } from "./launch.js";
+export { generateDataParallel, type DataParallelGeneration } from "./distributed-generation.js";

@@ -42,6 +42,16 @@ if (mode === "collectives") {
   const params = {};
   for (const [name, p] of model.parameters()) params[name] = Array.from(p.toTypedArray());
   out("train", { params, losses: logs });
+} else if (mode === "generate") {
+  const model = await lib.CausalLM.load(path.join(dir, "model"));
+  const tokenizer = await lib.Tokenizer.fromDir(path.join(dir, "model"));
+  const prompts = ["ab", "cd", "ef", "gh", "ij", "kl", "mn"].map((w) => ({ messages: [{ role: "user", content: w }, { role: "assistant", content: "x" }] }));
+  const outDir = path.join(dir, `gen-${process.env.WORLD_SIZE ?? 1}`);
+  const result = await lib.generateDataParallel(
+    { model, tokenizer, options: { batchSize: 2, maxNewTokens: 5, doSample: true, seed: 3, eosTokenIds: [] } },
+    prompts, outDir, dist,
+  );
+  out("generate", result);
 } else if (mode === "die") {
   if (rank === 1) process.kill(process.pid, "SIGKILL"); // a real kill: no clean-up, no goodbye
   const t = lib.tensor([1]);

@@ -77,6 +77,21 @@ test("SPIN on 2 ranks with batch b equals 1 rank with batch 2b", async () => {
   expect(single.losses[0]).not.toBeCloseTo(single.losses[3], 6);
 }, 120_000);
 
+test("generation on 2 ranks equals generation on 1 rank", async () => {
+  const dir = mkdtempSync(path.join(root, "gen-"));
+  await writeCharModel(path.join(dir, "model"));
+  writeFileSync(path.join(dir, "model", "tokenizer.json"), JSON.stringify(tinyTokenizerJson()));
+  writeFileSync(path.join(dir, "model", "tokenizer_config.json"), JSON.stringify(TINY_TOKENIZER_CONFIG));
+  const two = launch(2, ["generate", dir]);
+  expect(two.status, two.stderr + two.stdout).toBe(0);
+  const one = spawnSync(process.execPath, [WORKER, "generate", dir], { encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: "1", WORLD_SIZE: "1" } });
+  expect(one.status, one.stderr).toBe(0);
+  const merged = readFileSync(path.join(dir, "gen-2", "train.jsonl"), "utf8");
+  const single = readFileSync(path.join(dir, "gen-1", "train", "train-0.jsonl"), "utf8");
+  expect(merged.split("\n").filter(Boolean)).toHaveLength(7);
+  expect(merged).toBe(single);
+}, 120_000);
+
 test("a rank killed with SIGKILL fails the job within the timeout, naming the rank", () => {
   const dir = mkdtempSync(path.join(root, "die-"));
   const started = Date.now();
