@@ -94,19 +94,29 @@ async function mixedRows(config: RawConfig, split: "train" | "test") {
 async function trainCommand(config: RawConfig, kind: "spin" | "sft"): Promise<void> {
   const modelDir = stringKey(config, "model_name_or_path", true);
   const outputDir = stringKey(config, "output_dir", true);
-  const [{ CausalLM }, { Tokenizer }, { SftTrainer, SpinTrainer }] = await Promise.all([import("./model.js"), import("./tokenizer.js"), import("./trainer.js")]);
+  const [{ CausalLM }, { Tokenizer }, { SftTrainer, SpinTrainer }, { Distributed }] = await Promise.all([
+    import("./model.js"),
+    import("./tokenizer.js"),
+    import("./trainer.js"),
+    import("./distributed.js"),
+  ]);
+  // Under `spin-native launch` (WORLD_SIZE > 1) the run is data-parallel.
+  const distributed = await Distributed.fromEnv();
   const rows = await mixedRows(config, "train");
   const model = await CausalLM.load(modelDir, loadOptions(config));
   const tokenizer = await Tokenizer.fromDir(modelDir);
   const fields = { ...trainingFields(config), outputDir, logToConsole: true };
-  const trainer = kind === "spin" ? new SpinTrainer({ model, tokenizer, config: fields }) : new SftTrainer({ model, tokenizer, config: fields });
+  const trainer =
+    kind === "spin" ? new SpinTrainer({ model, tokenizer, config: fields, distributed }) : new SftTrainer({ model, tokenizer, config: fields, distributed });
   const progress = createProgress(kind === "spin" ? "SPIN" : "SFT");
   trainer.on("step", (s) => progress.update(s.step, trainer.config.maxSteps || Math.ceil(rows.length / (trainer.config.perDeviceTrainBatchSize * trainer.config.gradientAccumulationSteps)) * trainer.config.numTrainEpochs, `loss ${s.metrics.loss?.toFixed(4)}`));
   const abort = new AbortController();
   process.once("SIGINT", () => abort.abort());
   const result = await trainer.train(rows, { resumeFrom: "latest", signal: abort.signal });
   progress.done(`${result.globalStep} updates`);
-  if (!result.aborted) await model.save(path.join(outputDir, "model"));
+  if (!result.aborted && (distributed?.isMain ?? true)) await model.save(path.join(outputDir, "model"));
+  await distributed?.barrier();
+  distributed?.destroy();
   model.dispose();
 }
 
@@ -202,6 +212,8 @@ async function main(argv: string[]): Promise<void> {
         rows.push(...raw.slice(0, fractionCount(fraction, raw.length)));
       }
       const { runPipeline } = await import("./pipeline.js");
+      const { Distributed } = await import("./distributed.js");
+      const distributed = await Distributed.fromEnv();
       const abort = new AbortController();
       process.once("SIGINT", () => abort.abort());
       const result = await runPipeline({
@@ -217,7 +229,9 @@ async function main(argv: string[]): Promise<void> {
         signal: abort.signal,
         log: (line) => console.log(line),
         onStage: () => writeReport(runDir).then(() => undefined),
+        distributed,
       });
+      distributed?.destroy();
       console.log(result.aborted ? "stopped; re-run the same command to resume" : `done: ${result.finalModel}`);
       return;
     }

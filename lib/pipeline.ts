@@ -9,6 +9,8 @@ import path from "node:path";
 import { readSpinRows } from "./data/dataset-read.js";
 import { mixDatasets } from "./data/mixer.js";
 import { SpinNativeError } from "./errors.js";
+import type { Distributed } from "./distributed.js";
+import { generateDataParallel } from "./distributed-generation.js";
 import { type GenerationSummary, SelfPlayGenerator, type SelfPlayOptions } from "./generator.js";
 import { writeFileAtomic } from "./io/atomic.js";
 import { CausalLM, type LoadModelOptions } from "./model.js";
@@ -40,6 +42,11 @@ export interface PipelineOptions {
   log?: (line: string) => void;
   /** Called after every finished stage (e.g. to refresh report.html). */
   onStage?: (state: RunState) => Promise<void>;
+  /**
+   * Data-parallel group: generation is split into one fraction per rank, training is
+   * data-parallel, and rank 0 alone writes run.json, models and evaluations.
+   */
+  distributed?: Distributed | null;
 }
 
 /** The original SPIN schedule: lr 5e-7 for iterations 0–1, 1e-7 for 2–3; β 0.1 for 0–2, 5.0 for 3. */
@@ -97,11 +104,17 @@ export function iterationPaths(runDir: string, t: number) {
 export async function runPipeline(options: PipelineOptions): Promise<PipelineResult> {
   const log = options.log ?? (() => {});
   if (options.iterations < 1) throw new SpinNativeError("pipeline: iterations must be >= 1", "INVALID_ARGUMENT", "pipeline");
+  const dist = options.distributed ?? null;
+  const main = !dist || dist.isMain;
   await mkdir(options.runDir, { recursive: true });
   const state = await readState(options.runDir, options);
+  // Every rank keeps the same state in memory; rank 0 writes it.
   const save = async () => {
-    await writeFileAtomic(path.join(options.runDir, STATE_FILE), JSON.stringify(state, null, 2) + "\n");
-    await options.onStage?.(state);
+    if (main) {
+      await writeFileAtomic(path.join(options.runDir, STATE_FILE), JSON.stringify(state, null, 2) + "\n");
+      await options.onStage?.(state);
+    }
+    await dist?.barrier();
   };
   const tokenizer = await Tokenizer.fromDir(options.baseModel);
   const withModel = async <T>(dir: string, fn: (model: CausalLM) => Promise<T>): Promise<T> => {
@@ -115,7 +128,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
 
   if (options.evaluate && !state.baseEval) {
     log("evaluating θ0");
-    state.baseEval = await withModel(options.baseModel, (m) => options.evaluate!(m, tokenizer, "base"));
+    state.baseEval = main ? await withModel(options.baseModel, (m) => options.evaluate!(m, tokenizer, "base")) : {};
     await save();
   }
   let current = options.baseModel;
@@ -124,10 +137,15 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     const record = (state.iteration[t] ??= {});
     if (!record.generate) {
       log(`iteration ${t}: generating with ${current}`);
-      const summary = await withModel(current, (model) =>
-        new SelfPlayGenerator({ model, tokenizer, options: { ...options.generation, split: "train" } }).run(options.sftRows, paths.data),
-      );
-      record.generate = { rows: summary.rows, eosRate: summary.eosRate, meanGeneratedTokens: summary.meanGeneratedTokens, seconds: summary.seconds };
+      const init = (model: CausalLM) => ({ model, tokenizer, options: { ...options.generation, split: "train" } });
+      if (dist) {
+        const started = Date.now();
+        const result = await withModel(current, (model) => generateDataParallel(init(model), options.sftRows, paths.data, dist));
+        record.generate = { rows: result.rows, eosRate: NaN, meanGeneratedTokens: NaN, seconds: (Date.now() - started) / 1000 };
+      } else {
+        const summary = await withModel(current, (model) => new SelfPlayGenerator(init(model)).run(options.sftRows, paths.data));
+        record.generate = { rows: summary.rows, eosRate: summary.eosRate, meanGeneratedTokens: summary.meanGeneratedTokens, seconds: summary.seconds };
+      }
       await save();
     }
     if (options.signal?.aborted) return { state, aborted: true, finalModel: current };
@@ -145,13 +163,14 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
             );
       log(`iteration ${t}: training on ${rows.length} pairs from ${current}`);
       const result = await withModel(current, async (model) => {
-        const trainer = new SpinTrainer({ model, tokenizer, config: { ...options.training, ...options.perIteration?.[t], outputDir: paths.train } });
+        const trainer = new SpinTrainer({ model, tokenizer, distributed: dist, config: { ...options.training, ...options.perIteration?.[t], outputDir: paths.train } });
         const trained = await trainer.train(rows, { resumeFrom: "latest", signal: options.signal });
-        if (!trained.aborted) await model.save(paths.model);
+        if (!trained.aborted && main) await model.save(paths.model);
+        await dist?.barrier();
         return trained;
       });
       if (result.aborted) return { state, aborted: true, finalModel: current };
-      await copyFile(path.join(paths.train, "metrics.jsonl"), paths.metrics).catch(() => undefined);
+      if (main) await copyFile(path.join(paths.train, "metrics.jsonl"), paths.metrics).catch(() => undefined);
       record.train = { steps: result.globalStep, rows: rows.length, metrics: result.metrics };
       await save();
     }
@@ -159,13 +178,13 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     // model-sized). Removed only after run.json records the stage — a crash before that
     // resumes from the last checkpoint instead of training the iteration again — and on every
     // pass, so a crash in the middle of the removal is cleaned up by the next run.
-    for (const entry of await readdir(paths.train).catch(() => [] as string[])) {
+    for (const entry of main ? await readdir(paths.train).catch(() => [] as string[]) : []) {
       if (entry.startsWith("checkpoint-")) await rm(path.join(paths.train, entry), { recursive: true, force: true });
     }
     current = paths.model;
     if (options.evaluate && !record.eval) {
       log(`iteration ${t}: evaluating θ${t + 1}`);
-      record.eval = await withModel(current, (m) => options.evaluate!(m, tokenizer, `iter${t}`));
+      record.eval = main ? await withModel(current, (m) => options.evaluate!(m, tokenizer, `iter${t}`)) : {};
       await save();
     }
   }

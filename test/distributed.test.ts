@@ -9,6 +9,8 @@ import { fileURLToPath } from "node:url";
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
+import { sftRows, writeTinyCheckpoint } from "./cli-helpers.js";
+import { writeJsonl } from "../lib/data/dataset-write.js";
 import { writeCharModel } from "./tiny-char-model.js";
 import { TINY_TOKENIZER_CONFIG, tinyTokenizerJson } from "./tiny-tokenizer.js";
 
@@ -91,6 +93,56 @@ test("generation on 2 ranks equals generation on 1 rank", async () => {
   expect(merged.split("\n").filter(Boolean)).toHaveLength(7);
   expect(merged).toBe(single);
 }, 120_000);
+
+test("spin-native iterate under launch on 2 ranks equals 1 rank with twice the batch", async () => {
+  const dir = mkdtempSync(path.join(root, "iterate-"));
+  await writeTinyCheckpoint(path.join(dir, "base"));
+  await writeJsonl(path.join(dir, "sft.jsonl"), sftRows(16));
+  const config = (runDir: string, batch: number) =>
+    [
+      `model_name_or_path: ${path.join(dir, "base")}`,
+      `input: ${path.join(dir, "sft.jsonl")}`,
+      `output_dir: ${runDir}`,
+      "iterations: 1",
+      "threads: 1",
+      "batch_size: 4",
+      "max_new_tokens: 4",
+      "learning_rate: 1.0e-3",
+      "optim: adamw_torch",
+      "warmup_ratio: 0",
+      `per_device_train_batch_size: ${batch}`,
+      "save_strategy: 'no'",
+      "max_length: 64",
+      "max_prompt_length: 48",
+    ].join("\n");
+  writeFileSync(path.join(dir, "two.yaml"), config(path.join(dir, "run-2"), 2));
+  writeFileSync(path.join(dir, "one.yaml"), config(path.join(dir, "run-1"), 4));
+  const port = nextPort++;
+  const two = spawnSync(process.execPath, [CLI, "launch", "--nproc-per-node=2", `--master-port=${port}`, "--", process.execPath, CLI, "iterate", path.join(dir, "two.yaml")], {
+    encoding: "utf8",
+    timeout: 120_000,
+    env: { ...process.env, OMP_NUM_THREADS: "1" },
+  });
+  expect(two.status, two.stderr + two.stdout).toBe(0);
+  const one = spawnSync(process.execPath, [CLI, "iterate", path.join(dir, "one.yaml")], { encoding: "utf8", timeout: 120_000, env: { ...process.env, OMP_NUM_THREADS: "1" } });
+  expect(one.status, one.stderr + one.stdout).toBe(0);
+  // The same generated rows, merged from the ranks' fractions.
+  expect(readFileSync(path.join(dir, "run-2", "iter0", "data", "train.jsonl"), "utf8")).toBe(
+    readFileSync(path.join(dir, "run-1", "iter0", "data", "train", "train-0.jsonl"), "utf8"),
+  );
+  const { loadSafetensors } = await import("../lib/safetensors.js");
+  const a = await loadSafetensors(path.join(dir, "run-2", "iter0", "model", "model.safetensors"));
+  const b = await loadSafetensors(path.join(dir, "run-1", "iter0", "model", "model.safetensors"));
+  let worst = 0;
+  for (const [name, t] of Object.entries(a)) {
+    const x = t.toTypedArray() as Float32Array;
+    const y = b[name]!.toTypedArray() as Float32Array;
+    x.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - y[i]!) / Math.max(1e-2, Math.abs(y[i]!)))));
+  }
+  expect(worst).toBeLessThan(1e-4);
+  const state = JSON.parse(readFileSync(path.join(dir, "run-2", "run.json"), "utf8"));
+  expect(state.iteration[0].train.steps).toBe(4);
+}, 240_000);
 
 test("a rank killed with SIGKILL fails the job within the timeout, naming the rank", () => {
   const dir = mkdtempSync(path.join(root, "die-"));
