@@ -55,6 +55,13 @@ Batch ReadBatch(const Args& args, const std::shared_ptr<Decoder>& model, size_t 
   return batch;
 }
 
+// The policy's response log-probs of a batch, the forward under bf16 autocast when asked
+// (backward then runs outside autocast, as PyTorch's recipe says).
+ResponseLogprobs PolicyLogprobs(const Decoder& model, const Batch& batch, bool bf16) {
+  AutocastGuard autocast(model.device(), bf16);
+  return ComputeResponseLogprobs(model, model.Hidden(batch.inputs), batch.labels);
+}
+
 Napi::Value MetricsObject(Napi::Env env, const std::vector<std::pair<std::string, double>>& metrics) {
   Napi::Object out = Napi::Object::New(env);
   for (const auto& [name, value] : metrics) out.Set(name, value);
@@ -92,11 +99,7 @@ Napi::Value SpinTrainStep(const Napi::CallbackInfo& info) {
         info.Env(), args.call(), model->device(),
         [=]() {
           c10::AutoGradMode grad(backward);
-          ResponseLogprobs policy;
-          {
-            AutocastGuard autocast(model->device(), bf16);
-            policy = ComputeResponseLogprobs(*model, model->Hidden(batch.inputs), batch.labels);
-          }
+          const ResponseLogprobs policy = PolicyLogprobs(*model, batch, bf16);
           const at::Tensor tokens_real = policy.tokens.narrow(0, 0, pairs);
           const at::Tensor tokens_generated = policy.tokens.narrow(0, pairs, pairs);
           if (tokens_real.min().item<int64_t>() == 0 || tokens_generated.min().item<int64_t>() == 0) {
@@ -128,11 +131,7 @@ Napi::Value SftTrainStep(const Napi::CallbackInfo& info) {
         info.Env(), args.call(), model->device(),
         [=]() {
           c10::AutoGradMode grad(backward);
-          ResponseLogprobs policy;
-          {
-            AutocastGuard autocast(model->device(), bf16);
-            policy = ComputeResponseLogprobs(*model, model->Hidden(batch.inputs), batch.labels);
-          }
+          const ResponseLogprobs policy = PolicyLogprobs(*model, batch, bf16);
           const double tokens = policy.tokens.sum().item<double>();
           if (tokens == 0) throw SpinError(ErrorCode::kInvalidArgument, "the batch has no label tokens");
           // Mean negative log-likelihood per response token, as transformers' causal-LM loss.

@@ -13,6 +13,7 @@ import { type ChatMessage, type SpinRow, splitPrompt, toSpinRow } from "../lib/d
 import { SpinNativeError } from "../lib/errors.js";
 import type { Tensor } from "../lib/tensor.js";
 import { Tokenizer } from "../lib/tokenizer.js";
+import { tinyTokenizerJson } from "./tiny-tokenizer.js";
 
 // ---- the tiny tokenizer ---------------------------------------------------------------------
 
@@ -29,43 +30,6 @@ const [a, b, c, d, e, f, g, h, i, j, k, n, o, s, y] = [..."abcdefghijknosy"].map
   number, number, number, number, number, number, number, number, number, number, number, number, number, number, number,
 ];
 const X = -100; // IGNORE_INDEX
-
-function tinyTokenizerJson(): object {
-  const specials = ["<unk>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"];
-  const vocab: Record<string, number> = {};
-  specials.forEach((t, id) => (vocab[t] = id));
-  [..."\nabcdefghijklmnopqrstuvwxyz ?"].forEach((ch, idx) => (vocab[ch] = 6 + idx));
-  return {
-    version: "1.0",
-    truncation: null,
-    padding: null,
-    added_tokens: specials.map((content, id) => ({
-      id,
-      content,
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: false,
-      special: id < 3,
-    })),
-    normalizer: null,
-    pre_tokenizer: null,
-    post_processor: null,
-    decoder: { type: "Fuse" },
-    model: {
-      type: "BPE",
-      dropout: null,
-      unk_token: "<unk>",
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: false,
-      byte_fallback: false,
-      ignore_merges: false,
-      vocab,
-      merges: [],
-    },
-  };
-}
 
 /** With pad token "<pad>" (id 2). */
 let tiny: Tokenizer;
