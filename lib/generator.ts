@@ -61,7 +61,12 @@ import type { CausalLM } from "./model.js";
 import type { SpinTextOptions, Tokenizer } from "./tokenizer.js";
 
 /** Options of {@link SelfPlayGenerator}. Defaults are the original generate.py's where it had the option. */
-export interface SelfPlayOptions {
+/**
+ * Sampling options are model.generate's (unset ones come from the checkpoint's generation
+ * config, greedy by default), as are eosTokenIds and stopSequences.
+ */
+export interface SelfPlayOptions
+  extends Pick<GenerateOptions, "doSample" | "temperature" | "topK" | "topP" | "minP" | "repetitionPenalty" | "eosTokenIds" | "stopSequences"> {
   /** Prompts per generate call (the original's per-device batch_size). Default 16. */
   batchSize?: number;
   /** Which fraction to generate (the original's data_frac). Default 0. */
@@ -81,19 +86,8 @@ export interface SelfPlayOptions {
   promptFormat?: "chat" | "spin-instruction";
   /** Passed to {@link Tokenizer.promptText} for promptFormat "chat" (template choice, variables). */
   promptTextOptions?: SpinTextOptions;
-  /** Sampling options of model.generate; unset ones come from the checkpoint's generation config (greedy by default). */
-  doSample?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  minP?: number;
-  repetitionPenalty?: number;
   /** Row seed = seed + the row's index in the shuffled order (the same in every fraction and batch). Default 0. */
   seed?: number;
-  /** Default: the checkpoint's EOS ids (as model.generate). */
-  eosTokenIds?: number[];
-  /** A row also ends when its tokens end with one of these (strings are encoded without special tokens). */
-  stopSequences?: (string | number[])[];
   /**
    * Keep the stop sequence that ended a row at the end of its text. Default false: it is
    * removed (as vLLM does), e.g. a "### Instruction" the model starts after its answer.

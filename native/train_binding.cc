@@ -62,6 +62,18 @@ ResponseLogprobs PolicyLogprobs(const Decoder& model, const Batch& batch, bool b
   return ComputeResponseLogprobs(model, model.Hidden(batch.inputs), batch.labels);
 }
 
+// Options both train steps take.
+struct StepOptions {
+  double scale = 1.0;     // multiplies the loss before backward (1 / accumulation steps)
+  bool backward = true;   // false: evaluation (forward and metrics only)
+  bool bf16 = false;      // forward under bf16 autocast
+};
+
+StepOptions ReadStepOptions(const Napi::Object& options, Batch& batch) {
+  batch.inputs.checkpoint_layers = OptionBool(options, "checkpoint", false);
+  return {OptionNumber(options, "scale", 1.0), OptionBool(options, "backward", true), OptionBool(options, "autocastBf16", false)};
+}
+
 Napi::Value MetricsObject(Napi::Env env, const std::vector<std::pair<std::string, double>>& metrics) {
   Napi::Object out = Napi::Object::New(env);
   for (const auto& [name, value] : metrics) out.Set(name, value);
@@ -91,15 +103,12 @@ Napi::Value SpinTrainStep(const Napi::CallbackInfo& info) {
     if (loss_type.IsString()) config.type = ParseSpinLossType(loss_type.As<Napi::String>().Utf8Value());
     config.beta = OptionNumber(options, "beta", 0.1);
     config.label_smoothing = OptionNumber(options, "labelSmoothing", 0.0);
-    const double scale = OptionNumber(options, "scale", 1.0);
-    batch.inputs.checkpoint_layers = OptionBool(options, "checkpoint", false);
-    const bool backward = OptionBool(options, "backward", true);  // false: evaluation
-    const bool bf16 = OptionBool(options, "autocastBf16", false);
+    const StepOptions step = ReadStepOptions(options, batch);
     return RunAsync<std::vector<std::pair<std::string, double>>>(
         info.Env(), args.call(), model->device(),
         [=]() {
-          c10::AutoGradMode grad(backward);
-          const ResponseLogprobs policy = PolicyLogprobs(*model, batch, bf16);
+          c10::AutoGradMode grad(step.backward);
+          const ResponseLogprobs policy = PolicyLogprobs(*model, batch, step.bf16);
           const at::Tensor tokens_real = policy.tokens.narrow(0, 0, pairs);
           const at::Tensor tokens_generated = policy.tokens.narrow(0, pairs, pairs);
           if (tokens_real.min().item<int64_t>() == 0 || tokens_generated.min().item<int64_t>() == 0) {
@@ -110,7 +119,7 @@ Napi::Value SpinTrainStep(const Napi::CallbackInfo& info) {
           SpinLossResult result = SpinLoss(logps, config, identical, policy.logit_mean.narrow(0, 0, pairs),
                                            policy.logit_mean.narrow(0, pairs, pairs), tokens_real, tokens_generated);
           const double loss = result.metrics.front().second;
-          if (backward && std::isfinite(loss)) result.loss.mul(scale).backward();
+          if (step.backward && std::isfinite(loss)) result.loss.mul(step.scale).backward();
           return result.metrics;
         },
         [](Napi::Env env, std::vector<std::pair<std::string, double>>& metrics) { return MetricsObject(env, metrics); });
@@ -123,21 +132,18 @@ Napi::Value SftTrainStep(const Napi::CallbackInfo& info) {
     auto model = ModelHandle::From(args, 0);
     Batch batch = ReadBatch(args, model, 1);
     const Napi::Object options = Options(args, 4);
-    const double scale = OptionNumber(options, "scale", 1.0);
-    batch.inputs.checkpoint_layers = OptionBool(options, "checkpoint", false);
-    const bool backward = OptionBool(options, "backward", true);  // false: evaluation
-    const bool bf16 = OptionBool(options, "autocastBf16", false);
+    const StepOptions step = ReadStepOptions(options, batch);
     return RunAsync<std::vector<std::pair<std::string, double>>>(
         info.Env(), args.call(), model->device(),
         [=]() {
-          c10::AutoGradMode grad(backward);
-          const ResponseLogprobs policy = PolicyLogprobs(*model, batch, bf16);
+          c10::AutoGradMode grad(step.backward);
+          const ResponseLogprobs policy = PolicyLogprobs(*model, batch, step.bf16);
           const double tokens = policy.tokens.sum().item<double>();
           if (tokens == 0) throw SpinError(ErrorCode::kInvalidArgument, "the batch has no label tokens");
           // Mean negative log-likelihood per response token, as transformers' causal-LM loss.
           const at::Tensor loss = policy.sum.sum().neg().div(tokens);
           const double value = loss.item<double>();
-          if (backward && std::isfinite(value)) loss.mul(scale).backward();
+          if (step.backward && std::isfinite(value)) loss.mul(step.scale).backward();
           return std::vector<std::pair<std::string, double>>{{"loss", value}, {"tokens", tokens}};
         },
         [](Napi::Env env, std::vector<std::pair<std::string, double>>& metrics) { return MetricsObject(env, metrics); });
