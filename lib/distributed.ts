@@ -2,6 +2,7 @@
 // environment variables, collectives on Tensors, and the helpers the trainer uses.
 import type { CausalLM } from "./model.js";
 import { native } from "./native.js";
+import type { NativeGradientReducer } from "../types/native.js";
 import { SpinNativeError } from "./errors.js";
 import { Tensor } from "./tensor.js";
 
@@ -10,10 +11,53 @@ export interface DistributedOptions {
   worldSize: number;
   masterAddr: string;
   masterPort: number;
+  /** This rank's CUDA device index on its node (LOCAL_RANK). Default 0. */
+  localRank?: number;
   /** Collectives (and the rendezvous) fail after this long without their peers. Default 300 000 ms. */
   timeoutMs?: number;
   /** Gradient all-reduce bucket size in bytes (default 25 MiB, as DDP). */
   bucketBytes?: number;
+  /**
+   * Start each bucket's all-reduce during backward, as soon as its gradients are final
+   * (default true); false reduces every bucket after backward.
+   */
+  overlapGradients?: boolean;
+}
+
+/** What one gradient reduction did. */
+export interface ReductionStats {
+  buckets: number;
+  /** Buckets whose all-reduce started during backward. */
+  overlapped: number;
+}
+
+/**
+ * Gradient averaging for one model, as PyTorch DDP's reducer: the parameters' gradients in
+ * flat buckets, reverse forward order, each bucket's all-reduce started by autograd hooks as
+ * soon as backward has produced all its gradients. Get one from {@link Distributed.gradientReducer}.
+ */
+export class GradientReducer {
+  /** @internal */
+  constructor(
+    private readonly handle: NativeGradientReducer,
+    readonly overlap: boolean,
+  ) {}
+
+  /** Call before the backward pass that completes the update's gradients (the last micro-batch). */
+  beforeLastBackward(): void {
+    if (this.overlap) this.handle.arm();
+  }
+  /** Averages every gradient across ranks: waits for the buckets started during backward, reduces the rest. */
+  finish(): Promise<ReductionStats> {
+    return this.handle.finish();
+  }
+  /** Removes the hooks from the model's parameters. */
+  dispose(): void {
+    this.handle.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
 }
 
 /** A joined process group (one per process). */
@@ -22,19 +66,23 @@ export class Distributed {
     readonly rank: number,
     readonly worldSize: number,
     readonly bucketBytes: number,
+    readonly overlapGradients: boolean,
   ) {}
 
   /** Joins the group: rank 0 hosts the TCPStore at masterAddr:masterPort. */
   static async init(options: DistributedOptions): Promise<Distributed> {
-    await native.initProcessGroup({ ...options, timeoutMs: options.timeoutMs ?? 300_000 });
-    return new Distributed(options.rank, options.worldSize, options.bucketBytes ?? 25 << 20);
+    await native.initProcessGroup({ ...options, localRank: options.localRank ?? 0, timeoutMs: options.timeoutMs ?? 300_000 });
+    return new Distributed(options.rank, options.worldSize, options.bucketBytes ?? 25 << 20, options.overlapGradients ?? true);
   }
 
   /**
-   * Joins from RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (as torchrun and `spin-native launch`
-   * set them); null when WORLD_SIZE is unset or 1.
+   * Joins from RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (as torchrun and
+   * `spin-native launch` set them); null when WORLD_SIZE is unset or 1.
    */
-  static async fromEnv(env: NodeJS.ProcessEnv = process.env, options: { timeoutMs?: number; bucketBytes?: number } = {}): Promise<Distributed | null> {
+  static async fromEnv(
+    env: NodeJS.ProcessEnv = process.env,
+    options: Pick<DistributedOptions, "timeoutMs" | "bucketBytes" | "overlapGradients"> = {},
+  ): Promise<Distributed | null> {
     const worldSize = Number(env.WORLD_SIZE ?? 1);
     if (!(worldSize > 1)) return null;
     const rank = Number(env.RANK);
@@ -42,7 +90,8 @@ export class Distributed {
     if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
       throw new SpinNativeError(`distributed: RANK=${env.RANK} is not in [0, WORLD_SIZE=${worldSize})`, "INVALID_ARGUMENT", "distributed");
     }
-    return Distributed.init({ rank, worldSize, masterAddr: env.MASTER_ADDR ?? "127.0.0.1", masterPort, ...options });
+    const localRank = Number(env.LOCAL_RANK ?? 0);
+    return Distributed.init({ rank, worldSize, localRank, masterAddr: env.MASTER_ADDR ?? "127.0.0.1", masterPort, ...options });
   }
 
   get isMain(): boolean {
@@ -61,9 +110,17 @@ export class Distributed {
   barrier(): Promise<void> {
     return native.barrier();
   }
-  /** Averages every parameter gradient of `model` across ranks, in flat buckets. */
-  averageGradients(model: CausalLM): Promise<void> {
-    return native.allReduceGradients(model.nativeHandle, this.bucketBytes);
+  /**
+   * A reducer hooked on `model`'s parameters (set requires-grad first); the trainers make one
+   * per run. Dispose it when done.
+   */
+  gradientReducer(model: CausalLM): GradientReducer {
+    return new GradientReducer(native.createGradientReducer(model.nativeHandle, this.bucketBytes), this.overlapGradients);
+  }
+  /** Averages every parameter gradient of `model` across ranks now, in flat buckets. */
+  async averageGradients(model: CausalLM): Promise<void> {
+    using reducer = new GradientReducer(native.createGradientReducer(model.nativeHandle, this.bucketBytes), false);
+    await reducer.finish();
   }
   /** Makes every rank's parameters rank `root`'s. */
   broadcastParameters(model: CausalLM, root = 0): Promise<void> {

@@ -38,6 +38,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", ModelHandle::Define(env));
   exports.Set("NativeKVCache", KVCacheHandle::Define(env));
   exports.Set("NativeOptimizer", OptimizerHandle::Define(env));
+  exports.Set("NativeGradientReducer", GradientReducerHandle::Define(env));
   const std::pair<const char*, Napi::Function::Callback> functions[] = {
       {"registerErrorClass", RegisterErrorClassEntry},
       {"fromTypedArray", FromTypedArray},
@@ -68,7 +69,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"broadcast", Broadcast},
       {"allGather", AllGather},
       {"barrier", Barrier},
-      {"allReduceGradients", AllReduceGradients},
+      {"createGradientReducer", GradientReducerHandle::Create},
       {"broadcastParameters", BroadcastParameters},
   };
   for (const auto& [name, callback] : functions) {

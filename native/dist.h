@@ -1,13 +1,14 @@
-// Data parallelism on PyTorch's own engine (c10d): a TCPStore rendezvous from torchrun-style
-// settings and a Gloo process group for CPU tensors; collectives as Promises with a timeout.
-// One process group per process, like torch.distributed's default group.
+// The N-API surface of data parallelism (process_group.h, gradient_reducer.h): joining the
+// process group, collectives on Tensors as Promises, and the gradient reducer handle.
 #pragma once
 
 #include <napi.h>
 
+#include <memory>
+
 namespace spin {
 
-// initProcessGroup({rank, worldSize, masterAddr, masterPort, timeoutMs}) -> Promise<void>
+// initProcessGroup({rank, worldSize, masterAddr, masterPort, localRank, timeoutMs}) -> Promise<void>
 Napi::Value InitProcessGroup(const Napi::CallbackInfo& info);
 Napi::Value DestroyProcessGroup(const Napi::CallbackInfo& info);
 // allReduce(tensor, "sum" | "avg" | "max") -> Promise<void> (in place)
@@ -17,10 +18,24 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info);
 // allGather(tensor) -> Promise<NativeTensor[]> (rank order)
 Napi::Value AllGather(const Napi::CallbackInfo& info);
 Napi::Value Barrier(const Napi::CallbackInfo& info);
-// allReduceGradients(model, bucketBytes) -> Promise<void>: averages every gradient across
-// ranks in flat buckets.
-Napi::Value AllReduceGradients(const Napi::CallbackInfo& info);
 // broadcastParameters(model, root) -> Promise<void>
 Napi::Value BroadcastParameters(const Napi::CallbackInfo& info);
+
+class GradientReducer;
+
+class GradientReducerHandle : public Napi::ObjectWrap<GradientReducerHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  // createGradientReducer(model, bucketBytes)
+  static Napi::Value Create(const Napi::CallbackInfo& info);
+  explicit GradientReducerHandle(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value Arm(const Napi::CallbackInfo& info);
+  // finish() -> Promise<{buckets, overlapped}>
+  Napi::Value Finish(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  std::shared_ptr<GradientReducer> reducer_;
+};
 
 }  // namespace spin

@@ -10,6 +10,7 @@ struct InstanceData {
   Napi::FunctionReference model_class;
   Napi::FunctionReference kv_cache_class;
   Napi::FunctionReference optimizer_class;
+  Napi::FunctionReference gradient_reducer_class;
   Napi::FunctionReference error_class;  // SpinNativeError, handed over by lib/native.ts
 };
 

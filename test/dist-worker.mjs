@@ -6,7 +6,8 @@ import path from "node:path";
 const lib = await import(new URL("../dist/lib/index.js", import.meta.url).href);
 const [mode, dir] = process.argv.slice(2);
 lib.setNumThreads(1);
-const dist = await lib.Distributed.fromEnv(process.env, { timeoutMs: 8000 });
+// Small buckets for the reducer test: many buckets, most of them started during backward.
+const dist = await lib.Distributed.fromEnv(process.env, { timeoutMs: 8000, bucketBytes: mode === "reduce" ? 4096 : undefined, overlapGradients: process.env.OVERLAP !== "0" });
 const rank = dist?.rank ?? 0;
 const out = (name, value) => writeFileSync(path.join(dir, `${name}-rank${rank}.json`), JSON.stringify(value));
 
@@ -25,6 +26,7 @@ if (mode === "collectives") {
   out("collectives", { sum, avg: a.item(), max: m.item(), broadcast: Array.from(b.toTypedArray()), gathered });
 } else if (mode === "train") {
   const batch = Number(process.argv[4]);
+  const accumulation = Number(process.argv[5] ?? 1);
   const model = await lib.CausalLM.load(path.join(dir, "model"), { dtype: "float64" });
   const tokenizer = await lib.Tokenizer.fromDir(path.join(dir, "model"));
   const words = ["ab", "cd", "ef", "gh", "ij", "kl", "mn", "op"];
@@ -34,7 +36,7 @@ if (mode === "collectives") {
   }));
   const trainer = new lib.SpinTrainer({
     model, tokenizer, distributed: dist,
-    config: { outputDir: path.join(dir, `run-${process.env.WORLD_SIZE ?? 1}`), perDeviceTrainBatchSize: batch, maxSteps: 4, learningRate: 1e-3, optim: "adamw", beta: 0.5, saveStrategy: "no", warmupRatio: 0 },
+    config: { outputDir: path.join(dir, `run-${process.env.WORLD_SIZE ?? 1}`), perDeviceTrainBatchSize: batch, gradientAccumulationSteps: accumulation, maxSteps: 4, learningRate: 1e-3, optim: "adamw", beta: 0.5, saveStrategy: "no", warmupRatio: 0 },
   });
   const logs = [];
   trainer.on("step", (s) => logs.push(s.metrics.loss));
@@ -42,6 +44,37 @@ if (mode === "collectives") {
   const params = {};
   for (const [name, p] of model.parameters()) params[name] = Array.from(p.toTypedArray());
   out("train", { params, losses: logs });
+} else if (mode === "reduce") {
+  // Each rank's own gradients (its rows, two micro-batches accumulated, layers checkpointed),
+  // kept before the reduction so the test can average them independently.
+  const variant = process.argv[4];
+  const model = await lib.CausalLM.load(path.join(dir, variant), { dtype: "float64" });
+  for (const p of model.parameters().values()) p.requireGrad().dispose();
+  const reducer = dist.gradientReducer(model);
+  const backward = (k) => {
+    const ids = lib.tensor([[3 + rank, 5 + k, 7, 11 + rank, 2 + k]], { dtype: "int64" });
+    const mask = lib.ones([1, 5], { dtype: "int64" });
+    const logits = model.forward(ids, mask, { checkpoint: true });
+    const loss = logits.pow(2).mean().mul(1 + rank);
+    loss.backward();
+    for (const t of [ids, mask, logits, loss]) t.dispose();
+  };
+  backward(0);
+  reducer.beforeLastBackward();
+  backward(1);
+  const local = {};
+  for (const [name, p] of model.parameters()) local[name] = Array.from(p.grad.toTypedArray());
+  const stats = await reducer.finish();
+  const reduced = {};
+  for (const [name, p] of model.parameters()) reduced[name] = Array.from(p.grad.toTypedArray());
+  // Two backward passes under one arm: the second's gradients would miss the reduction.
+  let twice = null;
+  reducer.beforeLastBackward();
+  backward(0);
+  backward(1);
+  await reducer.finish().catch((error) => (twice = error.message));
+  reducer.dispose();
+  out("reduce", { local, reduced, stats, twice });
 } else if (mode === "generate") {
   const model = await lib.CausalLM.load(path.join(dir, "model"));
   const tokenizer = await lib.Tokenizer.fromDir(path.join(dir, "model"));

@@ -56,12 +56,15 @@ describe.each([2, 3])("collectives on %i ranks", (ranks) => {
   });
 });
 
-test("SPIN on 2 ranks with batch b equals 1 rank with batch 2b", async () => {
+test.each([
+  [2, 1],
+  [1, 2], // the reduction overlaps the last micro-batch's backward only
+])("SPIN on 2 ranks with batch %i × %i accumulation steps equals 1 rank with batch 4", async (batch, accumulation) => {
   const dir = mkdtempSync(path.join(root, "train-"));
   await writeCharModel(path.join(dir, "model"));
   writeFileSync(path.join(dir, "model", "tokenizer.json"), JSON.stringify(tinyTokenizerJson()));
   writeFileSync(path.join(dir, "model", "tokenizer_config.json"), JSON.stringify(TINY_TOKENIZER_CONFIG));
-  const two = launch(2, ["train", dir, "2"]);
+  const two = launch(2, ["train", dir, String(batch), String(accumulation)]);
   expect(two.status, two.stderr + two.stdout).toBe(0);
   const one = spawnSync(process.execPath, [WORKER, "train", dir, "4"], { encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: "1", WORLD_SIZE: "1" } });
   expect(one.status, one.stderr).toBe(0);
@@ -78,6 +81,39 @@ test("SPIN on 2 ranks with batch b equals 1 rank with batch 2b", async () => {
   // The updates moved the parameters (the comparison is not vacuous).
   expect(single.losses[0]).not.toBeCloseTo(single.losses[3], 6);
 }, 120_000);
+
+describe.each([
+  ["llama", "1"],
+  ["gpt2", "1"], // tied embedding: one gradient under two uses
+  ["llama", "0"], // not overlapped: every bucket after backward
+])("gradient reducer (%s, overlap=%s)", (variant, overlap) => {
+  test("averages the ranks' accumulated gradients, buckets started during backward", async () => {
+    const dir = mkdtempSync(path.join(root, "reduce-"));
+    await writeCharModel(path.join(dir, variant), variant as "llama" | "gpt2");
+    const run = spawnSync(process.execPath, [CLI, "launch", "--nproc-per-node=2", `--master-port=${nextPort++}`, "--", process.execPath, WORKER, "reduce", dir, variant], {
+      encoding: "utf8",
+      timeout: 90_000,
+      env: { ...process.env, OMP_NUM_THREADS: "1", OVERLAP: overlap },
+    });
+    expect(run.status, run.stderr + run.stdout).toBe(0);
+    const ranks = [read(dir, "reduce", 0), read(dir, "reduce", 1)];
+    for (const r of ranks) {
+      for (const [name, reduced] of Object.entries(r.reduced as Record<string, number[]>)) {
+        const a = ranks[0].local[name] as number[];
+        const b = ranks[1].local[name] as number[];
+        reduced.forEach((v, i) => expect(Math.abs(v - (a[i]! + b[i]!) / 2)).toBeLessThanOrEqual(1e-15 * Math.max(1, Math.abs(v))));
+      }
+      expect(r.stats.buckets).toBeGreaterThan(4);
+      // Overlapped: every bucket's gradients are final before backward returns.
+      expect(r.stats.overlapped).toBe(overlap === "1" ? r.stats.buckets : 0);
+      if (overlap === "1") expect(r.twice).toMatch(/received a gradient after its bucket's all-reduce had started/);
+      else expect(r.twice).toBeNull();
+    }
+    // The ranks' gradients differed (the average is not vacuous).
+    const name = Object.keys(ranks[0].local)[0]!;
+    expect(ranks[0].local[name]).not.toEqual(ranks[1].local[name]);
+  }, 120_000);
+});
 
 test("generation on 2 ranks equals generation on 1 rank", async () => {
   const dir = mkdtempSync(path.join(root, "gen-"));

@@ -149,6 +149,15 @@ export interface NativeOptimizer {
   loadState(state: Record<string, NativeTensor>, steps: number): void;
 }
 
+export interface NativeGradientReducer {
+  /** The next backward pass starts each bucket's all-reduce as soon as its gradients are final. */
+  arm(): void;
+  /** Reduces the buckets not yet started, waits for all, and writes the averaged gradients. */
+  finish(): Promise<{ buckets: number; overlapped: number }>;
+  /** Removes the hooks. */
+  dispose(): void;
+}
+
 export interface NativeStepOptions {
   lossType?: "sigmoid" | "hinge" | "ipo";
   beta?: number;
@@ -255,13 +264,14 @@ export interface NativeBinding {
     options: NativeGenerateOptions,
     onTokens?: (rows: number[], tokens: number[]) => void,
   ): Promise<NativeGenerateResult>;
-  initProcessGroup(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<void>;
+  initProcessGroup(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; localRank: number; timeoutMs: number }): Promise<void>;
   destroyProcessGroup(): void;
   allReduce(tensor: NativeTensor, op: "sum" | "avg" | "max"): Promise<void>;
   broadcast(tensor: NativeTensor, root: number): Promise<void>;
   allGather(tensor: NativeTensor): Promise<NativeTensor[]>;
   barrier(): Promise<void>;
-  allReduceGradients(model: NativeModel, bucketBytes: number): Promise<void>;
+  /** Hooks the model's parameters (those requiring grad); needs a joined process group. */
+  createGradientReducer(model: NativeModel, bucketBytes: number): NativeGradientReducer;
   broadcastParameters(model: NativeModel, root: number): Promise<void>;
   sftTrainStep(
     model: NativeModel,

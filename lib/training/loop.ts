@@ -130,6 +130,8 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
       weightDecay: c.weightDecay,
     });
     const optimizer = this.optimizer;
+    // After the optimizer made the parameters trainable: the reducer hooks their gradients.
+    using reducer = dist?.gradientReducer(this.model);
     await this.prepare(rows, options.evalRows ?? []);
     let state: TrainerState = { globalStep: 0, epoch: 0, stepInEpoch: 0, totalSteps, stepsPerEpoch, numRows: rows.length, seed: c.seed, optimizerSteps: 0, worldSize: world };
     const resumeDir = options.resumeFrom ? await findCheckpoint(c.outputDir, options.resumeFrom) : null;
@@ -184,12 +186,16 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
         }
         const stepMetrics = new MetricAverager();
         let finite = true;
-        for (const indices of micro) {
+        for (const [k, indices] of micro.entries()) {
+          if (k === micro.length - 1) reducer?.beforeLastBackward();
           const metrics = await this.microStep(indices.map((i) => rows[i]!), indices, 1 / micro.length);
           if (!Number.isFinite(metrics.loss)) finite = false;
           tokens += metrics.tokens ?? 0;
           stepMetrics.add(metrics);
         }
+        // Before any other collective of the update, so every rank issues the buckets first
+        // (a rank without rows in this update reduces zeros).
+        await reducer?.finish();
         let localMetrics = stepMetrics.take();
         if (dist) {
           // Every rank must take the same decision, and the metrics are those of the global batch.
@@ -199,7 +205,6 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
           localMetrics = agreed;
         }
         if (!finite) this.#nonFinite(`loss is ${localMetrics.loss}`, state, micro.flat());
-        if (finite && dist) await dist.averageGradients(this.model);
         const learningRate = c.learningRate * lrMultiplier(c.lrSchedulerType, state.globalStep, totalSteps, warmup);
         if (!finite) this.#discardGradients();
         const { gradNorm, applied } = finite ? await optimizer.step(learningRate, c.maxGradNorm) : { gradNorm: NaN, applied: false };

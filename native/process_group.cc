@@ -1,0 +1,170 @@
+#include "process_group.h"
+
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include <cstdlib>
+#include <mutex>
+
+#include "errors.h"
+
+#ifdef SPIN_HAS_C10D
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+
+namespace spin {
+
+#ifndef SPIN_HAS_C10D
+void RequireBackend() {
+  throw SpinError(ErrorCode::kInvalidArgument,
+                  "this build of spin-native has no c10d backend (libgloo-dev was missing at build time, and the libtorch "
+                  "it was built against has no NCCL)");
+}
+#endif
+
+#ifdef SPIN_HAS_C10D
+
+namespace {
+std::mutex g_mutex;
+std::shared_ptr<ProcessGroup> g_current;
+}  // namespace
+
+ProcessGroup::ProcessGroup(const GroupOptions& options) : options_(options) {
+  c10d::TCPStoreOptions store_options;
+  store_options.port = static_cast<uint16_t>(options.port);
+  store_options.isServer = options.rank == 0;
+  store_options.numWorkers = options.world;
+  store_options.timeout = options.timeout;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+  // libtorch 2.4 made a libuv server the default; the classic one keeps the store independent
+  // of which libuv the process (Node's own) resolved first.
+  store_options.useLibUV = false;
+#endif
+  store_ = c10::make_intrusive<c10d::TCPStore>(options.address, store_options);
+  // Each backend keeps its keys under its own prefix, as torch.distributed does.
+#ifdef SPIN_HAS_GLOO
+  auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
+  gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(options.address));
+  gloo_ = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo/", store_), options.rank,
+                                                      options.world, gloo_options);
+#endif
+#ifdef SPIN_HAS_NCCL
+  // Without blocking wait, Work::wait only orders CUDA streams and ignores the timeout; a dead
+  // peer must fail the wait instead (both spellings: 1.13 and 2.x).
+  setenv("NCCL_BLOCKING_WAIT", "1", 0);
+  setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
+  auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+  nccl_options->timeout = options.timeout;
+  nccl_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("nccl/", store_), options.rank,
+                                                      options.world, nccl_options);
+#endif
+}
+
+void ProcessGroup::Join(const GroupOptions& options) {
+  std::shared_ptr<ProcessGroup> group;
+  try {
+    group.reset(new ProcessGroup(options));
+  } catch (const std::exception& e) {
+    throw SpinError(ErrorCode::kIO, "rendezvous at " + options.address + ":" + std::to_string(options.port) + " failed for rank " +
+                                        std::to_string(options.rank) + ": " + e.what());
+  }
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_current = std::move(group);
+}
+
+void ProcessGroup::Leave() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_current.reset();
+}
+
+std::shared_ptr<ProcessGroup> ProcessGroup::Current() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (!g_current) throw SpinError(ErrorCode::kInvalidArgument, "no process group: call Distributed.init() first");
+  return g_current;
+}
+
+void ProcessGroup::Wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) const {
+  try {
+    work->wait(options_.timeout);
+  } catch (const std::exception& e) {
+    throw SpinError(ErrorCode::kIO, std::string(what) + " failed on rank " + std::to_string(rank()) + " of " +
+                                        std::to_string(world()) + " (a peer died, hung past the " +
+                                        std::to_string(options_.timeout.count()) + " ms timeout, or disconnected): " + e.what());
+  }
+}
+
+template <typename Collective>
+void ProcessGroup::OnBackendFor(at::Tensor& tensor, const Collective& collective) {
+#ifdef SPIN_HAS_NCCL
+  if (tensor.is_cuda()) return collective(*nccl_, tensor);
+#endif
+#ifdef SPIN_HAS_GLOO
+  collective(*gloo_, tensor);
+#else
+  // An NCCL-only build (a pip torch without Gloo headers): CPU tensors, such as the metrics,
+  // travel through this rank's GPU.
+  at::Tensor staged = tensor.to(at::Device(at::kCUDA, options_.local_rank));
+  collective(*nccl_, staged);
+  tensor.copy_(staged);
+#endif
+}
+
+c10::intrusive_ptr<c10d::Work> ProcessGroup::StartSum(at::Tensor& tensor) {
+  c10d::AllreduceOptions options;
+  options.reduceOp = c10d::ReduceOp::SUM;
+  options.timeout = options_.timeout;
+  std::vector<at::Tensor> tensors{tensor};
+#ifdef SPIN_HAS_NCCL
+  if (tensor.is_cuda()) return nccl_->allreduce(tensors, options);
+#endif
+#ifdef SPIN_HAS_GLOO
+  return gloo_->allreduce(tensors, options);
+#else
+  throw SpinError(ErrorCode::kInvalidArgument, "this build has NCCL only: gradients must be CUDA tensors");
+#endif
+}
+
+void ProcessGroup::AllReduce(at::Tensor& tensor, Reduction op) {
+  OnBackendFor(tensor, [&](auto& backend, at::Tensor& target) {
+    c10d::AllreduceOptions options;
+    // Gloo has no average: sum, then divide.
+    options.reduceOp = op == Reduction::kMax ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
+    options.timeout = options_.timeout;
+    std::vector<at::Tensor> tensors{target};
+    Wait(backend.allreduce(tensors, options), "allReduce");
+  });
+  if (op == Reduction::kAverage) tensor.div_(world());
+}
+
+void ProcessGroup::Broadcast(at::Tensor& tensor, int64_t root) {
+  OnBackendFor(tensor, [&](auto& backend, at::Tensor& target) {
+    c10d::BroadcastOptions options;
+    options.rootRank = root;
+    options.timeout = options_.timeout;
+    std::vector<at::Tensor> tensors{target};
+    Wait(backend.broadcast(tensors, options), "broadcast");
+  });
+}
+
+std::vector<at::Tensor> ProcessGroup::AllGather(const at::Tensor& tensor) {
+  // One tensor [world, ...] whose rows are the ranks' tensors: a single staging copy for
+  // the NCCL-only path, and views for the caller.
+  std::vector<int64_t> shape{world()};
+  shape.insert(shape.end(), tensor.sizes().begin(), tensor.sizes().end());
+  at::Tensor gathered = at::empty(shape, tensor.options());
+  at::Tensor input = tensor.contiguous();
+  OnBackendFor(gathered, [&](auto& backend, at::Tensor& target) {
+    std::vector<std::vector<at::Tensor>> outputs(1);
+    for (int r = 0; r < world(); ++r) outputs[0].push_back(target[r]);
+    std::vector<at::Tensor> inputs{input.to(target.device())};
+    c10d::AllgatherOptions options;
+    options.timeout = options_.timeout;
+    Wait(backend.allgather(outputs, inputs, options), "allGather");
+  });
+  return gathered.unbind(0);
+}
+
+#endif  // SPIN_HAS_C10D
+
+}  // namespace spin

@@ -1,0 +1,93 @@
+// This process's c10d process group, like torch.distributed's default group: a TCPStore
+// rendezvous from torchrun-style settings, Gloo for CPU tensors and, in builds against a CUDA
+// libtorch with NCCL (SPIN_WITH_NCCL, set by CMakeLists.txt), NCCL for CUDA tensors.
+//
+// c10d moved between libtorch 1.13 and 2.x (ProcessGroupGloo/NCCL became c10d::Backends
+// under a ProcessGroup); only the concrete backend classes and c10d::Work are used here,
+// whose collective signatures are the same in both.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#if __has_include(<gloo/algorithm.h>)
+#define USE_C10D_GLOO 1
+#define SPIN_HAS_GLOO 1
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef SPIN_WITH_NCCL
+#define USE_C10D_NCCL 1
+#define SPIN_HAS_NCCL 1
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+#if defined(SPIN_HAS_GLOO) || defined(SPIN_HAS_NCCL)
+#define SPIN_HAS_C10D 1
+#include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
+#endif
+
+namespace spin {
+
+struct GroupOptions {
+  int rank = 0;
+  int world = 1;
+  std::string address;
+  int port = 29500;
+  int local_rank = 0;  // this rank's CUDA device
+  std::chrono::milliseconds timeout{300000};
+};
+
+enum class Reduction { kSum, kAverage, kMax };
+
+// Throws unless this build has a c10d backend, naming what was missing at build time.
+#ifdef SPIN_HAS_C10D
+inline void RequireBackend() {}
+#else
+[[noreturn]] void RequireBackend();
+#endif
+
+#ifdef SPIN_HAS_C10D
+class ProcessGroup {
+ public:
+  // Rendezvous (blocking, up to the timeout) and becomes the process's group.
+  static void Join(const GroupOptions& options);
+  static void Leave();
+  // The joined group; throws when there is none.
+  static std::shared_ptr<ProcessGroup> Current();
+
+  int rank() const { return options_.rank; }
+  int world() const { return options_.world; }
+
+  // Starts an in-place sum of a contiguous tensor on the backend of its device (the gradient
+  // reducer's, which overlaps it with backward).
+  c10::intrusive_ptr<c10d::Work> StartSum(at::Tensor& tensor);
+  // Waits for a collective; a dead or hung peer surfaces here as an error within the timeout.
+  void Wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) const;
+
+  void AllReduce(at::Tensor& tensor, Reduction op);
+  void Broadcast(at::Tensor& tensor, int64_t root);
+  std::vector<at::Tensor> AllGather(const at::Tensor& tensor);
+
+ private:
+  explicit ProcessGroup(const GroupOptions& options);
+  // Runs `collective` on the backend for `tensor`; with no backend for its device (a CPU
+  // tensor in an NCCL-only build) it goes through this rank's CUDA device and back.
+  template <typename Collective>
+  void OnBackendFor(at::Tensor& tensor, const Collective& collective);
+
+  GroupOptions options_;
+  c10::intrusive_ptr<c10d::Store> store_;
+#ifdef SPIN_HAS_GLOO
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo_;
+#endif
+#ifdef SPIN_HAS_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl_;
+#endif
+};
+#endif
+
+}  // namespace spin
