@@ -36,7 +36,7 @@ const USAGE: Record<string, string> = {
   demo: `spin-native demo [--out=DIR] [--iterations=3]
   The SPIN demo on the embedded tiny model and data: SFT θ0 → SPIN iterations → table of held-out exact match, mean log-prob of the ground truth and reward margins, against continued SFT with the same number of updates.`,
   launch: `spin-native launch --nproc-per-node=N [--nnodes=M --node-rank=R --master-addr=A --master-port=P] -- <command ...>
-  Starts N worker processes with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (torchrun-style); output is prefixed by rank; if a rank fails the others are stopped and the exit code is non-zero.`,
+  Starts N worker processes with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (torchrun-style), and OMP_NUM_THREADS = cores / N unless already set; output is prefixed by rank; if a rank fails the others are stopped and the exit code is non-zero.`,
   info: `spin-native info
   libtorch version, threads, BLAS build and CUDA devices.`,
 };

@@ -1,8 +1,10 @@
 // The launcher (`spin-native launch`, torchrun-like): starts one worker process per local
 // rank with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set, prefixes their
 // output by rank, forwards SIGINT/SIGTERM, and when any rank fails kills the others and
-// reports which rank failed.
+// reports which rank failed. Like torchrun, it splits the cores between the local ranks
+// (OMP_NUM_THREADS) unless told otherwise: ranks that each take every core slow each other down.
 import { type ChildProcess, spawn } from "node:child_process";
+import os from "node:os";
 import readline from "node:readline";
 
 import { SpinNativeError } from "./errors.js";
@@ -51,11 +53,13 @@ export function launch(options: LaunchOptions): Promise<LaunchResult> {
       process.off("SIGTERM", onTerm);
       resolve({ exitCode: failed ? (failed.code ?? 1) || 1 : 0, failed });
     };
+    const threads = String(Math.max(1, Math.floor(os.availableParallelism() / options.nprocPerNode)));
     for (let local = 0; local < options.nprocPerNode; local++) {
       const rank = nodeRank * options.nprocPerNode + local;
       const child = spawn(options.command[0]!, options.command.slice(1), {
         stdio: ["ignore", "pipe", "pipe"],
         env: {
+          OMP_NUM_THREADS: threads,
           ...process.env,
           ...options.env,
           RANK: String(rank),
