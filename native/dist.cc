@@ -46,6 +46,17 @@ Napi::Value RunCollective(const Napi::CallbackInfo& info, const Args& args, c10:
 
 }  // namespace
 
+std::vector<std::string> DistributedBackends() {
+  std::vector<std::string> backends;
+#ifdef SPIN_HAS_GLOO
+  backends.push_back("gloo");
+#endif
+#ifdef SPIN_HAS_NCCL
+  backends.push_back("nccl");
+#endif
+  return backends;
+}
+
 Napi::Value InitProcessGroup(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("initProcessGroup", {
     args.ExpectAtMost(1);

@@ -5,8 +5,13 @@
 #include <napi.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace spin {
+
+// The c10d backends this build has: "gloo" (CPU tensors), "nccl" (CUDA tensors).
+std::vector<std::string> DistributedBackends();
 
 // initProcessGroup({rank, worldSize, masterAddr, masterPort, localRank, timeoutMs}) -> Promise<void>
 Napi::Value InitProcessGroup(const Napi::CallbackInfo& info);

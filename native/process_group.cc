@@ -8,6 +8,9 @@
 
 #include "errors.h"
 
+#ifdef SPIN_HAS_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 #ifdef SPIN_HAS_C10D
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -52,12 +55,15 @@ ProcessGroup::ProcessGroup(const GroupOptions& options) : options_(options) {
 #ifdef SPIN_HAS_NCCL
   // Without blocking wait, Work::wait only orders CUDA streams and ignores the timeout; a dead
   // peer must fail the wait instead (both spellings: 1.13 and 2.x).
-  setenv("NCCL_BLOCKING_WAIT", "1", 0);
-  setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
-  auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
-  nccl_options->timeout = options.timeout;
-  nccl_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("nccl/", store_), options.rank,
-                                                      options.world, nccl_options);
+  // A CUDA libtorch on a machine without a GPU still trains on CPU, over Gloo.
+  if (c10::cuda::device_count() > 0) {
+    setenv("NCCL_BLOCKING_WAIT", "1", 0);
+    setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
+    auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+    nccl_options->timeout = options.timeout;
+    nccl_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("nccl/", store_), options.rank,
+                                                        options.world, nccl_options);
+  }
 #endif
 }
 
@@ -97,13 +103,14 @@ void ProcessGroup::Wait(const c10::intrusive_ptr<c10d::Work>& work, const char* 
 template <typename Collective>
 void ProcessGroup::OnBackendFor(at::Tensor& tensor, const Collective& collective) {
 #ifdef SPIN_HAS_NCCL
-  if (tensor.is_cuda()) return collective(*nccl_, tensor);
+  if (tensor.is_cuda()) return collective(*nccl_, tensor);  // a CUDA tensor means a GPU, so an NCCL group
 #endif
 #ifdef SPIN_HAS_GLOO
   collective(*gloo_, tensor);
 #else
   // An NCCL-only build (a pip torch without Gloo headers): CPU tensors, such as the metrics,
   // travel through this rank's GPU.
+  if (!nccl_) throw SpinError(ErrorCode::kInvalidArgument, "this build's only c10d backend is NCCL, and no GPU is visible");
   at::Tensor staged = tensor.to(at::Device(at::kCUDA, options_.local_rank));
   collective(*nccl_, staged);
   tensor.copy_(staged);

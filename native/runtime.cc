@@ -7,8 +7,10 @@
 #include <torch/version.h>
 
 #include <cstdlib>
+#include <string>
 #include <thread>
 
+#include "dist.h"
 #include "errors.h"
 #include "tensor.h"
 
@@ -77,6 +79,9 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
     result.Set("availableCores", AvailableCores());
     result.Set("cudaDeviceCount", static_cast<double>(CudaDevices()));
     result.Set("parallelInfo", at::get_parallel_info());
+    Napi::Array backends = Napi::Array::New(info.Env());
+    for (const std::string& name : DistributedBackends()) backends.Set(backends.Length(), name);
+    result.Set("distributedBackends", backends);
     return result;
   });
 }

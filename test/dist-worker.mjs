@@ -6,8 +6,13 @@ import path from "node:path";
 const lib = await import(new URL("../dist/lib/index.js", import.meta.url).href);
 const [mode, dir] = process.argv.slice(2);
 lib.setNumThreads(1);
-// Small buckets for the reducer test: many buckets, most of them started during backward.
-const dist = await lib.Distributed.fromEnv(process.env, { timeoutMs: 8000, bucketBytes: mode === "reduce" ? 4096 : undefined, overlapGradients: process.env.OVERLAP !== "0" });
+// Small buckets for the reducer tests: many buckets, most of them started during backward.
+const options = { timeoutMs: 8000, bucketBytes: mode === "reduce" || mode === "nccl" ? 4096 : undefined, overlapGradients: process.env.OVERLAP !== "0" };
+// "nccl": a group of one on the GPU (scripts/gpu-check.sh), port in argv[4].
+const dist =
+  mode === "nccl"
+    ? await lib.Distributed.init({ rank: 0, worldSize: 1, masterAddr: "127.0.0.1", masterPort: Number(process.argv[4]), ...options })
+    : await lib.Distributed.fromEnv(process.env, options);
 const rank = dist?.rank ?? 0;
 const out = (name, value) => writeFileSync(path.join(dir, `${name}-rank${rank}.json`), JSON.stringify(value));
 
@@ -44,29 +49,29 @@ if (mode === "collectives") {
   const params = {};
   for (const [name, p] of model.parameters()) params[name] = Array.from(p.toTypedArray());
   out("train", { params, losses: logs });
-} else if (mode === "reduce") {
+} else if (mode === "reduce" || mode === "nccl") {
   // Each rank's own gradients (its rows, two micro-batches accumulated, layers checkpointed),
   // kept before the reduction so the test can average them independently.
-  const variant = process.argv[4];
-  const model = await lib.CausalLM.load(path.join(dir, variant), { dtype: "float64" });
+  const device = mode === "nccl" ? (process.env.SPIN_TEST_DEVICE ?? "cuda:0") : "cpu";
+  const variant = mode === "nccl" ? "llama" : process.argv[4];
+  const model = await lib.CausalLM.load(path.join(dir, variant), { dtype: mode === "nccl" ? "float32" : "float64", device });
   for (const p of model.parameters().values()) p.requireGrad().dispose();
   const reducer = dist.gradientReducer(model);
   const backward = (k) => {
-    const ids = lib.tensor([[3 + rank, 5 + k, 7, 11 + rank, 2 + k]], { dtype: "int64" });
-    const mask = lib.ones([1, 5], { dtype: "int64" });
+    const ids = lib.tensor([[3 + rank, 5 + k, 7, 11 + rank, 2 + k]], { dtype: "int64" }).to(device);
+    const mask = lib.ones([1, 5], { dtype: "int64" }).to(device);
     const logits = model.forward(ids, mask, { checkpoint: true });
     const loss = logits.pow(2).mean().mul(1 + rank);
     loss.backward();
     for (const t of [ids, mask, logits, loss]) t.dispose();
   };
+  const grads = () => Object.fromEntries([...model.parameters()].map(([name, p]) => [name, Array.from(p.grad.to("cpu").toTypedArray())]));
   backward(0);
   reducer.beforeLastBackward();
   backward(1);
-  const local = {};
-  for (const [name, p] of model.parameters()) local[name] = Array.from(p.grad.toTypedArray());
+  const local = grads();
   const stats = await reducer.finish();
-  const reduced = {};
-  for (const [name, p] of model.parameters()) reduced[name] = Array.from(p.grad.toTypedArray());
+  const reduced = grads();
   // Two backward passes under one arm: the second's gradients would miss the reduction.
   let twice = null;
   reducer.beforeLastBackward();
@@ -74,8 +79,19 @@ if (mode === "collectives") {
   backward(1);
   await reducer.finish().catch((error) => (twice = error.message));
   reducer.dispose();
-  out("reduce", { local, reduced, stats, twice });
-} else if (mode === "generate") {
+  const result = { local, reduced, stats, twice };
+  if (mode === "nccl") {
+    // A CUDA tensor goes through NCCL; a CPU one through Gloo, or the GPU when the build has no Gloo.
+    for (const where of [device, "cpu"]) {
+      const t = lib.tensor([1.5, -2], { dtype: "float32" }).to(where);
+      await dist.allReduce(t, "avg");
+      await dist.broadcast(t, 0);
+      const gathered = await dist.allGather(t);
+      result[where] = { reduced: Array.from(t.to("cpu").toTypedArray()), gathered: gathered.map((g) => Array.from(g.to("cpu").toTypedArray())) };
+    }
+  }
+  out(mode, result);
+} else if (mode === "generate") {} else if (mode === "generate") {
   const model = await lib.CausalLM.load(path.join(dir, "model"));
   const tokenizer = await lib.Tokenizer.fromDir(path.join(dir, "model"));
   const prompts = ["ab", "cd", "ef", "gh", "ij", "kl", "mn"].map((w) => ({ messages: [{ role: "user", content: w }, { role: "assistant", content: "x" }] }));

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { sftRows, writeTinyCheckpoint } from "./cli-helpers.js";
+import { cudaAvailable } from "../lib/index.js";
 import { writeJsonl } from "../lib/data/dataset-write.js";
 import { writeCharModel } from "./tiny-char-model.js";
 import { TINY_TOKENIZER_CONFIG, tinyTokenizerJson } from "./tiny-tokenizer.js";
@@ -112,6 +113,24 @@ describe.each([
     // The ranks' gradients differed (the average is not vacuous).
     const name = Object.keys(ranks[0].local)[0]!;
     expect(ranks[0].local[name]).not.toEqual(ranks[1].local[name]);
+  }, 120_000);
+});
+
+// Where libtorch has CUDA and a GPU is visible (scripts/gpu-check.sh): NCCL in a group of one.
+describe.runIf(cudaAvailable())("NCCL on one GPU (world size 1)", () => {
+  test("collectives on CUDA and CPU tensors, and the overlapped gradient reducer", async () => {
+    const dir = mkdtempSync(path.join(root, "nccl-"));
+    await writeCharModel(path.join(dir, "llama"));
+    const run = spawnSync(process.execPath, [WORKER, "nccl", dir, String(nextPort++)], { encoding: "utf8", timeout: 90_000 });
+    expect(run.status, run.stderr + run.stdout).toBe(0);
+    const r = read(dir, "nccl", 0);
+    for (const [name, reduced] of Object.entries(r.reduced as Record<string, number[]>)) expect(reduced, name).toEqual(r.local[name]);
+    expect(r.stats.overlapped).toBe(r.stats.buckets);
+    expect(r.twice).toMatch(/after its bucket's all-reduce had started/);
+    for (const where of [process.env.SPIN_TEST_DEVICE ?? "cuda:0", "cpu"]) {
+      expect(r[where].reduced).toEqual([1.5, -2]);
+      expect(r[where].gathered).toEqual([[1.5, -2]]);
+    }
   }, 120_000);
 });
 

@@ -1,5 +1,6 @@
 // Process-wide runtime: threads, versions, devices, seeding and the factories (random,
 // ranges, filled tensors).
+import { existsSync } from "node:fs";
 import os from "node:os";
 
 import { describe, expect, test } from "vitest";
@@ -34,6 +35,13 @@ describe("threads", () => {
 
   test("runtimeInfo reports the available cores", () => {
     expect(runtimeInfo().availableCores).toBe(os.availableParallelism());
+  });
+
+  test("runtimeInfo reports the c10d backends: Gloo wherever libgloo-dev was there at build time", () => {
+    const backends = runtimeInfo().distributedBackends;
+    if (existsSync("/usr/include/gloo/algorithm.h")) expect(backends).toContain("gloo");
+    // gpu-check.sh builds against a CUDA libtorch with NCCL.
+    if (process.env.SPIN_TEST_DEVICE?.startsWith("cuda")) expect(backends).toContain("nccl");
   });
 
   test("setNumThreads changes the count and can be restored", () => {

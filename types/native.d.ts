@@ -211,6 +211,8 @@ export interface RuntimeInfo {
   cudaDeviceCount: number;
   /** libtorch's own report: OpenMP, intra-op threads, BLAS/MKL configuration. */
   parallelInfo: string;
+  /** c10d backends in this build: "gloo" for CPU tensors, "nccl" for CUDA tensors. */
+  distributedBackends: ("gloo" | "nccl")[];
 }
 
 export interface MemoryStats {
