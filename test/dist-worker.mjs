@@ -91,7 +91,7 @@ if (mode === "collectives") {
     }
   }
   out(mode, result);
-} else if (mode === "generate") {} else if (mode === "generate") {
+} else if (mode === "generate") {
   const model = await lib.CausalLM.load(path.join(dir, "model"));
   const tokenizer = await lib.Tokenizer.fromDir(path.join(dir, "model"));
   const prompts = ["ab", "cd", "ef", "gh", "ij", "kl", "mn"].map((w) => ({ messages: [{ role: "user", content: w }, { role: "assistant", content: "x" }] }));
