@@ -73,6 +73,8 @@ const RUN_KEYS = [
   "format",
   "opponent",
   "run_dir",
+  "ddp_bucket_cap_mb",
+  "ddp_timeout",
 ] as const;
 
 /** Keys of the original configs that have no effect here (multi-GPU, hub, logging backends). */
@@ -229,4 +231,19 @@ export function numberKey(config: RawConfig, key: string): number | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== "number") throw new SpinNativeError(`config: '${key}' must be a number`, "INVALID_ARGUMENT", "config");
   return value;
+}
+
+/**
+ * The data-parallel settings of a config, with transformers' names: ddp_bucket_cap_mb (MiB,
+ * default 25) and ddp_timeout (seconds, default 1800 as transformers; a dead rank fails the
+ * job after it).
+ */
+export function distributedOptions(config: RawConfig): { bucketBytes?: number; timeoutMs: number } {
+  const positive = (key: string) => {
+    const value = numberKey(config, key);
+    if (value !== undefined && !(value > 0)) throw new SpinNativeError(`config: '${key}' must be a positive number`, "INVALID_ARGUMENT", "config");
+    return value;
+  };
+  const bucketMb = positive("ddp_bucket_cap_mb");
+  return { ...(bucketMb !== undefined ? { bucketBytes: Math.round(bucketMb * 2 ** 20) } : {}), timeoutMs: (positive("ddp_timeout") ?? 1800) * 1000 };
 }

@@ -6,7 +6,7 @@
 // imported by the commands that use them, so usage, config errors and `convert` start fast.
 import path from "node:path";
 
-import { iterationSchedule, loadRunConfig, numberKey, type RawConfig, stringKey, trainingFields } from "./cli-config.js";
+import { distributedOptions, iterationSchedule, loadRunConfig, numberKey, type RawConfig, stringKey, trainingFields } from "./cli-config.js";
 import { resolveSplitFiles } from "./data/dataset-files.js";
 import { readRows, readSpinRows } from "./data/dataset-read.js";
 import { convertDataset } from "./data/dataset-write.js";
@@ -101,7 +101,7 @@ async function trainCommand(config: RawConfig, kind: "spin" | "sft"): Promise<vo
     import("./distributed.js"),
   ]);
   // Under `spin-native launch` (WORLD_SIZE > 1) the run is data-parallel.
-  const distributed = await Distributed.fromEnv();
+  const distributed = await Distributed.fromEnv(process.env, distributedOptions(config));
   const rows = await mixedRows(config, "train");
   const model = await CausalLM.load(modelDir, loadOptions(config));
   const tokenizer = await Tokenizer.fromDir(modelDir);
@@ -213,7 +213,7 @@ async function main(argv: string[]): Promise<void> {
       }
       const { runPipeline } = await import("./pipeline.js");
       const { Distributed } = await import("./distributed.js");
-      const distributed = await Distributed.fromEnv();
+      const distributed = await Distributed.fromEnv(process.env, distributedOptions(config));
       const abort = new AbortController();
       process.once("SIGINT", () => abort.abort());
       const result = await runPipeline({

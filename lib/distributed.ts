@@ -13,7 +13,7 @@ export interface DistributedOptions {
   masterPort: number;
   /** This rank's CUDA device index on its node (LOCAL_RANK). Default 0. */
   localRank?: number;
-  /** Collectives (and the rendezvous) fail after this long without their peers. Default 300 000 ms. */
+  /** Collectives (and the rendezvous) fail after this long without their peers. Default 1 800 000 ms (30 min, as torch.distributed): rank 0 alone saves checkpoints and evaluates while the others wait. */
   timeoutMs?: number;
   /** Gradient all-reduce bucket size in bytes (default 25 MiB, as DDP). */
   bucketBytes?: number;
@@ -71,7 +71,7 @@ export class Distributed {
 
   /** Joins the group: rank 0 hosts the TCPStore at masterAddr:masterPort. */
   static async init(options: DistributedOptions): Promise<Distributed> {
-    await native.initProcessGroup({ ...options, localRank: options.localRank ?? 0, timeoutMs: options.timeoutMs ?? 300_000 });
+    await native.initProcessGroup({ ...options, localRank: options.localRank ?? 0, timeoutMs: options.timeoutMs ?? 1_800_000 });
     return new Distributed(options.rank, options.worldSize, options.bucketBytes ?? 25 << 20, options.overlapGradients ?? true);
   }
 

@@ -68,7 +68,7 @@ Napi::Value InitProcessGroup(const Napi::CallbackInfo& info) {
     options.address = o.Get("masterAddr").ToString().Utf8Value();
     options.port = o.Get("masterPort").ToNumber().Int32Value();
     options.local_rank = o.Get("localRank").IsNumber() ? o.Get("localRank").ToNumber().Int32Value() : 0;
-    options.timeout = std::chrono::milliseconds(o.Get("timeoutMs").IsNumber() ? o.Get("timeoutMs").ToNumber().Int64Value() : 300000);
+    options.timeout = std::chrono::milliseconds(o.Get("timeoutMs").IsNumber() ? o.Get("timeoutMs").ToNumber().Int64Value() : 1800000);
     if (options.world < 1 || options.rank < 0 || options.rank >= options.world) {
       throw SpinError(ErrorCode::kInvalidArgument, "rank must be in [0, worldSize)");
     }

@@ -38,7 +38,7 @@ struct GroupOptions {
   std::string address;
   int port = 29500;
   int local_rank = 0;  // this rank's CUDA device
-  std::chrono::milliseconds timeout{300000};
+  std::chrono::milliseconds timeout{1800000};  // torch.distributed's default
 };
 
 enum class Reduction { kSum, kAverage, kMax };

@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { readSpinRows } from "../lib/index.js";
-import { KNOWN_KEYS, nearestKey } from "../lib/cli-config.js";
+import { KNOWN_KEYS, distributedOptions, nearestKey } from "../lib/cli-config.js";
 import { type Exit, ensureDist, runCli } from "./cli-helpers.js";
 import { removeRoot, tempRoot } from "./fixtures.js";
 
@@ -122,6 +122,13 @@ describe("config errors: exit code 2, naming the nearest valid key", () => {
     };
     for (const [typo, key] of Object.entries(cases)) expect(nearestKey(typo), typo).toBe(key);
     for (const key of KNOWN_KEYS) expect(nearestKey(key)).toBe(key);
+  });
+
+  test("ddp_bucket_cap_mb and ddp_timeout: transformers' units, positive numbers", () => {
+    expect(distributedOptions({ ddp_bucket_cap_mb: 0.5, ddp_timeout: 60 })).toEqual({ bucketBytes: 524288, timeoutMs: 60_000 });
+    expect(distributedOptions({})).toEqual({ timeoutMs: 1_800_000 });
+    expect(() => distributedOptions({ ddp_timeout: 0 })).toThrow("config: 'ddp_timeout' must be a positive number");
+    expect(() => distributedOptions({ ddp_bucket_cap_mb: "big" })).toThrow("config: 'ddp_bucket_cap_mb' must be a number");
   });
 });
 

@@ -169,6 +169,9 @@ test("spin-native iterate under launch on 2 ranks equals 1 rank with twice the b
       "save_strategy: 'no'",
       "max_length: 64",
       "max_prompt_length: 48",
+      // Many small buckets, overlapped with backward (the 1-rank run ignores them).
+      "ddp_bucket_cap_mb: 0.05",
+      "ddp_timeout: 120",
     ].join("\n");
   writeFileSync(path.join(dir, "two.yaml"), config(path.join(dir, "run-2"), 2));
   writeFileSync(path.join(dir, "one.yaml"), config(path.join(dir, "run-1"), 4));
