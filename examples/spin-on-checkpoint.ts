@@ -17,12 +17,27 @@
 // <out-dir>: iter<t>/data (generated rows), iter<t>/train (checkpoints, metrics.jsonl), iter<t>/model (θt+1).
 // Ctrl-C stops training at the next update (a checkpoint is written); the same command resumes.
 //
+// Data-parallel on N processes (each generates a fraction of the prompts and trains on a slice
+// of every batch; rank 0 writes):
+//   npx spin-native launch --nproc-per-node=N -- node dist/examples/spin-on-checkpoint.js <model-dir> <data> <out-dir>
+//
 // In your own project, import from "spin-native" instead of "../lib/index.js".
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 
-import { CausalLM, SelfPlayGenerator, SpinNativeError, type SpinRow, SpinTrainer, Tokenizer, mixDatasets, readSpinRows, setNumThreads } from "../lib/index.js";
+import {
+  CausalLM,
+  Distributed,
+  SpinNativeError,
+  type SpinRow,
+  SpinTrainer,
+  Tokenizer,
+  generateDataParallel,
+  mixDatasets,
+  readSpinRows,
+  setNumThreads,
+} from "../lib/index.js";
 
 const USAGE = `usage: node dist/examples/spin-on-checkpoint.js <model-dir> <data> <out-dir> [--key=value ...]
   --iterations=N         SPIN iterations (default 1)
@@ -106,10 +121,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const { modelDir, data, outDir, options: o } = args;
   if (o.threads > 0) setNumThreads(o.threads);
+  // Under `spin-native launch` (WORLD_SIZE > 1): one rank of a data-parallel run.
+  const distributed = await Distributed.fromEnv();
+  const main = distributed?.isMain ?? true;
+  const log = (line: string) => main && console.log(line);
 
   // SFT prompts and ground truths (any accepted shape, converted to SPIN rows).
   const sftRows = await readSpinRows(data, "train", o.limit > 0 ? { limit: o.limit } : {});
-  console.log(`${sftRows.length} prompts from ${data}`);
+  log(`${sftRows.length} prompts from ${data}`);
   const tokenizer = await Tokenizer.fromDir(modelDir);
   let model = await CausalLM.load(modelDir, { device: o.device });
 
@@ -126,7 +145,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       const modelOut = path.join(dir, "model");
       if (existsSync(path.join(modelOut, "config.json"))) {
         // θt+1 of a previous run: continue from it.
-        console.log(`iteration ${t}: done before, loading θ${t + 1} from ${modelOut}`);
+        log(`iteration ${t}: done before, loading θ${t + 1} from ${modelOut}`);
         model.dispose();
         model = await CausalLM.load(modelOut, { device: o.device });
         previous = await readSpinRows(path.join(dir, "data"), "train");
@@ -134,10 +153,14 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
 
       // 1. Self-play: θt answers every prompt (resumes rows written by an interrupted run).
-      const generator = new SelfPlayGenerator({ model, tokenizer, options: { batchSize: o["gen-batch-size"], maxNewTokens: o["max-new-tokens"] } });
-      generator.on("progress", (p) => console.log(`iteration ${t}: generated ${p.rows}/${p.total} (${p.tokensPerSecond.toFixed(0)} tok/s)`));
-      const summary = await generator.run(sftRows, path.join(dir, "data"));
-      console.log(`iteration ${t}: ${summary.rows} rows, EOS rate ${(100 * summary.eosRate).toFixed(1)}%`);
+      const generated = await generateDataParallel(
+        { model, tokenizer, options: { batchSize: o["gen-batch-size"], maxNewTokens: o["max-new-tokens"] } },
+        sftRows,
+        path.join(dir, "data"),
+        distributed,
+        (p) => log(`iteration ${t}: generated ${p.rows}/${p.total} (${p.tokensPerSecond.toFixed(0)} tok/s)`),
+      );
+      log(`iteration ${t}: ${generated.rows} rows`);
 
       // 2. The training pairs: this iteration's rows plus the previous iteration's (the original schedule).
       const own = await readSpinRows(path.join(dir, "data"), "train");
@@ -147,6 +170,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       const trainer = new SpinTrainer({
         model,
         tokenizer,
+        distributed,
         config: {
           outputDir: path.join(dir, "train"),
           learningRate: o.lr,
@@ -160,22 +184,25 @@ export async function main(argv: readonly string[]): Promise<number> {
           loggingSteps: 1,
         },
       });
-      trainer.on("log", (line) => console.log(`iteration ${t}: step ${line.step} loss ${line.loss?.toFixed(4)} margins ${line["rewards/margins"]?.toFixed(4)}`));
+      trainer.on("log", (line) => log(`iteration ${t}: step ${line.step} loss ${line.loss?.toFixed(4)} margins ${line["rewards/margins"]?.toFixed(4)}`));
       const result = await trainer.train(rows, { resumeFrom: "latest", signal: abort.signal });
       if (result.aborted) {
-        console.log(`stopped at update ${result.globalStep} of iteration ${t}`);
+        log(`stopped at update ${result.globalStep} of iteration ${t}`);
         return 130;
       }
 
-      // 4. Save θt+1 (with the tokenizer files); it generates and is the opponent next.
-      await model.save(modelOut);
-      console.log(`iteration ${t}: ${result.globalStep} updates on ${rows.length} pairs → ${modelOut}`);
+      // 4. Save θt+1 (with the tokenizer files); it generates and is the opponent next. Every
+      // rank holds the same θt+1; rank 0 writes it while the others wait.
+      if (main) await model.save(modelOut);
+      await distributed?.barrier();
+      log(`iteration ${t}: ${result.globalStep} updates on ${rows.length} pairs → ${modelOut}`);
       previous = own;
     }
-    console.log(`done: ${path.join(outDir, `iter${o.iterations - 1}`, "model")}`);
+    log(`done: ${path.join(outDir, `iter${o.iterations - 1}`, "model")}`);
     return 0;
   } finally {
     model.dispose();
+    distributed?.destroy();
   }
 }
 

@@ -2,7 +2,7 @@
 // into one contiguous fraction per rank, each rank generates its fraction, and rank 0 merges
 // them in order. Row seeds follow the shuffled order, so the result equals a one-rank run.
 import type { Distributed } from "./distributed.js";
-import { SelfPlayGenerator, type SelfPlayGeneratorInit, mergeFractions } from "./generator.js";
+import { type GenerationProgress, SelfPlayGenerator, type SelfPlayGeneratorInit, mergeFractions } from "./generator.js";
 
 export interface DataParallelGeneration {
   /** Rows generated across all ranks. */
@@ -11,20 +11,23 @@ export interface DataParallelGeneration {
   file: string | null;
 }
 
-/** Runs SelfPlayGenerator across the ranks of `distributed` (or alone when it is null). */
+/**
+ * Runs SelfPlayGenerator across the ranks of `distributed` (or alone when it is null);
+ * `onProgress` hears this rank's generator.
+ */
 export async function generateDataParallel(
   init: SelfPlayGeneratorInit,
   sftRows: readonly unknown[],
   outDir: string,
   distributed: Distributed | null,
+  onProgress?: (progress: GenerationProgress) => void,
 ): Promise<DataParallelGeneration> {
-  if (!distributed || distributed.worldSize === 1) {
-    const summary = await new SelfPlayGenerator(init).run(sftRows, outDir);
-    return { rows: summary.rows, file: null };
-  }
-  const fracLen = Math.ceil(sftRows.length / distributed.worldSize);
-  const generator = new SelfPlayGenerator({ ...init, options: { ...init.options, fracLen, dataFrac: distributed.rank } });
-  await generator.run(sftRows, outDir);
+  const alone = !distributed || distributed.worldSize === 1;
+  const options = alone ? init.options : { ...init.options, fracLen: Math.ceil(sftRows.length / distributed.worldSize), dataFrac: distributed.rank };
+  const generator = new SelfPlayGenerator({ ...init, ...(options ? { options } : {}) });
+  if (onProgress) generator.on("progress", onProgress);
+  const summary = await generator.run(sftRows, outDir);
+  if (alone) return { rows: summary.rows, file: null };
   await distributed.barrier(); // every fraction is complete before rank 0 reads them
   let result: DataParallelGeneration = { rows: 0, file: null };
   if (distributed.isMain) {

@@ -106,6 +106,6 @@ export {
   type MixFilesOptions,
 } from "./data/mixer.js";
 export { ROW_SHAPE_COLUMNS, type RawReadOptions } from "./data/dataset-read.js";
-export { Distributed, type DistributedOptions } from "./distributed.js";
+export { Distributed, type DistributedOptions, GradientReducer, type ReductionStats } from "./distributed.js";
 export { launch, type LaunchOptions, type LaunchResult } from "./launch.js";
 export { generateDataParallel, type DataParallelGeneration } from "./distributed-generation.js";

@@ -7,7 +7,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
-import type { SpinRow } from "../lib/index.js";
+import { type SpinRow, loadSafetensors } from "../lib/index.js";
 import { writeCharModel } from "./tiny-char-model.js";
 import { TINY_TOKENIZER_CONFIG, assistant, tinyTokenizerJson, user } from "./tiny-tokenizer.js";
 
@@ -104,4 +104,20 @@ export function sftRows(n: number): SpinRow[] {
     const y = [...word].reverse().join("");
     return { real: [user(x), assistant(y)], generated: [user(x), assistant("")] };
   });
+}
+
+/**
+ * The largest difference between two saved models' tensors, relative to max(floor, |b|)
+ * (floor keeps near-zero weights from dominating).
+ */
+export async function maxRelativeDifference(fileA: string, fileB: string, floor = 1e-2): Promise<number> {
+  const [a, b] = await Promise.all([loadSafetensors(fileA), loadSafetensors(fileB)]);
+  let worst = 0;
+  for (const [name, t] of Object.entries(a)) {
+    const x = t.toTypedArray() as Float32Array;
+    const y = b[name]!.toTypedArray() as Float32Array;
+    x.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - y[i]!) / Math.max(floor, Math.abs(y[i]!)))));
+  }
+  for (const t of [...Object.values(a), ...Object.values(b)]) t.dispose();
+  return worst;
 }

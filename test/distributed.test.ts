@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
-import { sftRows, writeTinyCheckpoint } from "./cli-helpers.js";
+import { maxRelativeDifference, sftRows, writeTinyCheckpoint } from "./cli-helpers.js";
 import { cudaAvailable } from "../lib/index.js";
 import { writeJsonl } from "../lib/data/dataset-write.js";
 import { writeCharModel } from "./tiny-char-model.js";
@@ -188,15 +188,7 @@ test("spin-native iterate under launch on 2 ranks equals 1 rank with twice the b
   expect(readFileSync(path.join(dir, "run-2", "iter0", "data", "train.jsonl"), "utf8")).toBe(
     readFileSync(path.join(dir, "run-1", "iter0", "data", "train", "train-0.jsonl"), "utf8"),
   );
-  const { loadSafetensors } = await import("../lib/safetensors.js");
-  const a = await loadSafetensors(path.join(dir, "run-2", "iter0", "model", "model.safetensors"));
-  const b = await loadSafetensors(path.join(dir, "run-1", "iter0", "model", "model.safetensors"));
-  let worst = 0;
-  for (const [name, t] of Object.entries(a)) {
-    const x = t.toTypedArray() as Float32Array;
-    const y = b[name]!.toTypedArray() as Float32Array;
-    x.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - y[i]!) / Math.max(1e-2, Math.abs(y[i]!)))));
-  }
+  const worst = await maxRelativeDifference(path.join(dir, "run-2", "iter0", "model", "model.safetensors"), path.join(dir, "run-1", "iter0", "model", "model.safetensors"));
   expect(worst).toBeLessThan(1e-4);
   const state = JSON.parse(readFileSync(path.join(dir, "run-2", "run.json"), "utf8"));
   expect(state.iteration[0].train.steps).toBe(4);

@@ -10,7 +10,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 
 import { readSpinRows } from "../lib/index.js";
-import { type Exit, REPO, ensureDist, sftRows, spawnNode, writeTinyCheckpoint } from "./cli-helpers.js";
+import { CLI, type Exit, REPO, ensureDist, maxRelativeDifference, sftRows, spawnNode, writeTinyCheckpoint } from "./cli-helpers.js";
 import { removeRoot, tempRoot } from "./fixtures.js";
 import { pairOf } from "./tiny-tokenizer.js";
 
@@ -85,6 +85,30 @@ describe("examples/spin-on-checkpoint.ts", () => {
     expect(exit.stdout).toContain(`iteration 0: done before, loading θ1 from ${path.join(out, "iter0", "model")}`);
     expect(exit.stdout).toContain("iteration 1: 4 updates on 16 pairs");
     expect(existsSync(path.join(out, "iter1", "model", "model.safetensors"))).toBe(true);
+  });
+
+  test("under spin-native launch on 2 ranks with half the batch: the same rows and θ1 as 1 rank", async () => {
+    const twoRanks = path.join(root, "spin-out-2");
+    const exit = await spawnNode(CLI, [
+      "launch",
+      "--nproc-per-node=2",
+      `--master-port=${20000 + Math.floor(Math.random() * 30000)}`,
+      "--",
+      process.execPath,
+      example("spin-on-checkpoint"),
+      base,
+      data,
+      twoRanks,
+      "--iterations=1",
+      ...settings.map((s) => (s === "--batch-size=4" ? "--batch-size=2" : s)),
+    ]).exit;
+    expect(exit.code, show(exit)).toBe(0);
+    // Rank 0 reports; rank 1 works silently.
+    expect(exit.stdout).toContain("[rank 0] iteration 0: 2 updates on 8 pairs");
+    expect(exit.stdout).not.toContain("[rank 1] iteration");
+    expect(await readSpinRows(path.join(twoRanks, "iter0", "data"), "train")).toEqual(await readSpinRows(path.join(out, "iter0", "data"), "train"));
+    const model = (dir: string) => path.join(dir, "iter0", "model", "model.safetensors");
+    expect(await maxRelativeDifference(model(twoRanks), model(out))).toBeLessThan(1e-4);
   });
 
   test("argument checking: usage on missing arguments, bad options, a folder that is not a checkpoint", async () => {
