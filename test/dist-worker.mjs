@@ -101,15 +101,18 @@ if (mode === "collectives") {
     prompts, outDir, dist,
   );
   out("generate", result);
-} else if (mode === "die") {
-  if (rank === 1) process.kill(process.pid, "SIGKILL"); // a real kill: no clean-up, no goodbye
+} else if (mode === "die" || mode === "hang") {
+  if (rank === 1 && mode === "die") process.kill(process.pid, "SIGKILL"); // a real kill: no clean-up, no goodbye
+  if (rank === 1 && mode === "hang") await new Promise(() => setInterval(() => {}, 1000)); // alive, never joins
   const t = lib.tensor([1]);
   try {
     await dist.allReduce(t, "sum");
-    out("die", { error: null });
+    out(mode, { error: null });
   } catch (error) {
-    out("die", { error: error.message, code: error.code });
+    out(mode, { error: error.message, code: error.code });
     process.exit(4);
   }
+} else {
+  throw new Error(`dist-worker: unknown mode ${mode}`);
 }
 dist?.destroy();

@@ -1,6 +1,8 @@
 // Data parallelism over c10d/Gloo on loopback: collectives for 2 and 3 ranks, a SPIN run on
-// 2 ranks with per-rank batch b equal to 1 rank with batch 2b, and a dead rank failing the
-// job within the timeout. Workers are real processes started by `spin-native launch`.
+// 2 ranks with per-rank batch b equal to 1 rank with batch 2b (with and without gradient
+// accumulation), the gradient reducer against the ranks' own gradients, data-parallel
+// generation and `iterate`, and a dead or hung rank failing the job within the timeout. Workers
+// are real processes started by `spin-native launch`.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -193,6 +195,20 @@ test("spin-native iterate under launch on 2 ranks equals 1 rank with twice the b
   const state = JSON.parse(readFileSync(path.join(dir, "run-2", "run.json"), "utf8"));
   expect(state.iteration[0].train.steps).toBe(4);
 }, 240_000);
+
+test("a rank that hangs fails the job within the timeout: its peer's collective errors, naming itself", () => {
+  const dir = mkdtempSync(path.join(root, "hang-"));
+  const started = Date.now();
+  const run = launch(2, ["hang", dir], 60_000);
+  const seconds = (Date.now() - started) / 1000;
+  expect(run.status).not.toBe(0);
+  // Rank 0's all-reduce gives up after the 8 s timeout; the launcher then stops rank 1.
+  expect(run.stdout + run.stderr).toMatch(/rank 0 failed \(exit code 4\)/);
+  expect(seconds).toBeLessThan(45);
+  const r = read(dir, "hang", 0);
+  expect(r.code).toBe("IO");
+  expect(r.error).toMatch(/allReduce failed on rank 0 of 2 \(a peer died, hung past the 8000 ms timeout/);
+}, 90_000);
 
 test("a rank killed with SIGKILL fails the job within the timeout, naming the rank", () => {
   const dir = mkdtempSync(path.join(root, "die-"));
