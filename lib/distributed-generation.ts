@@ -1,14 +1,21 @@
 // Data-parallel self-play generation: the prompts (in the generator's seed-42 order) are cut
 // into one contiguous fraction per rank, each rank generates its fraction, and rank 0 merges
 // them in order. Row seeds follow the shuffled order, so the result equals a one-rank run.
+import { performance } from "node:perf_hooks";
+
 import type { Distributed } from "./distributed.js";
 import { type GenerationProgress, SelfPlayGenerator, type SelfPlayGeneratorInit, mergeFractions } from "./generator.js";
 
 export interface DataParallelGeneration {
-  /** Rows generated across all ranks. */
+  /** Rows of the split across all ranks (those of earlier runs included). */
   rows: number;
   /** The merged file (rank 0; null on the other ranks and without a group). */
   file: string | null;
+  /** Share of the rows this run generated, on all ranks, that ended with EOS (0 when it generated none). */
+  eosRate: number;
+  /** Mean new tokens of those rows. */
+  meanGeneratedTokens: number;
+  seconds: number;
 }
 
 /**
@@ -26,14 +33,27 @@ export async function generateDataParallel(
   const options = alone ? init.options : { ...init.options, fracLen: Math.ceil(sftRows.length / distributed.worldSize), dataFrac: distributed.rank };
   const generator = new SelfPlayGenerator({ ...init, ...(options ? { options } : {}) });
   if (onProgress) generator.on("progress", onProgress);
+  const started = performance.now();
   const summary = await generator.run(sftRows, outDir);
-  if (alone) return { rows: summary.rows, file: null };
-  await distributed.barrier(); // every fraction is complete before rank 0 reads them
-  let result: DataParallelGeneration = { rows: 0, file: null };
+  if (alone) return { rows: summary.rows, file: null, eosRate: summary.eosRate, meanGeneratedTokens: summary.meanGeneratedTokens, seconds: summary.seconds };
+  // The run's rows over all ranks (this sum also waits until every fraction is complete).
+  const totals = await distributed.sum({
+    generated: summary.generatedRows,
+    eos: summary.finishReasons.eos,
+    tokens: summary.meanGeneratedTokens * summary.generatedRows,
+  });
+  const generated = totals.generated!;
+  let result: DataParallelGeneration = {
+    rows: 0,
+    file: null,
+    eosRate: generated === 0 ? 0 : totals.eos! / generated,
+    meanGeneratedTokens: generated === 0 ? 0 : totals.tokens! / generated,
+    seconds: 0,
+  };
   if (distributed.isMain) {
     const merged = await mergeFractions(outDir, init.options?.split ?? "train");
-    result = { rows: merged.rows, file: merged.file };
+    result = { ...result, rows: merged.rows, file: merged.file };
   }
   await distributed.barrier();
-  return result;
+  return { ...result, seconds: (performance.now() - started) / 1000 };
 }

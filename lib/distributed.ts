@@ -127,13 +127,20 @@ export class Distributed {
     return native.broadcastParameters(model.nativeHandle, root);
   }
   /** Averages a record of numbers across ranks (same keys on every rank). */
-  async averageMetrics(metrics: Record<string, number>): Promise<Record<string, number>> {
-    const keys = Object.keys(metrics).sort();
-    const values = new Tensor(native.fromTypedArray(Float64Array.from(keys, (k) => metrics[k]!), [keys.length], "float64"));
+  averageMetrics(metrics: Record<string, number>): Promise<Record<string, number>> {
+    return this.#reduceRecord(metrics, "avg");
+  }
+  /** Sums a record of numbers across ranks (same keys on every rank), in float64. */
+  sum(values: Record<string, number>): Promise<Record<string, number>> {
+    return this.#reduceRecord(values, "sum");
+  }
+  async #reduceRecord(record: Record<string, number>, op: "sum" | "avg"): Promise<Record<string, number>> {
+    const keys = Object.keys(record).sort();
+    const values = new Tensor(native.fromTypedArray(Float64Array.from(keys, (k) => record[k]!), [keys.length], "float64"));
     try {
-      await this.allReduce(values, "avg");
-      const averaged = values.toTypedArray() as Float64Array;
-      return Object.fromEntries(keys.map((k, i) => [k, averaged[i]!]));
+      await this.allReduce(values, op);
+      const reduced = values.toTypedArray() as Float64Array;
+      return Object.fromEntries(keys.map((k, i) => [k, reduced[i]!]));
     } finally {
       values.dispose();
     }

@@ -11,7 +11,7 @@ import { mixDatasets } from "./data/mixer.js";
 import { SpinNativeError } from "./errors.js";
 import type { Distributed } from "./distributed.js";
 import { generateDataParallel } from "./distributed-generation.js";
-import { type GenerationSummary, SelfPlayGenerator, type SelfPlayOptions } from "./generator.js";
+import type { GenerationSummary, SelfPlayOptions } from "./generator.js";
 import { writeFileAtomic } from "./io/atomic.js";
 import { CausalLM, type LoadModelOptions } from "./model.js";
 import { Tokenizer } from "./tokenizer.js";
@@ -138,14 +138,8 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
     if (!record.generate) {
       log(`iteration ${t}: generating with ${current}`);
       const init = (model: CausalLM) => ({ model, tokenizer, options: { ...options.generation, split: "train" } });
-      if (dist) {
-        const started = Date.now();
-        const result = await withModel(current, (model) => generateDataParallel(init(model), options.sftRows, paths.data, dist));
-        record.generate = { rows: result.rows, eosRate: NaN, meanGeneratedTokens: NaN, seconds: (Date.now() - started) / 1000 };
-      } else {
-        const summary = await withModel(current, (model) => new SelfPlayGenerator(init(model)).run(options.sftRows, paths.data));
-        record.generate = { rows: summary.rows, eosRate: summary.eosRate, meanGeneratedTokens: summary.meanGeneratedTokens, seconds: summary.seconds };
-      }
+      const result = await withModel(current, (model) => generateDataParallel(init(model), options.sftRows, paths.data, dist ?? null));
+      record.generate = { rows: result.rows, eosRate: result.eosRate, meanGeneratedTokens: result.meanGeneratedTokens, seconds: result.seconds };
       await save();
     }
     if (options.signal?.aborted) return { state, aborted: true, finalModel: current };

@@ -97,7 +97,7 @@ if (mode === "collectives") {
   const prompts = ["ab", "cd", "ef", "gh", "ij", "kl", "mn"].map((w) => ({ messages: [{ role: "user", content: w }, { role: "assistant", content: "x" }] }));
   const outDir = path.join(dir, `gen-${process.env.WORLD_SIZE ?? 1}`);
   const result = await lib.generateDataParallel(
-    { model, tokenizer, options: { batchSize: 2, maxNewTokens: 5, doSample: true, seed: 3, eosTokenIds: [] } },
+    { model, tokenizer, options: { batchSize: 2, maxNewTokens: 8, doSample: true, seed: 3, eosTokenIds: [1] } },
     prompts, outDir, dist,
   );
   out("generate", result);

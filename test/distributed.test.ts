@@ -149,6 +149,13 @@ test("generation on 2 ranks equals generation on 1 rank", async () => {
   const single = readFileSync(path.join(dir, "gen-1", "train", "train-0.jsonl"), "utf8");
   expect(merged.split("\n").filter(Boolean)).toHaveLength(7);
   expect(merged).toBe(single);
+  // The summary over ranks equals the single generator's (rank 1 of the 2-rank run; the 1-rank
+  // run wrote rank 0's file last); some rows end with EOS, some run to the length limit.
+  const [alone, spread] = [read(dir, "generate", 0), read(dir, "generate", 1)];
+  expect(alone.eosRate).toBeGreaterThan(0);
+  expect(alone.meanGeneratedTokens).toBeLessThan(8);
+  expect(spread.eosRate).toBeCloseTo(alone.eosRate, 12);
+  expect(spread.meanGeneratedTokens).toBeCloseTo(alone.meanGeneratedTokens, 12);
 }, 120_000);
 
 test("spin-native iterate under launch on 2 ranks equals 1 rank with twice the batch", async () => {
