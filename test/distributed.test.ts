@@ -201,6 +201,9 @@ test("spin-native iterate under launch on 2 ranks equals 1 rank with twice the b
   expect(worst).toBeLessThan(1e-4);
   const state = JSON.parse(readFileSync(path.join(dir, "run-2", "run.json"), "utf8"));
   expect(state.iteration[0].train.steps).toBe(4);
+  // The generation summary covers every rank's rows, as the 1-rank run's does.
+  const alone = JSON.parse(readFileSync(path.join(dir, "run-1", "run.json"), "utf8"));
+  for (const key of ["rows", "eosRate", "meanGeneratedTokens"]) expect(state.iteration[0].generate[key], key).toBeCloseTo(alone.iteration[0].generate[key], 12);
 }, 240_000);
 
 test("a rank that hangs fails the job within the timeout: its peer's collective errors, naming itself", () => {
