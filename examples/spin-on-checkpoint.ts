@@ -36,6 +36,7 @@ import {
   generateDataParallel,
   mixDatasets,
   readSpinRows,
+  rankDevice,
   setNumThreads,
 } from "../lib/index.js";
 
@@ -123,6 +124,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (o.threads > 0) setNumThreads(o.threads);
   // Under `spin-native launch` (WORLD_SIZE > 1): one rank of a data-parallel run.
   const distributed = await Distributed.fromEnv();
+  const device = rankDevice(o.device); // "cuda" is this rank's GPU under launch
   const main = distributed?.isMain ?? true;
   const log = (line: string) => main && console.log(line);
 
@@ -130,7 +132,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const sftRows = await readSpinRows(data, "train", o.limit > 0 ? { limit: o.limit } : {});
   log(`${sftRows.length} prompts from ${data}`);
   const tokenizer = await Tokenizer.fromDir(modelDir);
-  let model = await CausalLM.load(modelDir, { device: o.device });
+  let model = await CausalLM.load(modelDir, { device });
 
   const abort = new AbortController();
   process.once("SIGINT", () => {
@@ -147,7 +149,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         // θt+1 of a previous run: continue from it.
         log(`iteration ${t}: done before, loading θ${t + 1} from ${modelOut}`);
         model.dispose();
-        model = await CausalLM.load(modelOut, { device: o.device });
+        model = await CausalLM.load(modelOut, { device });
         previous = await readSpinRows(path.join(dir, "data"), "train");
         continue;
       }

@@ -14,7 +14,7 @@ import { fractionCount, mixDatasets } from "./data/mixer.js";
 import { SpinNativeError } from "./errors.js";
 import type { SelfPlayOptions } from "./generator.js";
 import type { LoadModelOptions } from "./model.js";
-import { launch } from "./launch.js";
+import { launch, rankDevice } from "./launch.js";
 import { createProgress } from "./progress.js";
 import { writeReport } from "./report.js";
 import type { SpinConfig } from "./trainer.js";
@@ -53,7 +53,8 @@ function help(): string {
 function loadOptions(config: RawConfig): LoadModelOptions {
   const dtype = stringKey(config, "torch_dtype");
   const device = stringKey(config, "device");
-  return { ...(dtype && dtype !== "auto" ? { dtype: dtype as DType } : {}), ...(device ? { device } : {}) };
+  // Under launch, "cuda" is this rank's GPU.
+  return { ...(dtype && dtype !== "auto" ? { dtype: dtype as DType } : {}), ...(device ? { device: rankDevice(device) } : {}) };
 }
 
 function generationOptions(config: RawConfig): SelfPlayOptions {

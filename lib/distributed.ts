@@ -13,6 +13,12 @@ export interface DistributedOptions {
   masterPort: number;
   /** This rank's CUDA device index on its node (LOCAL_RANK). Default 0. */
   localRank?: number;
+  /**
+   * Every rank runs on this machine, so Gloo talks over masterAddr (default: masterAddr is a
+   * loopback address). Otherwise it uses GLOO_SOCKET_IFNAME, or the interface this host's
+   * name resolves to, as torch.distributed does.
+   */
+  singleNode?: boolean;
   /** Collectives (and the rendezvous) fail after this long without their peers. Default 1 800 000 ms (30 min, as torch.distributed): rank 0 alone saves checkpoints and evaluates while the others wait. */
   timeoutMs?: number;
   /** Gradient all-reduce bucket size in bytes (default 25 MiB, as DDP). */
@@ -41,6 +47,7 @@ export class GradientReducer {
   constructor(
     private readonly handle: NativeGradientReducer,
     readonly overlap: boolean,
+    private readonly serial: <T>(collective: () => Promise<T>) => Promise<T>,
   ) {}
 
   /** Call before the backward pass that completes the update's gradients (the last micro-batch). */
@@ -49,9 +56,9 @@ export class GradientReducer {
   }
   /** Averages every gradient across ranks: waits for the buckets started during backward, reduces the rest. */
   finish(): Promise<ReductionStats> {
-    return this.handle.finish();
+    return this.serial(() => this.handle.finish());
   }
-  /** Removes the hooks from the model's parameters. */
+  /** Releases the reducer; its hooks on the parameters become no-ops. */
   dispose(): void {
     this.handle.dispose();
   }
@@ -60,20 +67,38 @@ export class GradientReducer {
   }
 }
 
-/** A joined process group (one per process). */
+/**
+ * A joined process group (one per process). Its collectives run one after another, in call
+ * order: every rank must issue the same collectives in the same order, which concurrent
+ * Promises would not guarantee.
+ */
 export class Distributed {
+  #queue: Promise<unknown> = Promise.resolve();
+  readonly #reducers = new WeakMap<CausalLM, GradientReducer>();
+
   private constructor(
     readonly rank: number,
     readonly worldSize: number,
+    readonly localRank: number,
     readonly bucketBytes: number,
     readonly overlapGradients: boolean,
   ) {}
 
   /** Joins the group: rank 0 hosts the TCPStore at masterAddr:masterPort. */
   static async init(options: DistributedOptions): Promise<Distributed> {
-    await native.initProcessGroup({ ...options, localRank: options.localRank ?? 0, timeoutMs: options.timeoutMs ?? 1_800_000 });
-    return new Distributed(options.rank, options.worldSize, options.bucketBytes ?? 25 << 20, options.overlapGradients ?? true);
+    const timeoutMs = options.timeoutMs ?? 1_800_000;
+    if (!(timeoutMs > 0)) throw new SpinNativeError(`distributed: timeoutMs must be positive, got ${timeoutMs}`, "INVALID_ARGUMENT", "distributed");
+    const singleNode = options.singleNode ?? /^(127\.|localhost$|::1$)/.test(options.masterAddr);
+    await native.initProcessGroup({ ...options, localRank: options.localRank ?? 0, singleNode, timeoutMs });
+    return new Distributed(options.rank, options.worldSize, options.localRank ?? 0, options.bucketBytes ?? 25 << 20, options.overlapGradients ?? true);
   }
+
+  /** Runs `collective` after every collective called before it. */
+  readonly #serialize = <T>(collective: () => Promise<T>): Promise<T> => {
+    const run = this.#queue.then(collective);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  };
 
   /**
    * Joins from RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (as torchrun and
@@ -91,7 +116,9 @@ export class Distributed {
       throw new SpinNativeError(`distributed: RANK=${env.RANK} is not in [0, WORLD_SIZE=${worldSize})`, "INVALID_ARGUMENT", "distributed");
     }
     const localRank = Number(env.LOCAL_RANK ?? 0);
-    return Distributed.init({ rank, worldSize, localRank, masterAddr: env.MASTER_ADDR ?? "127.0.0.1", masterPort, ...options });
+    const masterAddr = env.MASTER_ADDR ?? "127.0.0.1";
+    const singleNode = env.LOCAL_WORLD_SIZE !== undefined ? Number(env.LOCAL_WORLD_SIZE) === worldSize : undefined;
+    return Distributed.init({ rank, worldSize, localRank, masterAddr, masterPort, ...(singleNode !== undefined ? { singleNode } : {}), ...options });
   }
 
   get isMain(): boolean {
@@ -99,32 +126,40 @@ export class Distributed {
   }
 
   allReduce(tensor: Tensor, op: "sum" | "avg" | "max" = "sum"): Promise<void> {
-    return native.allReduce(Tensor.handleOf(tensor, "allReduce"), op);
+    const handle = Tensor.handleOf(tensor, "allReduce");
+    return this.#serialize(() => native.allReduce(handle, op));
   }
   broadcast(tensor: Tensor, root = 0): Promise<void> {
-    return native.broadcast(Tensor.handleOf(tensor, "broadcast"), root);
+    const handle = Tensor.handleOf(tensor, "broadcast");
+    return this.#serialize(() => native.broadcast(handle, root));
   }
   async allGather(tensor: Tensor): Promise<Tensor[]> {
-    return (await native.allGather(Tensor.handleOf(tensor, "allGather"))).map((h) => new Tensor(h));
+    const handle = Tensor.handleOf(tensor, "allGather");
+    return (await this.#serialize(() => native.allGather(handle))).map((h) => new Tensor(h));
   }
   barrier(): Promise<void> {
-    return native.barrier();
+    return this.#serialize(() => native.barrier());
   }
   /**
    * A reducer hooked on `model`'s parameters (set requires-grad first); the trainers make one
    * per run. Dispose it when done.
    */
   gradientReducer(model: CausalLM): GradientReducer {
-    return new GradientReducer(native.createGradientReducer(model.nativeHandle, this.bucketBytes), this.overlapGradients);
+    return new GradientReducer(native.createGradientReducer(model.nativeHandle, this.bucketBytes), this.overlapGradients, this.#serialize);
   }
   /** Averages every parameter gradient of `model` across ranks now, in flat buckets. */
   async averageGradients(model: CausalLM): Promise<void> {
-    using reducer = new GradientReducer(native.createGradientReducer(model.nativeHandle, this.bucketBytes), false);
+    let reducer = this.#reducers.get(model);
+    if (!reducer) {
+      reducer = new GradientReducer(native.createGradientReducer(model.nativeHandle, this.bucketBytes), false, this.#serialize);
+      this.#reducers.set(model, reducer);
+    }
     await reducer.finish();
   }
   /** Makes every rank's parameters rank `root`'s. */
   broadcastParameters(model: CausalLM, root = 0): Promise<void> {
-    return native.broadcastParameters(model.nativeHandle, root);
+    const handle = model.nativeHandle;
+    return this.#serialize(() => native.broadcastParameters(handle, root));
   }
   /** Averages a record of numbers across ranks (same keys on every rank). */
   averageMetrics(metrics: Record<string, number>): Promise<Record<string, number>> {
@@ -134,7 +169,11 @@ export class Distributed {
   sum(values: Record<string, number>): Promise<Record<string, number>> {
     return this.#reduceRecord(values, "sum");
   }
-  async #reduceRecord(record: Record<string, number>, op: "sum" | "avg"): Promise<Record<string, number>> {
+  /** The largest value of each key across ranks (same keys on every rank). */
+  max(values: Record<string, number>): Promise<Record<string, number>> {
+    return this.#reduceRecord(values, "max");
+  }
+  async #reduceRecord(record: Record<string, number>, op: "sum" | "avg" | "max"): Promise<Record<string, number>> {
     const keys = Object.keys(record).sort();
     const values = new Tensor(native.fromTypedArray(Float64Array.from(keys, (k) => record[k]!), [keys.length], "float64"));
     try {

@@ -107,5 +107,5 @@ export {
 } from "./data/mixer.js";
 export { ROW_SHAPE_COLUMNS, type RawReadOptions } from "./data/dataset-read.js";
 export { Distributed, type DistributedOptions, GradientReducer, type ReductionStats } from "./distributed.js";
-export { launch, type LaunchOptions, type LaunchResult } from "./launch.js";
+export { launch, type LaunchOptions, type LaunchResult, rankDevice } from "./launch.js";
 export { generateDataParallel, type DataParallelGeneration } from "./distributed-generation.js";

@@ -89,3 +89,11 @@ export function launch(options: LaunchOptions): Promise<LaunchResult> {
     }
   });
 }
+
+/**
+ * `device` for this worker: "cuda" becomes "cuda:LOCAL_RANK" in a data-parallel run (one GPU
+ * per local rank, as torchrun workers do); anything else is returned as is.
+ */
+export function rankDevice(device: string, env: NodeJS.ProcessEnv = process.env): string {
+  return device === "cuda" && Number(env.WORLD_SIZE ?? 1) > 1 ? `cuda:${Number(env.LOCAL_RANK ?? 0)}` : device;
+}

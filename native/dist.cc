@@ -68,13 +68,17 @@ Napi::Value InitProcessGroup(const Napi::CallbackInfo& info) {
     options.address = o.Get("masterAddr").ToString().Utf8Value();
     options.port = o.Get("masterPort").ToNumber().Int32Value();
     options.local_rank = o.Get("localRank").IsNumber() ? o.Get("localRank").ToNumber().Int32Value() : 0;
+    options.single_node = o.Get("singleNode").ToBoolean();
     options.timeout = std::chrono::milliseconds(o.Get("timeoutMs").IsNumber() ? o.Get("timeoutMs").ToNumber().Int64Value() : 1800000);
+    // c10d reads a zero timeout as "wait forever".
+    if (options.timeout.count() <= 0) throw SpinError(ErrorCode::kInvalidArgument, "timeoutMs must be positive");
     if (options.world < 1 || options.rank < 0 || options.rank >= options.world) {
       throw SpinError(ErrorCode::kInvalidArgument, "rank must be in [0, worldSize)");
     }
     if (options.port < 1 || options.port > 65535) throw SpinError(ErrorCode::kInvalidArgument, "masterPort must be a TCP port");
     RequireBackend();
 #ifdef SPIN_HAS_C10D
+    ProcessGroup::PrepareEnvironment();
     return RunAsync<bool>(
         info.Env(), args.call(), c10::Device(c10::kCPU),
         [options]() {
@@ -226,7 +230,7 @@ Napi::Value GradientReducerHandle::Finish(const Napi::CallbackInfo& info) {
   });
 }
 
-// Removes the hooks now (a running finish() keeps the reducer alive until it resolves).
+// Releases the reducer: its hooks become no-ops (a running finish() keeps it alive until it resolves).
 Napi::Value GradientReducerHandle::Dispose(const Napi::CallbackInfo& info) {
   reducer_.reset();
   return info.Env().Undefined();

@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <exception>
 #include <set>
 
 #include "errors.h"
@@ -60,15 +61,12 @@ std::shared_ptr<GradientReducer> GradientReducer::Create(std::shared_ptr<Process
     reducer->buckets_.back().slots.push_back(i);
     reducer->slots_[i].bucket = reducer->buckets_.size() - 1;
   }
+  // Hooks are never removed: a running backward may be iterating them. Once the reducer is
+  // gone they are no-ops, and they go with the accumulators, which only the reducer holds.
   for (size_t i = 0; i < reducer->slots_.size(); ++i) {
-    reducer->slots_[i].hook =
-        reducer->slots_[i].accumulator->add_post_hook(std::make_unique<GradientReadyHook>(reducer, i));
+    reducer->slots_[i].accumulator->add_post_hook(std::make_unique<GradientReadyHook>(reducer, i));
   }
   return reducer;
-}
-
-GradientReducer::~GradientReducer() {
-  for (Slot& slot : slots_) slot.accumulator->del_post_hook(slot.hook);
 }
 
 void GradientReducer::Reset() {
@@ -85,6 +83,7 @@ void GradientReducer::Reset() {
 
 void GradientReducer::Arm() {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (finishing_) throw SpinError(ErrorCode::kInvalidArgument, "arm(): the previous finish() has not resolved yet");
   Reset();
   armed_ = true;
 }
@@ -124,34 +123,50 @@ void GradientReducer::OnGradientReady(size_t index) {
 }
 
 ReductionStats GradientReducer::Finish() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  armed_ = false;
-  c10::NoGradGuard no_grad;
-  if (failure_.empty()) {
-    while (next_bucket_ < buckets_.size()) StartBucket(buckets_[next_bucket_]);
+  std::exception_ptr failure;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  ReductionStats stats;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (finishing_) throw SpinError(ErrorCode::kInvalidArgument, "finish(): the previous finish() has not resolved yet");
+    finishing_ = true;
+    armed_ = false;
+    if (!failure_.empty()) failure = std::make_exception_ptr(SpinError(ErrorCode::kInvalidArgument, failure_));
+    // Every bucket is reduced whatever happened before, so that every rank issues the same
+    // collectives (a peer that did not fail is waiting for them).
+    try {
+      c10::NoGradGuard no_grad;
+      while (next_bucket_ < buckets_.size()) StartBucket(buckets_[next_bucket_]);
+    } catch (...) {
+      if (!failure) failure = std::current_exception();
+    }
+    stats = {static_cast<int64_t>(buckets_.size()), overlapped_};
+    for (size_t b = 0; b < next_bucket_; ++b) works.push_back(buckets_[b].work);
   }
-  ReductionStats stats{static_cast<int64_t>(buckets_.size()), overlapped_};
-  const std::string failure = failure_;
-  std::vector<Bucket*> started;
-  for (size_t b = 0; b < next_bucket_; ++b) started.push_back(&buckets_[b]);
-  lock.unlock();
-  // Every started collective is waited for, even after a failure, so none outlives its buffer.
-  for (Bucket* bucket : started) group_->Wait(bucket->work, "gradient all-reduce");
-  lock.lock();
-  if (!failure.empty()) {
-    Reset();
-    throw SpinError(ErrorCode::kInvalidArgument, failure);
+  // Waited for one by one, even after a failure: none outlives this call.
+  for (const auto& work : works) {
+    try {
+      group_->Wait(work, "gradient all-reduce");
+    } catch (...) {
+      if (!failure) failure = std::current_exception();
+    }
   }
-  for (Bucket& bucket : buckets_) {
-    bucket.flat.div_(group_->world());
-    int64_t offset = 0;
-    for (size_t i : bucket.slots) {
-      at::Tensor grad = slots_[i].parameter.grad();
-      grad.copy_(bucket.flat.narrow(0, offset, grad.numel()).view(grad.sizes()));
-      offset += grad.numel();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!failure) {
+    c10::NoGradGuard no_grad;
+    for (Bucket& bucket : buckets_) {
+      bucket.flat.div_(group_->world());
+      int64_t offset = 0;
+      for (size_t i : bucket.slots) {
+        at::Tensor grad = slots_[i].parameter.grad();
+        grad.copy_(bucket.flat.narrow(0, offset, grad.numel()).view(grad.sizes()));
+        offset += grad.numel();
+      }
     }
   }
   Reset();
+  finishing_ = false;
+  if (failure) std::rethrow_exception(failure);
   return stats;
 }
 

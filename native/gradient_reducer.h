@@ -36,13 +36,14 @@ class GradientReducer : public std::enable_shared_from_this<GradientReducer> {
   // or devices). Call after requires_grad is set: the hooks go on their grad accumulators.
   static std::shared_ptr<GradientReducer> Create(std::shared_ptr<ProcessGroup> group, const Decoder& model,
                                                  int64_t bucket_bytes);
-  ~GradientReducer();
 
   // The next backward pass starts buckets as they fill (call before the last micro-batch of
   // an accumulation). Drops whatever an unfinished round left.
   void Arm();
   // Reduces what the backward pass has not, waits for every bucket and writes the averages
-  // into the gradients. A parameter without a gradient takes part as zeros.
+  // into the gradients. A parameter without a gradient takes part as zeros. After a failure
+  // (a peer lost, a gradient that came too late) every bucket is still reduced and waited for,
+  // the gradients are left as they were, and the first error is thrown.
   ReductionStats Finish();
 
  private:
@@ -51,7 +52,6 @@ class GradientReducer : public std::enable_shared_from_this<GradientReducer> {
     std::string name;
     at::Tensor parameter;
     std::shared_ptr<torch::autograd::Node> accumulator;  // held: the variable keeps it only weakly
-    uintptr_t hook = 0;
     size_t bucket = 0;
     bool ready = false;
   };
@@ -72,6 +72,7 @@ class GradientReducer : public std::enable_shared_from_this<GradientReducer> {
   std::vector<Bucket> buckets_;
   std::mutex mutex_;
   bool armed_ = false;
+  bool finishing_ = false;
   size_t next_bucket_ = 0;  // buckets before it have started
   int64_t overlapped_ = 0;
   std::string failure_;  // from a hook, reported by Finish (autograd must not see it)

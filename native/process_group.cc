@@ -47,23 +47,35 @@ ProcessGroup::ProcessGroup(const GroupOptions& options) : options_(options) {
   store_ = c10::make_intrusive<c10d::TCPStore>(options.address, store_options);
   // Each backend keeps its keys under its own prefix, as torch.distributed does.
 #ifdef SPIN_HAS_GLOO
+  // As torch.distributed: GLOO_SOCKET_IFNAME names the interface; else one machine talks over
+  // the master's address (loopback), and several over the interface this host's name resolves to.
   auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
-  gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(options.address));
+  const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
+  gloo_options->devices.push_back(interface && *interface ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
+                                  : options.single_node ? c10d::ProcessGroupGloo::createDeviceForHostname(options.address)
+                                                        : c10d::ProcessGroupGloo::createDefaultDevice());
   gloo_ = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo/", store_), options.rank,
                                                       options.world, gloo_options);
 #endif
 #ifdef SPIN_HAS_NCCL
-  // Without blocking wait, Work::wait only orders CUDA streams and ignores the timeout; a dead
-  // peer must fail the wait instead (both spellings: 1.13 and 2.x).
+  // NCCL_BLOCKING_WAIT is set by Join (see there).
   // A CUDA libtorch on a machine without a GPU still trains on CPU, over Gloo.
   if (c10::cuda::device_count() > 0) {
-    setenv("NCCL_BLOCKING_WAIT", "1", 0);
-    setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
     auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
     nccl_options->timeout = options.timeout;
     nccl_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("nccl/", store_), options.rank,
                                                         options.world, nccl_options);
   }
+#endif
+}
+
+void ProcessGroup::PrepareEnvironment() {
+#ifdef SPIN_HAS_NCCL
+  // Without blocking wait, NCCL's Work::wait only orders CUDA streams and ignores the timeout;
+  // a dead peer must fail the wait instead (both spellings: 1.13 and 2.x). Set on the JS
+  // thread: setenv races with getenv on other threads.
+  setenv("NCCL_BLOCKING_WAIT", "1", 0);
+  setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
 #endif
 }
 

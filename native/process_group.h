@@ -37,7 +37,8 @@ struct GroupOptions {
   int world = 1;
   std::string address;
   int port = 29500;
-  int local_rank = 0;  // this rank's CUDA device
+  int local_rank = 0;        // this rank's CUDA device
+  bool single_node = false;  // every rank on this machine: Gloo binds to the master's address
   std::chrono::milliseconds timeout{1800000};  // torch.distributed's default
 };
 
@@ -53,6 +54,8 @@ inline void RequireBackend() {}
 #ifdef SPIN_HAS_C10D
 class ProcessGroup {
  public:
+  // Environment the backends read; call on the JS thread before Join.
+  static void PrepareEnvironment();
   // Rendezvous (blocking, up to the timeout) and becomes the process's group.
   static void Join(const GroupOptions& options);
   static void Leave();

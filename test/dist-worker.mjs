@@ -32,23 +32,36 @@ if (mode === "collectives") {
 } else if (mode === "train") {
   const batch = Number(process.argv[4]);
   const accumulation = Number(process.argv[5] ?? 1);
+  const count = Number(process.argv[6] ?? 8);
+  // Resume runs: {tag, maxSteps}; checkpoints after every update, a constant learning rate.
+  const resume = process.argv[7] ? JSON.parse(process.argv[7]) : null;
   const model = await lib.CausalLM.load(path.join(dir, "model"), { dtype: "float64" });
   const tokenizer = await lib.Tokenizer.fromDir(path.join(dir, "model"));
   const words = ["ab", "cd", "ef", "gh", "ij", "kl", "mn", "op"];
-  const rows = words.map((w, i) => ({
+  const rows = words.slice(0, count).map((w, i) => ({
     real: [{ role: "user", content: w }, { role: "assistant", content: words[(i + 1) % 8] }],
     generated: [{ role: "user", content: w }, { role: "assistant", content: words[(i + 3) % 8] + "z" }],
   }));
   const trainer = new lib.SpinTrainer({
     model, tokenizer, distributed: dist,
-    config: { outputDir: path.join(dir, `run-${process.env.WORLD_SIZE ?? 1}`), perDeviceTrainBatchSize: batch, gradientAccumulationSteps: accumulation, maxSteps: 4, learningRate: 1e-3, optim: "adamw", beta: 0.5, saveStrategy: "no", warmupRatio: 0 },
+    config: {
+      outputDir: path.join(dir, `run-${resume?.tag ?? process.env.WORLD_SIZE ?? 1}`),
+      perDeviceTrainBatchSize: batch, gradientAccumulationSteps: accumulation, maxSteps: resume?.maxSteps ?? 4,
+      learningRate: 1e-3, optim: "adamw", beta: 0.5, warmupRatio: 0,
+      ...(resume ? { saveStrategy: "steps", saveSteps: 1, lrSchedulerType: "constant" } : { saveStrategy: "no" }),
+    },
   });
   const logs = [];
   trainer.on("step", (s) => logs.push(s.metrics.loss));
-  await trainer.train(rows);
+  try {
+    await trainer.train(rows, resume ? { resumeFrom: "latest" } : {});
+  } catch (error) {
+    out("train-error", { message: error.message, code: error.code });
+    process.exit(3);
+  }
   const params = {};
   for (const [name, p] of model.parameters()) params[name] = Array.from(p.toTypedArray());
-  out("train", { params, losses: logs });
+  out(resume ? `train-${resume.tag}` : "train", { params, losses: logs });
 } else if (mode === "reduce" || mode === "nccl") {
   // Each rank's own gradients (its rows, two micro-batches accumulated, layers checkpointed),
   // kept before the reduction so the test can average them independently.
@@ -78,8 +91,14 @@ if (mode === "collectives") {
   backward(0);
   backward(1);
   await reducer.finish().catch((error) => (twice = error.message));
+  // After that failure, an unarmed round on fresh gradients reduces correctly.
+  for (const p of model.parameters().values()) p.zeroGrad();
+  backward(0);
+  const localAfter = grads();
+  await reducer.finish();
+  const reducedAfter = grads();
   reducer.dispose();
-  const result = { local, reduced, stats, twice };
+  const result = { local, reduced, stats, twice, localAfter, reducedAfter };
   if (mode === "nccl") {
     // A CUDA tensor goes through NCCL; a CPU one through Gloo, or the GPU when the build has no Gloo.
     for (const where of [device, "cpu"]) {

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { maxRelativeDifference, sftRows, writeTinyCheckpoint } from "./cli-helpers.js";
-import { cudaAvailable } from "../lib/index.js";
+import { cudaAvailable, rankDevice } from "../lib/index.js";
 import { writeJsonl } from "../lib/data/dataset-write.js";
 import { writeCharModel } from "./tiny-char-model.js";
 import { TINY_TOKENIZER_CONFIG, tinyTokenizerJson } from "./tiny-tokenizer.js";
@@ -60,16 +60,17 @@ describe.each([2, 3])("collectives on %i ranks", (ranks) => {
 });
 
 test.each([
-  [2, 1],
-  [1, 2], // the reduction overlaps the last micro-batch's backward only
-])("SPIN on 2 ranks with batch %i × %i accumulation steps equals 1 rank with batch 4", async (batch, accumulation) => {
+  [2, 1, 8],
+  [1, 2, 8], // the reduction overlaps the last micro-batch's backward only
+  [2, 1, 6], // the last update's 2 rows are split 1 + 1, not 2 + 0
+])("SPIN on 2 ranks with batch %i × %i accumulation steps equals 1 rank with batch 4 (%i rows)", async (batch, accumulation, count) => {
   const dir = mkdtempSync(path.join(root, "train-"));
   await writeCharModel(path.join(dir, "model"));
   writeFileSync(path.join(dir, "model", "tokenizer.json"), JSON.stringify(tinyTokenizerJson()));
   writeFileSync(path.join(dir, "model", "tokenizer_config.json"), JSON.stringify(TINY_TOKENIZER_CONFIG));
-  const two = launch(2, ["train", dir, String(batch), String(accumulation)]);
+  const two = launch(2, ["train", dir, String(batch), String(accumulation), String(count)]);
   expect(two.status, two.stderr + two.stdout).toBe(0);
-  const one = spawnSync(process.execPath, [WORKER, "train", dir, "4"], { encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: "1", WORLD_SIZE: "1" } });
+  const one = spawnSync(process.execPath, [WORKER, "train", dir, "4", "1", String(count)], { encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: "1", WORLD_SIZE: "1" } });
   expect(one.status, one.stderr).toBe(0);
   const single = read(dir, "train", 0); // the 1-rank run wrote rank 0 last; rank 1 is the 2-rank run
   const rank1 = read(dir, "train", 1);
@@ -100,12 +101,19 @@ describe.each([
     });
     expect(run.status, run.stderr + run.stdout).toBe(0);
     const ranks = [read(dir, "reduce", 0), read(dir, "reduce", 1)];
-    for (const r of ranks) {
-      for (const [name, reduced] of Object.entries(r.reduced as Record<string, number[]>)) {
-        const a = ranks[0].local[name] as number[];
-        const b = ranks[1].local[name] as number[];
-        reduced.forEach((v, i) => expect(Math.abs(v - (a[i]! + b[i]!) / 2)).toBeLessThanOrEqual(1e-15 * Math.max(1, Math.abs(v))));
+    const expectMean = (reducedKey: string, localKey: string) => {
+      for (const r of ranks) {
+        for (const [name, reduced] of Object.entries(r[reducedKey] as Record<string, number[]>)) {
+          const a = ranks[0][localKey][name] as number[];
+          const b = ranks[1][localKey][name] as number[];
+          reduced.forEach((v, i) => expect(Math.abs(v - (a[i]! + b[i]!) / 2)).toBeLessThanOrEqual(1e-15 * Math.max(1, Math.abs(v))));
+        }
       }
+    };
+    expectMean("reduced", "local");
+    // The round after a failed one (below) starts clean.
+    expectMean("reducedAfter", "localAfter");
+    for (const r of ranks) {
       expect(r.stats.buckets).toBeGreaterThan(4);
       // Overlapped: every bucket's gradients are final before backward returns.
       expect(r.stats.overlapped).toBe(overlap === "1" ? r.stats.buckets : 0);
@@ -116,6 +124,37 @@ describe.each([
     const name = Object.keys(ranks[0].local)[0]!;
     expect(ranks[0].local[name]).not.toEqual(ranks[1].local[name]);
   }, 120_000);
+});
+
+test("a 2-rank run resumed from its checkpoint equals one that was not stopped; another world size is refused", async () => {
+  const dir = mkdtempSync(path.join(root, "resume-"));
+  await writeCharModel(path.join(dir, "model"));
+  writeFileSync(path.join(dir, "model", "tokenizer.json"), JSON.stringify(tinyTokenizerJson()));
+  writeFileSync(path.join(dir, "model", "tokenizer_config.json"), JSON.stringify(TINY_TOKENIZER_CONFIG));
+  const train = (ranks: number, options: { tag: string; maxSteps: number }) => {
+    const args = ["train", dir, String(4 / ranks), "1", "8", JSON.stringify(options)];
+    return ranks === 1
+      ? spawnSync(process.execPath, [WORKER, ...args], { encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: "1", WORLD_SIZE: "1" } })
+      : launch(ranks, args);
+  };
+  for (const run of [train(2, { tag: "stopped", maxSteps: 2 }), train(2, { tag: "stopped", maxSteps: 4 }), train(2, { tag: "straight", maxSteps: 4 })]) {
+    expect(run.status, run.stderr + run.stdout).toBe(0);
+  }
+  const resumed = read(dir, "train-stopped", 0);
+  const straight = read(dir, "train-straight", 0);
+  expect(resumed.losses).toHaveLength(2); // updates 3 and 4 only
+  expect(resumed.losses).toEqual(straight.losses.slice(2));
+  expect(resumed.params).toEqual(straight.params);
+  const refused = train(1, { tag: "stopped", maxSteps: 6 });
+  expect(refused.status).toBe(3);
+  expect(read(dir, "train-error", 0).message).toMatch(/was written by a run of 2 rank\(s\); this run has 1\. Resume with the same world size/);
+}, 120_000);
+
+test("rankDevice: 'cuda' is the local rank's GPU in a data-parallel run", () => {
+  expect(rankDevice("cuda", { WORLD_SIZE: "4", LOCAL_RANK: "3" })).toBe("cuda:3");
+  expect(rankDevice("cuda", {})).toBe("cuda");
+  expect(rankDevice("cuda:1", { WORLD_SIZE: "4", LOCAL_RANK: "3" })).toBe("cuda:1");
+  expect(rankDevice("cpu", { WORLD_SIZE: "4", LOCAL_RANK: "3" })).toBe("cpu");
 });
 
 // Where libtorch has CUDA and a GPU is visible (scripts/gpu-check.sh): NCCL in a group of one.

@@ -266,7 +266,7 @@ export interface NativeBinding {
     options: NativeGenerateOptions,
     onTokens?: (rows: number[], tokens: number[]) => void,
   ): Promise<NativeGenerateResult>;
-  initProcessGroup(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; localRank: number; timeoutMs: number }): Promise<void>;
+  initProcessGroup(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; localRank: number; singleNode: boolean; timeoutMs: number }): Promise<void>;
   destroyProcessGroup(): void;
   allReduce(tensor: NativeTensor, op: "sum" | "avg" | "max"): Promise<void>;
   broadcast(tensor: NativeTensor, root: number): Promise<void>;

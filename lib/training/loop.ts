@@ -153,6 +153,20 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
       }
       state = saved;
     }
+    if (dist) {
+      // Every rank resumes from the same checkpoint, or none does (only rank 0 writes them).
+      const seen = await dist.max({ found: resumeDir ? 1 : 0, missing: resumeDir ? 0 : 1, step: state.globalStep, lowestStep: -state.globalStep });
+      if (seen.found && seen.missing) {
+        throw new SpinNativeError(
+          `resume: some ranks see a checkpoint in ${c.outputDir} and others do not (this rank: ${resumeDir ?? "none"}); the ranks of a multi-machine run need a shared output folder`,
+          "INVALID_ARGUMENT",
+          "trainer.resume",
+        );
+      }
+      if (seen.step !== -seen.lowestStep!) {
+        throw new SpinNativeError(`resume: the ranks found checkpoints of different steps (${-seen.lowestStep!} to ${seen.step}) in ${c.outputDir}`, "INVALID_ARGUMENT", "trainer.resume");
+      }
+    }
     // Log lines past the restored step (or all, on a fresh start) belong to a lost run.
     if (main) await this.#truncateMetrics(state.globalStep);
     // Every rank starts from rank 0's parameters (a resume loads the same files everywhere).
@@ -178,11 +192,15 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
       while (state.stepInEpoch < stepsPerEpoch && state.globalStep < totalSteps) {
         const first = state.stepInEpoch * perUpdate;
         // Micro-batch k of the update spans perMicro rows; rank r takes its contiguous slice.
+        // A short last one is split evenly, padded from the start of the epoch's order as
+        // torch's DistributedSampler pads: every rank has rows, as many as the others.
         const micro: number[][] = [];
         for (let k = 0; k < c.gradientAccumulationSteps; k++) {
           const chunk = order.slice(first + k * perMicro, first + (k + 1) * perMicro);
-          const indices = chunk.slice(rank * c.perDeviceTrainBatchSize, (rank + 1) * c.perDeviceTrainBatchSize);
-          if (indices.length > 0) micro.push(indices);
+          if (chunk.length === 0) break;
+          const per = Math.ceil(chunk.length / world);
+          const padded = [...chunk, ...Array.from({ length: per * world - chunk.length }, (_, i) => order[i % order.length]!)];
+          micro.push(padded.slice(rank * per, (rank + 1) * per));
         }
         const stepMetrics = new MetricAverager();
         let finite = true;
@@ -197,11 +215,15 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
         // (a rank without rows in this update reduces zeros).
         await reducer?.finish();
         let localMetrics = stepMetrics.take();
+        let stop = options.signal?.aborted ?? false;
         if (dist) {
-          // Every rank must take the same decision, and the metrics are those of the global batch.
-          const agreed = await dist.averageMetrics({ ...localMetrics, finite: finite ? 1 : 0 });
+          // Every rank must take the same decisions (skip the update, stop after it), and the
+          // metrics are those of the global batch.
+          const agreed = await dist.averageMetrics({ ...localMetrics, finite: finite ? 1 : 0, stop: stop ? 1 : 0 });
           finite = agreed.finite === 1;
+          stop = agreed.stop! > 0;
           delete agreed.finite;
+          delete agreed.stop;
           localMetrics = agreed;
         }
         if (!finite) this.#nonFinite(`loss is ${localMetrics.loss}`, state, micro.flat());
@@ -232,7 +254,7 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
           if (c.saveStrategy === "epoch") await checkpoint();
         }
         if (c.saveStrategy === "steps" && state.globalStep % c.saveSteps === 0) await checkpoint();
-        if (options.signal?.aborted) {
+        if (dist ? stop : options.signal?.aborted) {
           await checkpoint();
           return { globalStep: state.globalStep, epoch, aborted: true, metrics: lastLogged };
         }
