@@ -52,16 +52,24 @@ if (mode === "collectives") {
     },
   });
   const logs = [];
-  trainer.on("step", (s) => logs.push(s.metrics.loss));
+  trainer.on("step", (s) => {
+    logs.push(s.metrics.loss);
+    console.log(`step ${s.step}`);
+  });
+  // Ctrl-C (this rank alone, or all through the launcher) stops after an update.
+  const abort = new AbortController();
+  process.once("SIGINT", () => abort.abort());
+  console.log(`pid ${process.pid}`);
+  let result;
   try {
-    await trainer.train(rows, resume ? { resumeFrom: "latest" } : {});
+    result = await trainer.train(rows, resume ? { resumeFrom: "latest", signal: abort.signal } : {});
   } catch (error) {
     out("train-error", { message: error.message, code: error.code });
     process.exit(3);
   }
   const params = {};
   for (const [name, p] of model.parameters()) params[name] = Array.from(p.toTypedArray());
-  out(resume ? `train-${resume.tag}` : "train", { params, losses: logs });
+  out(resume ? `train-${resume.tag}` : "train", { params, losses: logs, aborted: result.aborted, globalStep: result.globalStep });
 } else if (mode === "reduce" || mode === "nccl") {
   // Each rank's own gradients (its rows, two micro-batches accumulated, layers checkpointed),
   // kept before the reduction so the test can average them independently.

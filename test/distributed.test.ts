@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
-import { maxRelativeDifference, sftRows, writeTinyCheckpoint } from "./cli-helpers.js";
+import { maxRelativeDifference, sftRows, spawnNode, writeTinyCheckpoint } from "./cli-helpers.js";
 import { cudaAvailable, rankDevice } from "../lib/index.js";
 import { writeJsonl } from "../lib/data/dataset-write.js";
 import { writeCharModel } from "./tiny-char-model.js";
@@ -156,6 +156,31 @@ test("a 2-rank run resumed from its checkpoint equals one that was not stopped; 
   const refused = train(1, { tag: "stopped", maxSteps: 6 });
   expect(refused.status).toBe(3);
   expect(read(dir, "train-error", 0).message).toMatch(/was written by a run of 2 rank\(s\); this run has 1\. Resume with the same world size/);
+}, 120_000);
+
+test("Ctrl-C reaching one rank stops every rank after the same update, with its checkpoint", async () => {
+  const dir = mkdtempSync(path.join(root, "stop-"));
+  await writeCharCheckpoint(path.join(dir, "model"));
+  let rank1Pid = 0;
+  let sent = false;
+  const options = JSON.stringify({ tag: "stop", maxSteps: 40 });
+  const run = spawnNode(CLI, ["launch", "--nproc-per-node=2", `--master-port=${nextPort++}`, "--", process.execPath, WORKER, "train", dir, "2", "1", "8", options], (line) => {
+    rank1Pid ||= Number(/^\[rank 1\] pid (\d+)$/.exec(line)?.[1] ?? 0);
+    // Only rank 1 hears it: rank 0 learns it from the update's collective agreement.
+    if (!sent && rank1Pid && /^\[rank 1\] step 2$/.test(line)) {
+      sent = true;
+      process.kill(rank1Pid, "SIGINT");
+    }
+  });
+  const exit = await run.exit;
+  expect(exit.code, exit.stdout + exit.stderr).toBe(0);
+  expect(sent).toBe(true);
+  const [zero, one] = [read(dir, "train-stop", 0), read(dir, "train-stop", 1)];
+  expect(zero.aborted && one.aborted).toBe(true);
+  expect(zero.globalStep).toBe(one.globalStep);
+  expect(zero.globalStep).toBeLessThan(40);
+  expect(zero.params).toEqual(one.params);
+  expect(existsSync(path.join(dir, "run-stop", `checkpoint-${zero.globalStep}`))).toBe(true);
 }, 120_000);
 
 test("rankDevice: 'cuda' is the local rank's GPU in a data-parallel run", () => {
