@@ -3,18 +3,9 @@
 import { describe, expect, test } from "vitest";
 
 import { SpinNativeError, type Tensor, memoryStats, noGrad, randn, scope, tensor } from "../lib/index.js";
-import { expectClose, matmulRef, pseudoRandom, valuesOf } from "./helpers.js";
+import { expectClose, matmulRef, pseudoRandom, rejection, valuesOf } from "./helpers.js";
 
 const f64Matrix = (data: number[], r: number, c: number) => tensor(new Float64Array(data), { shape: [r, c] });
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  return expect.fail("expected the promise to reject");
-}
 
 describe("matmulAsync", () => {
   test("gives the same values as a JS reference (2-D, batched, vector)", async () => {

@@ -29,6 +29,7 @@ import {
 } from "../lib/index.js";
 import type { ChatMessage } from "../lib/tokenizer.js";
 import { removeRoot, tempRoot } from "./fixtures.js";
+import { rejection } from "./helpers.js";
 import { writeCharModel } from "./tiny-char-model.js";
 import { assistant, tinyTokenizer, user } from "./tiny-tokenizer.js";
 
@@ -85,15 +86,6 @@ async function collect(g: SelfPlayGenerator, rows: unknown[] = SFT): Promise<Spi
   const out: SpinRow[] = [];
   for await (const row of g.rows(rows)) out.push(row);
   return out;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<SpinNativeError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as SpinNativeError;
-  }
-  return expect.fail("expected a rejection");
 }
 
 /** The model's answer to one prompt alone (greedy unless options say otherwise). */
@@ -280,11 +272,11 @@ describe("fractions", () => {
     expect(readJsonl(path.join(parts, "train", "train-1.jsonl"))).toEqual(wholeRows.slice(3, 6));
 
     // A fraction past the end is an error, as is merging with a fraction missing.
-    const past = await rejection(generator({ fracLen: 3, dataFrac: 4 }).run(SFT, freshDir()));
+    const past = await rejection<SpinNativeError>(generator({ fracLen: 3, dataFrac: 4 }).run(SFT, freshDir()));
     expect(past.code).toBe("INVALID_ARGUMENT");
     expect(past.message).toMatch(/fraction 4 is empty/);
     rmSync(path.join(parts, "train", "train-1.meta.json"));
-    const gap = await rejection(mergeFractions(parts, "train"));
+    const gap = await rejection<SpinNativeError>(mergeFractions(parts, "train"));
     expect(gap.code).toBe("INVALID_ARGUMENT");
     expect(gap.message).toMatch(/fraction 1 .*missing/);
   });
@@ -295,12 +287,12 @@ describe("fractions", () => {
     const first = await mergeFractions(dir, "train");
     expect(first).toMatchObject({ rows: 4, fractions: 1, complete: false });
     await generator({ fracLen: 4, dataFrac: 1, maxNewTokens: 5 }).run(SFT, dir);
-    const mixed = await rejection(mergeFractions(dir, "train"));
+    const mixed = await rejection<SpinNativeError>(mergeFractions(dir, "train"));
     expect(mixed.message).toMatch(/fraction 1 was generated from other inputs, settings/);
     // An interrupted fraction (meta says incomplete) is refused.
     const meta = path.join(dir, "train", "train-1.meta.json");
     writeFileSync(meta, JSON.stringify({ ...JSON.parse(readFileSync(meta, "utf8")), complete: false }));
-    expect((await rejection(mergeFractions(dir, "train"))).message).toMatch(/fraction 1 .*incomplete/);
+    expect((await rejection<SpinNativeError>(mergeFractions(dir, "train"))).message).toMatch(/fraction 1 .*incomplete/);
   });
 });
 
@@ -362,18 +354,18 @@ describe("resume", () => {
 
   test("output of other settings, inputs or weights is not resumed", async () => {
     const { dir } = await copyOfRun();
-    const settings = await rejection(generator({ ...RESUME_OPTIONS, maxNewTokens: 5 }).run(SFT, dir));
+    const settings = await rejection<SpinNativeError>(generator({ ...RESUME_OPTIONS, maxNewTokens: 5 }).run(SFT, dir));
     expect(settings.code).toBe("INVALID_ARGUMENT");
     expect(settings.message).toMatch(/cannot resume fraction 0: it was generated from other inputs, settings or model weights/);
-    const inputs = await rejection(generator(RESUME_OPTIONS).run([...SFT.slice(0, -1), { prompt: "changed", response: "x" }], dir));
+    const inputs = await rejection<SpinNativeError>(generator(RESUME_OPTIONS).run([...SFT.slice(0, -1), { prompt: "changed", response: "x" }], dir));
     expect(inputs.message).toMatch(/cannot resume/);
-    const format = await rejection(generator({ ...RESUME_OPTIONS, format: "parquet" }).run(SFT, dir));
+    const format = await rejection<SpinNativeError>(generator({ ...RESUME_OPTIONS, format: "parquet" }).run(SFT, dir));
     expect(format.message).toMatch(/it is jsonl, this run writes parquet/);
     // Other weights: a model with another seed.
     await writeCharModel(path.join(root, "model-2"), "llama", 99);
     const other = await CausalLM.load(path.join(root, "model-2"));
     try {
-      const weights = await rejection(new SelfPlayGenerator({ model: other, tokenizer: tok, options: { maxNewTokens: MAX_NEW, ...RESUME_OPTIONS } }).run(SFT, dir));
+      const weights = await rejection<SpinNativeError>(new SelfPlayGenerator({ model: other, tokenizer: tok, options: { maxNewTokens: MAX_NEW, ...RESUME_OPTIONS } }).run(SFT, dir));
       expect(weights.message).toMatch(/cannot resume/);
     } finally {
       other.dispose();
@@ -381,7 +373,7 @@ describe("resume", () => {
     // Output without its meta file is not taken over either.
     const orphan = await copyOfRun();
     rmSync(orphan.meta);
-    expect((await rejection(generator(RESUME_OPTIONS).run(SFT, orphan.dir))).message).toMatch(/without its train-0.meta.json/);
+    expect((await rejection<SpinNativeError>(generator(RESUME_OPTIONS).run(SFT, orphan.dir))).message).toMatch(/without its train-0.meta.json/);
   });
 });
 
@@ -425,15 +417,15 @@ describe("parquet", () => {
 
 describe("bad inputs", () => {
   test("empty input, a row without a user turn, an unknown row shape: INVALID_ARGUMENT naming the row", async () => {
-    const empty = await rejection(generator().run([], freshDir()));
+    const empty = await rejection<SpinNativeError>(generator().run([], freshDir()));
     expect(empty.code).toBe("INVALID_ARGUMENT");
     expect(empty.message).toMatch(/no prompts/);
 
-    const noUser = await rejection(collect(generator({ inputName: "sft.jsonl" }), [SFT[0], { messages: [system("s"), assistant("a")] }]));
+    const noUser = await rejection<SpinNativeError>(collect(generator({ inputName: "sft.jsonl" }), [SFT[0], { messages: [system("s"), assistant("a")] }]));
     expect(noUser.code).toBe("INVALID_ARGUMENT");
     expect(noUser.message).toMatch(/sft\.jsonl: row 1: the prompt has no user turn/);
 
-    const shape = await rejection(collect(generator(), [SFT[0], SFT[1], { question: "q" }]));
+    const shape = await rejection<SpinNativeError>(collect(generator(), [SFT[0], SFT[1], { question: "q" }]));
     expect(shape.code).toBe("INVALID_ARGUMENT");
     expect(shape.message).toMatch(/row 2/);
   });
@@ -442,7 +434,7 @@ describe("bad inputs", () => {
     // 10 template tokens + 45 characters > 64 positions − 12 new tokens.
     const long = { prompt: "a".repeat(45), response: "b" };
     const rows = [...SFT.slice(0, 4), long, ...SFT.slice(4)];
-    const error = await rejection(generator().run(rows, freshDir()));
+    const error = await rejection<SpinNativeError>(generator().run(rows, freshDir()));
     expect(error.code).toBe("INVALID_ARGUMENT");
     expect(error.message).toMatch(/row 4: the prompt is 55 tokens, more than the model's context of 64 positions minus maxNewTokens 12/);
     expect(error.message).toMatch(/skipTooLong/);

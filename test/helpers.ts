@@ -111,3 +111,28 @@ export function logSigmoidRef(x: number): number {
 export function sigmoidRef(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }
+
+/** What `promise` rejected with; fails the test when it resolves. */
+export async function rejection<E = unknown>(promise: Promise<unknown>): Promise<E> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as E;
+  }
+  return expect.fail("expected the promise to reject");
+}
+
+/** The metrics of one SPIN native step: the original's names plus spin-native's pair counts. */
+export const SPIN_STEP_METRICS = [
+  "loss",
+  "rewards/real",
+  "rewards/generated",
+  "rewards/accuracies",
+  "rewards/margins",
+  "logps/real",
+  "logps/generated",
+  "logits/real",
+  "logits/generated",
+  "pairs/identical",
+  "rewards/accuracies_distinct",
+] as const;

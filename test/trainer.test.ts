@@ -4,8 +4,8 @@
 // abort and resume, the non-finite guard, checkpoint rotation, SFT, and config validation.
 // Models are the tiny llama fixture of fixtures.ts; text is tokenized by the character-level
 // tokenizer of tiny-tokenizer.ts, so every token count below is known by hand.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -24,11 +24,11 @@ import {
   setNumThreads,
   tensor,
 } from "../lib/index.js";
+import { type Child, REPO, ensureDist, spawnNode } from "./cli-helpers.js";
 import { VOCAB, removeRoot, tempRoot, writeFixture } from "./fixtures.js";
-import { valuesOf } from "./helpers.js";
+import { SPIN_STEP_METRICS, rejection, valuesOf } from "./helpers.js";
 import { TINY_TOKENIZER_CONFIG, pairOf, promptIdsOf, responseIdsOf, tinyTokenizer, tinyTokenizerJson } from "./tiny-tokenizer.js";
 
-const REPO = path.resolve(import.meta.dirname, "..");
 const root = tempRoot("trainer");
 let dir: string;
 let tok: Tokenizer;
@@ -96,15 +96,6 @@ function collect<K extends keyof TrainerEvents>(trainer: SpinTrainer | SftTraine
   const out: TrainerEvents[K][] = [];
   trainer.on(event, (payload) => out.push(payload));
   return out;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  return expect.fail("expected the promise to reject");
 }
 
 // ---- (a) learning -----------------------------------------------------------------------
@@ -191,17 +182,7 @@ describe("events and metrics.jsonl", () => {
       "log 6", // the remainder since the last log, when the run ends
     ]);
     const spinKeys = [
-      "loss",
-      "rewards/real",
-      "rewards/generated",
-      "rewards/accuracies",
-      "rewards/margins",
-      "logps/real",
-      "logps/generated",
-      "logits/real",
-      "logits/generated",
-      "pairs/identical",
-      "rewards/accuracies_distinct",
+      ...SPIN_STEP_METRICS,
       "generated/length",
       "tokens",
       "learning_rate",
@@ -381,57 +362,10 @@ describe("plan E epochs, stop after k", () => {
 // ---- (e) kill -9 and resume -------------------------------------------------------------
 
 describe("kill -9 mid-run and resume", () => {
-  /** Rebuilds dist/ when a source file is newer than it (the child imports the compiled library). */
-  function ensureDist(): void {
-    const built = path.join(REPO, "dist", "lib", "index.js");
-    const newest = (d: string): number =>
-      readdirSync(d, { withFileTypes: true }).reduce((m, e) => {
-        const p = path.join(d, e.name);
-        return Math.max(m, e.isDirectory() ? newest(p) : e.name.endsWith(".ts") ? statSync(p).mtimeMs : 0);
-      }, 0);
-    const source = Math.max(newest(path.join(REPO, "lib")), newest(path.join(REPO, "types")));
-    if (!existsSync(built) || statSync(built).mtimeMs < source) {
-      try {
-        execFileSync(path.join(REPO, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.build.json"], { cwd: REPO, stdio: "pipe" });
-      } catch (error) {
-        const e = error as { stdout?: Buffer; stderr?: Buffer };
-        throw new Error(`building dist/ for the child process failed:\n${e.stdout?.toString() ?? ""}${e.stderr?.toString() ?? ""}`);
-      }
-    }
-  }
-
-  interface Child {
-    process: ChildProcess;
-    lines: string[];
-    exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
-  }
-
   function runChild(job: object, onLine?: (line: string, child: ChildProcess) => void): Child {
     const jobFile = path.join(root, `job-${++runCounter}.json`);
     writeFileSync(jobFile, JSON.stringify(job));
-    const child = spawn(process.execPath, [path.join(REPO, "test", "trainer-runner.mjs"), jobFile], {
-      cwd: REPO,
-      env: { ...process.env, OMP_NUM_THREADS: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const lines: string[] = [];
-    let stderr = "";
-    let buffer = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      buffer += chunk.toString();
-      let at: number;
-      while ((at = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, at);
-        buffer = buffer.slice(at + 1);
-        lines.push(line);
-        onLine?.(line, child);
-      }
-    });
-    child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) =>
-      child.on("close", (code, signal) => resolve({ code, signal, stderr })),
-    );
-    return { process: child, lines, exit };
+    return spawnNode(path.join(REPO, "test", "trainer-runner.mjs"), [jobFile], onLine);
   }
 
   test("SIGKILL after a checkpoint ≥ 4, resume from latest: the final model equals an uninterrupted run's bitwise", async () => {
