@@ -43,17 +43,13 @@ export async function generateDataParallel(
     tokens: summary.meanGeneratedTokens * summary.generatedRows,
   });
   const generated = totals.generated!;
-  let result: DataParallelGeneration = {
-    rows: 0,
-    file: null,
+  const merged = distributed.isMain ? await mergeFractions(outDir, init.options?.split ?? "train") : null;
+  await distributed.barrier();
+  return {
+    rows: merged?.rows ?? 0,
+    file: merged?.file ?? null,
     eosRate: generated === 0 ? 0 : totals.eos! / generated,
     meanGeneratedTokens: generated === 0 ? 0 : totals.tokens! / generated,
-    seconds: 0,
+    seconds: (performance.now() - started) / 1000,
   };
-  if (distributed.isMain) {
-    const merged = await mergeFractions(outDir, init.options?.split ?? "train");
-    result = { ...result, rows: merged.rows, file: merged.file };
-  }
-  await distributed.barrier();
-  return { ...result, seconds: (performance.now() - started) / 1000 };
 }

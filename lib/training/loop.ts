@@ -211,8 +211,7 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
           tokens += metrics.tokens ?? 0;
           stepMetrics.add(metrics);
         }
-        // Before any other collective of the update, so every rank issues the buckets first
-        // (a rank without rows in this update reduces zeros).
+        // Before any other collective of the update, so every rank issues the buckets first.
         await reducer?.finish();
         let localMetrics = stepMetrics.take();
         let stop = options.signal?.aborted ?? false;
