@@ -1,6 +1,7 @@
 {
   # node-gyp build: the fallback of `npm install` (node-gyp-build) and what prebuildify packs.
-  # Sources and libtorch flags come from scripts/libtorch.mjs, shared with CMakeLists.txt.
+  # Sources and libtorch flags (the C++ standard included: 17 for libtorch 1.x, 20 for 2.x)
+  # come from scripts/libtorch.mjs, shared with CMakeLists.txt.
   "targets": [
     {
       "target_name": "spin_native",
@@ -9,7 +10,7 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-Wno-unused-parameter", "<!@(node scripts/libtorch.mjs --cflags)"],
+      "cflags_cc": ["-fexceptions", "-frtti", "-Wno-unused-parameter", "<!@(node scripts/libtorch.mjs --cflags)"],
       "libraries": ["<!@(node scripts/libtorch.mjs --libs)"],
       "ldflags": ["<!@(node scripts/libtorch.mjs --ldflags)"]
     }

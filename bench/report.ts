@@ -1,5 +1,5 @@
 // Benchmark reporting: the machine's description, a printed table, and a JSON record under
-// bench/results/<date>-<workload>.json.
+// bench/results/<date>-<workload>-torch<version>.json.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -52,11 +52,14 @@ export function printTable(title: string, rows: Row[]): void {
 
 const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "results");
 
-/** Writes bench/results/<date>-<workload>.json atomically; returns its path. */
+/**
+ * Writes bench/results/<date>-<workload>-torch<version>.json atomically (one record per
+ * libtorch the bench ran on); returns its path.
+ */
 export function record(workload: string, rows: Row[], extra: Record<string, unknown> = {}): string {
   mkdirSync(resultsDir, { recursive: true });
   const date = new Date().toISOString().slice(0, 10);
-  const file = path.join(resultsDir, `${date}-${workload}.json`);
+  const file = path.join(resultsDir, `${date}-${workload}-torch${runtimeInfo().torchVersion}.json`);
   const body = JSON.stringify({ workload, date: new Date().toISOString(), machine: machine(), rows, ...extra }, null, 2);
   writeFileSync(file + ".tmp", body + "\n");
   renameSync(file + ".tmp", file);

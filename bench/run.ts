@@ -1,5 +1,5 @@
 // `npm run bench [workload ...]`: runs benchmarks, prints a table per workload and records
-// it under bench/results/<date>-<workload>.json. Workloads: machine, logprobs, load,
+// it under bench/results/<date>-<workload>-torch<version>.json. Workloads: machine, logprobs, load,
 // train, generate, allreduce (2 local ranks), scaling (one checkpointed step per shape, bench-1b included: minutes),
 // threads; default: machine logprobs load train generate. The machine's limits are measured first in the
 // same run, so every ratio compares figures from one run.

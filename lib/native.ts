@@ -6,7 +6,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import type { NativeBinding } from "../types/native.js";
+import type { NativeBinding } from "./native-types.js";
 import { SpinNativeError } from "./errors.js";
 
 const require = createRequire(import.meta.url);
@@ -79,7 +79,29 @@ function load(): NativeBinding {
     throw new Error(explainLoadFailure(error, root), { cause: error });
   }
   binding.registerErrorClass(SpinNativeError);
+  checkLibtorch(binding);
   return binding;
+}
+
+/**
+ * A binary compiled against one libtorch must not run on another: the C++ API has no stable
+ * ABI, and a mismatch that the dynamic loader lets through fails later, or silently. Compare
+ * the version the addon was built against with the one libtorch reports at run time.
+ */
+function checkLibtorch(binding: NativeBinding): void {
+  const info = binding.runtimeInfo();
+  const built = info.builtAgainst.torchVersion;
+  const loaded = info.loadedTorchVersion;
+  const release = (version: string) => /^\d+\.\d+\.\d+/.exec(version)?.[0];
+  if (loaded === "unknown" || release(built) === release(loaded)) return;
+  throw new SpinNativeError(
+    `the addon was built against libtorch ${built}, but libtorch ${loaded} was loaded at run time. ` +
+      "Rebuild it against the libtorch you have (`npm rebuild spin-native`, or `npm run build:addon` in a clone; " +
+      "`node scripts/libtorch.mjs --describe` shows which libtorch a build finds), or install libtorch " +
+      `${built} where the addon looks for it (LD_LIBRARY_PATH).`,
+    "TORCH",
+    "load",
+  );
 }
 
 /** The raw binding. Use the typed wrappers in lib/ instead of calling it directly. */

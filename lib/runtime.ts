@@ -1,13 +1,16 @@
 // Process-wide controls: threads, grad mode, devices, versions and memory statistics.
 import { readFileSync } from "node:fs";
 
-import type { MemoryStats, RuntimeInfo as NativeRuntimeInfo } from "../types/native.js";
+import type { MemoryStats, RuntimeInfo as NativeRuntimeInfo } from "./native-types.js";
 import { native } from "./native.js";
 
 export type { MemoryStats };
 
 export interface RuntimeInfo extends NativeRuntimeInfo {
-  /** The BLAS library libtorch runs on in this process (path), or "unknown". */
+  /**
+   * The BLAS libtorch runs on in this process: the shared library's path, or for a BLAS
+   * linked into libtorch (pip torch's MKL) its name from libtorch's build configuration.
+   */
   blas: string;
 }
 
@@ -48,18 +51,21 @@ export function deviceCount(): number {
 }
 
 /** The BLAS shared library mapped into this process (Linux), e.g. OpenBLAS's OpenMP build. */
-function loadedBlas(): string {
+function loadedBlas(blasBuild: string): string {
+  let maps = "";
   try {
-    const maps = readFileSync("/proc/self/maps", "utf8");
-    return /\s(\/\S*lib(?:openblas|blas|mkl_rt)\S*\.so\S*)$/m.exec(maps)?.[1] ?? "unknown";
+    maps = readFileSync("/proc/self/maps", "utf8");
   } catch {
-    return "unknown";
+    // not Linux: fall through to the build configuration
   }
+  const library = /\s(\/\S*lib(?:openblas|blas|mkl_rt)\S*\.so\S*)$/m.exec(maps)?.[1];
+  return library ?? (blasBuild === "unknown" ? "unknown" : `${blasBuild} (linked into libtorch)`);
 }
 
 /** libtorch version, thread settings, and the BLAS and OpenMP configuration. */
 export function runtimeInfo(): RuntimeInfo {
-  return { ...native.runtimeInfo(), blas: loadedBlas() };
+  const info = native.runtimeInfo();
+  return { ...info, blas: loadedBlas(info.blasBuild) };
 }
 
 /** Native tensors alive and the host bytes they report to V8. */

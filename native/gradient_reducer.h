@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd_node.h"
 #include "model/decoder.h"
 #include "process_group.h"
 
@@ -51,7 +52,7 @@ class GradientReducer : public std::enable_shared_from_this<GradientReducer> {
   struct Slot {
     std::string name;
     at::Tensor parameter;
-    std::shared_ptr<torch::autograd::Node> accumulator;  // held: the variable keeps it only weakly
+    NodePtr accumulator;  // held: the variable keeps it only weakly
     size_t bucket = 0;
     bool ready = false;
   };

@@ -1,4 +1,4 @@
-// Summed response log-probabilities (SPIN_SPEC.md, "Forward and log-probs"): the vocabulary
+// Summed response log-probabilities (docs/method.md, "Log-probabilities"): the vocabulary
 // projection and a float32 log-softmax only at positions whose next token is a label.
 #pragma once
 

@@ -1,6 +1,7 @@
 #include "runtime.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 #include <c10/core/DeviceGuard.h>
 #include <c10/core/GradMode.h>
 #include <sched.h>
@@ -71,6 +72,20 @@ Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("cudaDeviceCount", { return Napi::Number::New(info.Env(), static_cast<double>(CudaDevices())); });
 }
 
+namespace {
+
+// One KEY=value of the build configuration of the libtorch loaded at run time (not the
+// headers this addon was compiled with), or "unknown".
+std::string LoadedConfig(const std::string& key) {
+  const std::string config = at::show_config();
+  const size_t at = config.find(key + "=");
+  if (at == std::string::npos) return "unknown";
+  const size_t begin = at + key.size() + 1;
+  return config.substr(begin, config.find_first_of(", \n", begin) - begin);
+}
+
+}  // namespace
+
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("runtimeInfo", {
     Napi::Object result = Napi::Object::New(info.Env());
@@ -79,6 +94,21 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
     result.Set("availableCores", AvailableCores());
     result.Set("cudaDeviceCount", static_cast<double>(CudaDevices()));
     result.Set("parallelInfo", at::get_parallel_info());
+    // BLAS_INFO: "open", "mkl", …; a BLAS linked into libtorch itself (pip torch's MKL) is no
+    // separate library in the process.
+    result.Set("blasBuild", LoadedConfig("BLAS_INFO"));
+    result.Set("loadedTorchVersion", LoadedConfig("TORCH_VERSION"));
+    // What this binary was compiled against: the loader refuses a libtorch that differs.
+    Napi::Object built = Napi::Object::New(info.Env());
+    built.Set("torchVersion", TORCH_VERSION);
+    built.Set("cxx11Abi", static_cast<bool>(_GLIBCXX_USE_CXX11_ABI));
+    built.Set("cxxStandard", static_cast<double>(__cplusplus / 100 % 100));
+#ifdef SPIN_WITH_NCCL
+    built.Set("nccl", true);
+#else
+    built.Set("nccl", false);
+#endif
+    result.Set("builtAgainst", built);
     Napi::Array backends = Napi::Array::New(info.Env());
     for (const std::string& name : DistributedBackends()) backends.Set(backends.Length(), name);
     result.Set("distributedBackends", backends);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -118,13 +119,19 @@ std::vector<Record> ReadRecords(const Args& args, size_t i, const std::string& p
 
 // Checks one record against the mapped file, with overflow-safe arithmetic.
 void CheckRange(const Record& r, uint64_t data_start, uint64_t file_size, const std::string& path) {
-  uint64_t bytes = c10::elementSize(r.dtype);
+  // libtorch computes a contiguous tensor's strides as products of its sizes (a 0 counted as
+  // 1): they, and so the byte span, must fit int64 before any tensor is made.
+  uint64_t span = c10::elementSize(r.dtype);
+  bool empty = false;
   for (int64_t size : r.shape) {
-    if (size != 0 && bytes > UINT64_MAX / static_cast<uint64_t>(size)) {
+    const uint64_t factor = static_cast<uint64_t>(std::max<int64_t>(size, 1));
+    if (span > static_cast<uint64_t>(INT64_MAX) / factor) {
       throw SpinError(ErrorCode::kIO, path + ": tensor '" + r.name + "' shape overflows");
     }
-    bytes *= static_cast<uint64_t>(size);
+    span *= factor;
+    empty = empty || size == 0;
   }
+  const uint64_t bytes = empty ? 0 : span;
   if (bytes != r.end - r.begin) {
     throw SpinError(ErrorCode::kIO, path + ": tensor '" + r.name + "' needs " + std::to_string(bytes) +
                                         " bytes for its shape and dtype, data_offsets give " +

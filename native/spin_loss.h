@@ -1,4 +1,4 @@
-// The SPIN pairwise loss family and its metrics (SPIN_SPEC.md, "Metrics"):
+// The SPIN pairwise loss family and its metrics (docs/method.md, "Loss" and "Metrics"):
 //   Δ = [log πθ(real) − log πθt(real)] − [log πθ(generated) − log πθt(generated)]
 //   sigmoid: −logσ(βΔ)                      (the original; label smoothing ε gives the
 //            −(1−ε)·logσ(βΔ) − ε·logσ(−βΔ)   "conservative" variant)

@@ -17,9 +17,9 @@ Napi::Value Tensor::IsLeaf(const Napi::CallbackInfo& info) {
 Napi::Value Tensor::SetRequiresGrad(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("tensor.setRequiresGrad", {
     args.ExpectAtMost(1);
-    const bool requires = args.Bool(0, "requiresGrad");
+    const bool requires_grad = args.Bool(0, "requiresGrad");
     at::Tensor self = Value(args.call());
-    if (requires && !at::isFloatingType(self.scalar_type())) {
+    if (requires_grad && !at::isFloatingType(self.scalar_type())) {
       throw SpinError(ErrorCode::kDType, std::string("only floating-point tensors can require gradients, not ") +
                                              c10::toString(self.scalar_type()));
     }
@@ -27,7 +27,7 @@ Napi::Value Tensor::SetRequiresGrad(const Napi::CallbackInfo& info) {
       throw SpinError(ErrorCode::kInvalidArgument,
                       "requiresGrad can only be set on a leaf tensor; use detach() to make one");
     }
-    self.requires_grad_(requires);
+    self.requires_grad_(requires_grad);
     return info.Env().Undefined();
   });
 }

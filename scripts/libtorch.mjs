@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 // Finds libtorch for both builds (binding.gyp and CMakeLists.txt), in one order:
-//   1. LIBTORCH            a libtorch folder (include/, lib/, share/cmake/Torch)
+//   1. LIBTORCH            a libtorch folder (include/, lib/, share/cmake/Torch), or
+//                          "system" for the system's (Debian's libtorch-dev)
 //   2. Torch_DIR, then CMAKE_PREFIX_PATH entries
-//   3. the cmake prefix of an importable Python torch (its bundled libtorch, CUDA included)
-//   4. the system (Debian's libtorch-dev)
-// Prints what a build asks for: --cmake-dir, --include, --cflags, --libs, --ldflags,
+//   3. .torch/cpu/torch    the pip torch that scripts/torch-wheel.sh installs into this checkout
+//   4. the cmake prefix of an importable Python torch (its bundled libtorch, CUDA included)
+//   5. the system (Debian's libtorch-dev)
+// For a CUDA libtorch it also finds the CUDA runtime headers and nccl.h of the same CUDA
+// (the nvidia-* wheels beside pip torch first, then NCCL_HOME / CUDA_HOME / /usr/local/cuda);
+// SPIN_NCCL=OFF builds without NCCL.
+// Prints what a build asks for: --cmake-dir, --lib-dir, --nccl-include, --cuda-include, --cuda-toolkit, --nvrtc, --cxx-standard, --include, --cflags, --libs, --ldflags,
 // --sources, or --describe (JSON, for humans and the README).
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
@@ -45,6 +50,11 @@ function pythonTorchPrefix() {
 }
 
 function findCmakeDir() {
+  if (process.env.LIBTORCH === "system") {
+    const system = SYSTEM_CMAKE_DIRS.find(hasConfig);
+    if (!system) throw new Error("LIBTORCH=system, but no system libtorch (Debian: apt-get install -y libtorch-dev)");
+    return { dir: system, origin: "system" };
+  }
   if (process.env.LIBTORCH) {
     const dir = fromPrefix(process.env.LIBTORCH);
     if (!dir) throw new Error(`LIBTORCH=${process.env.LIBTORCH} holds no share/cmake/Torch/${CONFIG}`);
@@ -58,6 +68,8 @@ function findCmakeDir() {
     const dir = fromPrefix(prefix);
     if (dir) return { dir, origin: "CMAKE_PREFIX_PATH" };
   }
+  const checkout = fromPrefix(path.join(root, ".torch", "cpu", "torch"));
+  if (checkout) return { dir: checkout, origin: "checkout (.torch/cpu, scripts/torch-wheel.sh)" };
   const python = pythonTorchPrefix();
   if (python && fromPrefix(python)) return { dir: fromPrefix(python), origin: "python torch" };
   const system = SYSTEM_CMAKE_DIRS.find(hasConfig);
@@ -85,8 +97,40 @@ function describe() {
   const version = /PACKAGE_VERSION\s+"([0-9.]+)/.exec(
     existsSync(path.join(dir, "TorchConfigVersion.cmake")) ? readFileSync(path.join(dir, "TorchConfigVersion.cmake"), "utf8") : "",
   )?.[1];
+  // libtorch 2.x headers need C++20 (its TorchConfig says so on the torch target); never
+  // below C++17, which this code needs.
+  const cxxStandard = Math.max(17, Number(/CXX_STANDARD\s+(\d+)/.exec(config)?.[1] ?? 17));
   const cuda = existsSync(path.join(libDir, "libtorch_cuda.so"));
   const system = libDir.startsWith("/usr/lib");
+  // pip torch's own libraries sit in site-packages/torch/lib, the nvidia-* wheels beside it.
+  const wheels = path.resolve(libDir, "..", "..", "nvidia");
+  const toolkit = [process.env.CUDA_HOME, process.env.CUDA_PATH, "/usr/local/cuda"].filter(Boolean);
+  const firstWith = (file, dirs) => dirs.find((d) => existsSync(path.join(d, file))) ?? null;
+  const cudaInclude = cuda
+    ? firstWith("cuda_runtime_api.h", [
+        ...(existsSync(wheels) ? readdirSync(wheels).map((d) => path.join(wheels, d, "include")) : []),
+        ...toolkit.map((d) => path.join(d, "include")),
+      ])
+    : null;
+  const ncclInclude =
+    cuda && process.env.SPIN_NCCL !== "OFF"
+      ? firstWith("nccl.h", [
+          path.join(wheels, "nccl", "include"),
+          ...(process.env.NCCL_HOME ? [path.join(process.env.NCCL_HOME, "include")] : []),
+          ...toolkit.map((d) => path.join(d, "include")),
+        ])
+      : null;
+  // TorchConfig's CUDA part (FindCUDA) needs the toolkit's root (nvcc may be a wrapper outside
+  // it) and libnvrtc, which a toolkit installed without its libraries lacks and the wheels carry.
+  const cudaToolkit = cuda ? (toolkit.find((d) => existsSync(path.join(d, "bin", "nvcc"))) ?? null) : null;
+  const libDirs = [
+    ...(existsSync(wheels) ? readdirSync(wheels).map((d) => path.join(wheels, d, "lib")) : []),
+    ...toolkit.flatMap((d) => [path.join(d, "lib64"), path.join(d, "lib")]),
+  ];
+  const nvrtcDir = cuda ? libDirs.find((d) => existsSync(d) && readdirSync(d).some((f) => f.startsWith("libnvrtc.so"))) : null;
+  const nvrtc = nvrtcDir ? path.join(nvrtcDir, readdirSync(nvrtcDir).filter((f) => f.startsWith("libnvrtc.so")).sort()[0]) : null;
+  // c10d's Gloo backend needs gloo's headers, which pip torch does not ship (Debian: libgloo-dev).
+  const glooHeaders = ["/usr/include", ...toolkit].some((d) => existsSync(path.join(d, "gloo", "algorithm.h")));
   return {
     origin,
     cmakeDir: dir,
@@ -95,7 +139,13 @@ function describe() {
     libDir,
     abi,
     version: version ?? "unknown",
+    cxxStandard,
     cuda,
+    cudaInclude,
+    cudaToolkit,
+    nvrtc,
+    ncclInclude,
+    glooHeaders,
     rpath: system ? null : libDir,
   };
 }
@@ -113,6 +163,21 @@ function sources() {
   return found;
 }
 
+// What a build silently loses otherwise: distributed backends.
+function warnings(lib) {
+  if (!lib.glooHeaders) {
+    process.stderr.write("spin-native: gloo headers not found (Debian: apt-get install libgloo-dev): no Gloo backend, CPU tensors get no collectives\n");
+  }
+  if (lib.cuda && !lib.ncclInclude) {
+    process.stderr.write(
+      `spin-native: CUDA libtorch without NCCL (${process.env.SPIN_NCCL === "OFF" ? "SPIN_NCCL=OFF" : "nccl.h not found; set NCCL_HOME"}): CUDA tensors get no collectives\n`,
+    );
+  }
+  if (lib.cuda && !lib.cudaInclude) {
+    throw new Error("CUDA libtorch, but no CUDA runtime headers (cuda_runtime_api.h): install the CUDA toolkit or set CUDA_HOME");
+  }
+}
+
 function output(flag) {
   if (flag === "--sources") return sources().join(" ");
   const lib = describe();
@@ -121,13 +186,30 @@ function output(flag) {
       return JSON.stringify(lib, null, 2);
     case "--cmake-dir":
       return lib.cmakeDir;
+    case "--lib-dir":
+      return lib.libDir;
+    case "--nccl-include":
+      return lib.ncclInclude ?? "";
+    case "--cuda-include":
+      return lib.cudaInclude ?? "";
+    case "--cuda-toolkit":
+      return lib.cudaToolkit ?? "";
+    case "--nvrtc":
+      return lib.nvrtc ?? "";
+    case "--cxx-standard":
+      return String(lib.cxxStandard);
     case "--include":
       return lib.include.join(" ");
     case "--cflags":
       // -isystem hides libtorch's own warnings; /usr/include already is one (and must stay last).
+      warnings(lib);
       return [
+        `-std=c++${lib.cxxStandard}`,
         `-D_GLIBCXX_USE_CXX11_ABI=${lib.abi}`,
-        ...lib.include.filter((d) => d !== "/usr/include").map((d) => `-isystem${d}`),
+        ...(lib.ncclInclude ? ["-DSPIN_WITH_NCCL"] : []),
+        ...[...lib.include, lib.cudaInclude, lib.ncclInclude]
+          .filter((d) => d && d !== "/usr/include")
+          .map((d) => `-isystem${d}`),
       ].join(" ");
     case "--libs":
       // libtorch_cuda registers its kernels at load: keep it even though no symbol is used.
@@ -141,7 +223,7 @@ function output(flag) {
     case "--ldflags":
       return lib.rpath ? `-Wl,-rpath,${lib.rpath}` : "";
     default:
-      throw new Error(`unknown flag ${flag}; use --describe, --cmake-dir, --include, --cflags, --libs, --ldflags or --sources`);
+      throw new Error(`unknown flag ${flag}; use --describe, --cmake-dir, --lib-dir, --nccl-include, --cuda-include, --cuda-toolkit, --nvrtc, --cxx-standard, --include, --cflags, --libs, --ldflags or --sources`);
   }
 }
 

@@ -4,6 +4,8 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
 
+#include "../autograd_node.h"
+
 namespace spin {
 
 namespace {
@@ -47,8 +49,7 @@ at::Tensor CheckpointedCall(const BlockFn& block, const at::Tensor& input) {
     c10::AutoGradMode disable(false);
     output = block(input);
   }
-  auto node = std::shared_ptr<CheckpointBackward>(
-      new CheckpointBackward(block, input.detach(), input.requires_grad()), torch::autograd::deleteNode);
+  NodePtr node = MakeNode<CheckpointBackward>(block, input.detach(), input.requires_grad());
   node->set_next_edges(torch::autograd::collect_next_edges(input));
   torch::autograd::create_gradient_edge(output, node);
   return output;
