@@ -1,4 +1,4 @@
-// The benchmark checkpoints of BENCH.md: random-initialised Llama-architecture models in
+// The benchmark checkpoints of docs/benchmarks.md ("Shapes"): random-initialised Llama-architecture models in
 // Hugging Face layout (float32, untied lm_head), built with a fixed seed and cached in the
 // system temp folder so every benchmark run compares on the same weights.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";

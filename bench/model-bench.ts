@@ -1,4 +1,4 @@
-// Model workloads of BENCH.md: log-probs (no grad) on bench-60m, load time of bench-250m,
+// Model workloads of docs/benchmarks.md: log-probs (no grad) on bench-60m, load time of bench-250m,
 // and the thread-pool workloads that pick the OpenBLAS build and OpenMP wait policy.
 import { CausalLM, arange, full, noGrad, ones, randn, scope, tensor } from "../lib/index.js";
 import { SHAPES, benchCheckpoint, parameterCount } from "./checkpoints.js";
@@ -139,7 +139,7 @@ export async function scalingRows(): Promise<Row[]> {
   return rows;
 }
 
-/** Generation (BENCH.md): 64-token prompts, exactly 128 new tokens, greedy b=1 and b=32, sampling b=32. */
+/** Generation (docs/benchmarks.md, Workloads): 64-token prompts, exactly 128 new tokens, greedy b=1 and b=32, sampling b=32. */
 export async function generateRows(limits: { matmulGflops: number; bandwidthGBs: number }): Promise<Row[]> {
   const rows: Row[] = [];
   for (const name of ["bench-tiny", "bench-60m"]) {

@@ -1,4 +1,4 @@
-// The SPIN train-step workload of BENCH.md, one configuration per process so peak RSS is
+// The SPIN train-step workload of docs/benchmarks.md, one configuration per process so peak RSS is
 // its own: `node dist/bench/train-step.js <shape> [--checkpoint] [--live-opponent]` prints
 // one JSON row. B pairs → 2B sequences [real; generated], prompt + response tokens, labels
 // −100 on prompts, sigmoid loss β 0.1, backward, clip 1.0, RMSprop step.

@@ -13,7 +13,7 @@
 //
 // <model-dir>: a checkpoint folder (config.json, *.safetensors, tokenizer.json, tokenizer_config.json).
 // <data>: a .parquet / .jsonl / .json file, a folder with train* files, or a glob; rows in any
-//   shape SPIN_SPEC.md lists ({real, generated}, {messages}, {prompt, response}, {prompt, chosen, rejected}).
+//   shape docs/method.md lists under "Data" ({real, generated}, {messages}, {prompt, response}, {prompt, chosen, rejected}).
 // <out-dir>: iter<t>/data (generated rows), iter<t>/train (checkpoints, metrics.jsonl), iter<t>/model (θt+1).
 // Ctrl-C stops training at the next update (a checkpoint is written); the same command resumes.
 //

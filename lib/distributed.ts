@@ -2,7 +2,7 @@
 // environment variables, collectives on Tensors, and the helpers the trainer uses.
 import type { CausalLM } from "./model.js";
 import { native } from "./native.js";
-import type { NativeGradientReducer } from "../types/native.js";
+import type { NativeGradientReducer } from "./native-types.js";
 import { SpinNativeError } from "./errors.js";
 import { Tensor } from "./tensor.js";
 

@@ -1,4 +1,4 @@
-import type { DType, TensorData } from "../types/native.js";
+import type { DType, TensorData } from "./native-types.js";
 
 export type { DType, TensorData };
 

@@ -1,4 +1,4 @@
-import type { ErrorCode } from "../types/native.js";
+import type { ErrorCode } from "./native-types.js";
 
 /**
  * Why a native call failed. The addon picks the code from libtorch's exception type and

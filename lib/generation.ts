@@ -1,7 +1,7 @@
 // Text generation over the native decode loop (native/generate.cc): options and their
 // defaults from the checkpoint's generation_config.json (as transformers), text in and out
 // through a tokenizer, and a streaming form.
-import type { NativeGenerateOptions } from "../types/native.js";
+import type { NativeGenerateOptions } from "./native-types.js";
 import { SpinNativeError } from "./errors.js";
 import type { CausalLM } from "./model.js";
 import { native } from "./native.js";

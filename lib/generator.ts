@@ -1,4 +1,4 @@
-// Self-play generation (SPIN_SPEC.md, "Generation"): the current model answers every SFT
+// Self-play generation (docs/method.md, "Generation"): the current model answers every SFT
 // prompt, and each answer is paired with the ground truth as a SPIN row {real, generated}.
 //
 // What the original generate.py did, and what this does:

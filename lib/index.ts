@@ -109,3 +109,12 @@ export { ROW_SHAPE_COLUMNS, type RawReadOptions } from "./data/dataset-read.js";
 export { Distributed, type DistributedOptions, GradientReducer, type ReductionStats } from "./distributed.js";
 export { launch, type LaunchOptions, type LaunchResult, rankDevice } from "./launch.js";
 export { generateDataParallel, type DataParallelGeneration } from "./distributed-generation.js";
+export {
+  runPipeline,
+  ORIGINAL_SCHEDULE,
+  iterationPaths,
+  type PipelineOptions,
+  type PipelineResult,
+  type IterationRecord,
+  type RunState,
+} from "./pipeline.js";

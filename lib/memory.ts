@@ -1,7 +1,7 @@
 // Ownership of native tensors from JavaScript: explicit dispose(), scope() for everything
 // created inside a block, and a FinalizationRegistry as the safety net for handles that
 // were simply dropped (it frees their native memory when the wrapper is collected).
-import type { NativeTensor } from "../types/native.js";
+import type { NativeTensor } from "./native-types.js";
 import { SpinNativeError } from "./errors.js";
 
 const finalizer = new FinalizationRegistry<NativeTensor>((handle) => handle.dispose());

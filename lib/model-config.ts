@@ -1,7 +1,7 @@
 // Hugging Face config.json → the normalised architecture settings the native decoder takes.
 // Defaults are those of the transformers config classes (LlamaConfig, MistralConfig,
 // Qwen2Config, GPT2Config), so a minimal config.json reads as transformers reads it.
-import type { NativeModelConfig } from "../types/native.js";
+import type { NativeModelConfig } from "./native-types.js";
 import type { DType } from "./dtype.js";
 import { SpinNativeError } from "./errors.js";
 

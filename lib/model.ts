@@ -3,7 +3,7 @@
 import { copyFile, readFile } from "node:fs/promises";
 import path from "node:path";
 
-import type { NativeKVCache, NativeModel } from "../types/native.js";
+import type { NativeKVCache, NativeModel } from "./native-types.js";
 import type { DType } from "./dtype.js";
 import { type GenerateOptions, type GenerateResult, type StreamedToken, generate, streamGenerate } from "./generation.js";
 import { SpinNativeError } from "./errors.js";

@@ -1,6 +1,6 @@
 // The optimizer over a CausalLM's parameters (native/optim.cc): RMSprop, as the original
 // SPIN runs, or AdamW; PyTorch's update formulas; global grad-norm clipping.
-import type { NativeOptimizer, NativeOptimizerOptions } from "../types/native.js";
+import type { NativeOptimizer, NativeOptimizerOptions } from "./native-types.js";
 import type { CausalLM } from "./model.js";
 import { native } from "./native.js";
 import { Tensor } from "./tensor.js";

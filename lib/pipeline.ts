@@ -22,7 +22,7 @@ export interface PipelineOptions {
   runDir: string;
   /** θ0: a Hugging Face model folder (its tokenizer is used throughout). */
   baseModel: string;
-  /** SFT rows (any shape SPIN_SPEC.md lists): prompts to answer and ground truths. */
+  /** SFT rows (any shape of docs/method.md, "Data"): prompts to answer and ground truths. */
   sftRows: unknown[];
   iterations: number;
   /** Training settings shared by every iteration (outputDir is set per iteration). */

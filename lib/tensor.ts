@@ -1,7 +1,7 @@
 // Tensor: the typed TypeScript face of a native tensor handle. Every op returns a new
 // Tensor that the caller owns: dispose() it, create it inside scope(), or let the
 // FinalizationRegistry free it eventually.
-import type { BinaryOp, NativeTensor, Operand, ReduceOp, UnaryOp } from "../types/native.js";
+import type { BinaryOp, NativeTensor, Operand, ReduceOp, UnaryOp } from "./native-types.js";
 import { type DType, type TensorData, isDType } from "./dtype.js";
 import { SpinNativeError } from "./errors.js";
 import { adopt, release } from "./memory.js";

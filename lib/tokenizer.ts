@@ -1,6 +1,6 @@
 // Hugging Face tokenizers for training: tokenizer.json through @huggingface/tokenizers (pure JS),
-// chat templates through @huggingface/jinja, and the SPIN prompt/response texts of SPIN_SPEC.md
-// ("Tokenization for training").
+// chat templates through @huggingface/jinja, and the SPIN prompt/response texts of docs/method.md
+// ("Chat templates").
 import { copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 
@@ -179,7 +179,7 @@ export class Tokenizer {
   readonly bosTokenId: number | null;
   /** Id of {@link eosToken}, or null. */
   readonly eosTokenId: number | null;
-  /** Id of {@link padToken}; the EOS id when there is no pad token (SPIN_SPEC); null when neither exists. */
+  /** Id of {@link padToken}; the EOS id when there is no pad token (docs/method.md, "Tokenization and truncation"); null when neither exists. */
   readonly padTokenId: number | null;
   /** Id of {@link unkToken}, or null. */
   readonly unkTokenId: number | null;

@@ -51,7 +51,7 @@ export interface SpinTrainerOptions {
 
 /**
  * Trains θt+1 from θt with the SPIN loss: prefer the real response over the model's own
- * generated one, relative to the opponent θt. See SPIN_SPEC.md.
+ * generated one, relative to the opponent θt. See docs/method.md ("Loss", "Metrics").
  */
 export class SpinTrainer extends TrainingLoop<SpinConfig> {
   readonly tokenizer: Tokenizer;

@@ -1,6 +1,6 @@
 // SPIN data: row shapes (lib/data/rows.ts) and the collator (lib/data/collator.ts), checked
-// against token layouts written out by hand (SPIN_SPEC.md, "Data" and "Tokenization for
-// training"). The hand layouts use a tiny character-level tokenizer (BPE without merges: one
+// against token layouts written out by hand (docs/method.md, "Data", "Chat templates" and
+// "Tokenization and truncation"). The hand layouts use a tiny character-level tokenizer (BPE without merges: one
 // token per character) whose ids are listed below, with eos "</s>" and no chat_template in its
 // config, so the Zephyr default template applies.
 import { createRequire } from "node:module";

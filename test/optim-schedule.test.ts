@@ -396,7 +396,7 @@ describe("learning-rate multipliers as transformers' schedules", () => {
 describe("step arithmetic", () => {
   test("stepsPerEpoch = ceil(N / (per-device batch × world × accumulation))", () => {
     expect(stepsPerEpoch(49792, 8, 8, 1)).toBe(778); // 49 792 / 64 = 778 exactly
-    expect(stepsPerEpoch(49800, 8, 8, 1)).toBe(779); // SPIN_SPEC's formula: the partial batch counts
+    expect(stepsPerEpoch(49800, 8, 8, 1)).toBe(779); // docs/method.md, Steps per epoch: the partial batch counts
     expect(stepsPerEpoch(50000, 8, 8, 1)).toBe(782);
     expect(stepsPerEpoch(64, 8, 1, 8)).toBe(1);
     expect(stepsPerEpoch(65, 8, 1, 8)).toBe(2);

@@ -1,11 +1,11 @@
-// The SPIN objective (SPIN_SPEC.md, "The method" and "Metrics"; native/spin_loss.cc and the
+// The SPIN objective (docs/method.md, "The method", "Loss" and "Metrics"; native/spin_loss.cc and the
 // native train step): step-0 values, the loss types and metrics on hand-built opponent
 // log-probs against float64 JS formulas, parameter gradients of the full loss through a
 // float64 model against central finite differences of an independent float64 loss, a live
 // opponent model against precomputed opponent log-probs, and identical pairs' zero gradient.
 //
 // Float32 note: the native step computes response log-probs with a float32 log-softmax (as
-// SPIN_SPEC.md says, and as transformers' `logits.float()` does — for a float64 model too) and
+// docs/method.md ("Log-probabilities") says, and as transformers' `logits.float()` does — for a float64 model too) and
 // the pair arithmetic in float32. Where a formula's inputs are differences of ~30-sized sums,
 // the expected Δ replays those float32 subtractions exactly with Math.fround; the loss
 // formulas themselves are then evaluated in float64.
@@ -451,7 +451,7 @@ describe("identical pairs", () => {
       expectNear(m.loss, LN2, 1e-6, 1e-7, "loss");
       expect(m["pairs/identical"]).toBe(1);
       expect(m["rewards/accuracies_distinct"]).toBe(0); // no distinct pair: reported as 0
-      // SPIN_SPEC.md: identical pairs are counted as wrong by the strict accuracy, whatever
+      // docs/method.md, Metrics: identical pairs are counted as wrong by the strict accuracy, whatever
       // rounding does to the two (mathematically equal) log-probs of the same text.
       const rowDiffs = [0, 1, 2].map((i) => policy[i]! - policy[3 + i]!);
       expect(m["rewards/accuracies"], `real − generated policy log-prob of the identical rows: ${rowDiffs.join(", ")}`).toBe(0);

@@ -1,5 +1,5 @@
 // Tokenizer, chat templates and SPIN prompt/response texts. Uses the real tokenizers that the
-// @lenml devDependencies ship as data, and the golden strings of SPIN_SPEC.md.
+// @lenml devDependencies ship as data, and the golden strings of docs/method.md (Chat templates).
 import { mkdtemp, readFile, rm, writeFile, copyFile, mkdir } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";

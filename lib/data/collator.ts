@@ -1,5 +1,5 @@
 // The SPIN data collator: SPIN rows → token ids, attention mask and labels of one forward over
-// [real rows; generated rows], exactly as SPIN_SPEC.md ("Tokenization for training") says —
+// [real rows; generated rows], exactly as docs/method.md ("Tokenization and truncation") says —
 // which is what the original's TRL 0.7 DPO fork did in `tokenize_row` and its collator.
 import { tensor } from "../create.js";
 import { SpinNativeError } from "../errors.js";
@@ -97,8 +97,8 @@ function samePrompt(a: readonly ChatMessage[], b: readonly ChatMessage[]): boole
 }
 
 /**
- * Turns SPIN rows into model inputs, with the semantics of SPIN_SPEC.md ("Tokenization for
- * training"):
+ * Turns SPIN rows into model inputs, with the semantics of docs/method.md ("Chat templates",
+ * "Tokenization and truncation"):
  *
  * - prompt text = {@link Tokenizer.promptText} of the prompt messages (chat template with the
  *   generation prompt; an empty system message first when the template wants one) — for
@@ -309,7 +309,7 @@ export class SpinCollator {
 
 /**
  * Optimizer steps per epoch: `ceil(numRows / (perDeviceBatch × worldSize × gradAccum))`, the
- * arithmetic of SPIN_SPEC.md ("Optimization"): the last, partial global batch counts as a step.
+ * arithmetic of docs/method.md ("Steps per epoch"): the last, partial global batch counts as a step.
  * E.g. 49 792 pairs at per-device batch 8 on 8 ranks → 778; 50 000 → 782.
  *
  * Note: transformers' Trainer (which the original used) computes
@@ -330,7 +330,7 @@ export function stepsPerEpoch(numRows: number, perDeviceBatch: number, worldSize
 }
 
 /**
- * Total optimizer steps of a run: `epochs × stepsPerEpoch(...)` (SPIN_SPEC.md's total_steps,
+ * Total optimizer steps of a run: `epochs × stepsPerEpoch(...)` (docs/method.md's total steps T,
  * from which the warmup `ceil(0.1 · total_steps)` is taken). A fractional number of epochs is
  * rounded up to whole steps, as transformers does.
  *

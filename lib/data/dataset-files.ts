@@ -1,4 +1,4 @@
-// Locating a dataset's files (SPIN_SPEC.md, "Data": splits `train` and `test`, found by file
+// Locating a dataset's files (docs/method.md, "Data": splits `train` and `test`, found by file
 // name prefix). A source is one of:
 //
 // - a single data file (.jsonl, .json or .parquet; a named pipe with such a name is read as a

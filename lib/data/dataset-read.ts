@@ -1,5 +1,5 @@
 // Reading data files as streams of raw rows, and a split of a source as SpinRows
-// (SPIN_SPEC.md, "Data"). Each raw row is converted by toSpinRow, which detects its shape per row.
+// (docs/method.md, "Data"). Each raw row is converted by toSpinRow, which detects its shape per row.
 //
 // - JSON Lines (.jsonl): streamed line by line (readline over a file stream); blank lines are
 //   skipped; a UTF-8 byte-order mark is ignored; a line that is not valid JSON is an error naming

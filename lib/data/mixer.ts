@@ -1,4 +1,4 @@
-// Iteration mixing (SPIN_SPEC.md, "Data"), as the original's `mix_datasets`
+// Iteration mixing (docs/method.md, "Iteration mixing"), as the original's `mix_datasets`
 // (spin/alignment/data.py): each training source is subsampled to its FIRST ⌊frac·len⌋ rows
 // (`dataset.select(range(int(frac * len(dataset))))`), the subsets are concatenated in the given
 // order, and the result is shuffled with a fixed seed (42). Test splits are not subsampled in

@@ -1,4 +1,4 @@
-// SPIN's row shapes (SPIN_SPEC.md, "Data") and the conversion of every accepted input shape
+// SPIN's row shapes (docs/method.md, "Data") and the conversion of every accepted input shape
 // into one: a `real` conversation (prompt + ground-truth assistant turn) and a `generated` one
 // (the same prompt + the model's assistant turn).
 import { SpinNativeError } from "../errors.js";

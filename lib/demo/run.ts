@@ -45,7 +45,7 @@ export interface DemoResult {
 }
 
 /**
- * SPIN settings of the demo: β 1 and RMSprop (SPIN_SPEC.md's small-scale regime), at 1/1000
+ * SPIN settings of the demo: β 1 and RMSprop (docs/method.md, "Small-scale behaviour"), at 1/1000
  * of the SFT lr — measured here, 1/100 drove real and generated log-probs down together.
  */
 export const DEMO_SPIN = {

@@ -1,5 +1,5 @@
-// The raw native binding (native/addon.cc), typed once. Only lib/native.ts imports it;
-// everything else goes through the wrappers in lib/.
+// The raw native binding's types (native/addon.cc), declared once and emitted with the
+// package's declarations. lib/native.ts is the only door to the binding itself.
 
 /** Codes of SpinNativeError; native/errors.cc ErrorCodeName spells the same list. */
 export type ErrorCode =
@@ -204,6 +204,17 @@ export interface SafetensorsRecordInput {
   end: number;
 }
 
+export interface BuildInfo {
+  /** libtorch version of the headers the addon was compiled with. */
+  torchVersion: string;
+  /** _GLIBCXX_USE_CXX11_ABI of the build (libtorch 2.x: always true). */
+  cxx11Abi: boolean;
+  /** C++ standard, two digits: 17 or 20. */
+  cxxStandard: number;
+  /** Whether NCCL collectives were compiled in. */
+  nccl: boolean;
+}
+
 export interface RuntimeInfo {
   torchVersion: string;
   numThreads: number;
@@ -211,6 +222,12 @@ export interface RuntimeInfo {
   cudaDeviceCount: number;
   /** libtorch's own report: OpenMP, intra-op threads, BLAS/MKL configuration. */
   parallelInfo: string;
+  /** BLAS_INFO of libtorch's build configuration: "open" (OpenBLAS), "mkl", … */
+  blasBuild: string;
+  /** TORCH_VERSION of the libtorch loaded at run time ("unknown" if it does not say). */
+  loadedTorchVersion: string;
+  /** What this addon binary was compiled against. */
+  builtAgainst: BuildInfo;
   /** c10d backends in this build: "gloo" for CPU tensors, "nccl" for CUDA tensors. */
   distributedBackends: ("gloo" | "nccl")[];
 }
