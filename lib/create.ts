@@ -9,6 +9,20 @@ import { type Device, type NestedList, Tensor, type TensorLike } from "./tensor.
 export interface TensorOptions {
   dtype?: DType;
   device?: Device;
+  /** Make it a leaf that records operations for autograd (floating-point dtypes only). */
+  requiresGrad?: boolean;
+}
+
+/** Applies `options.requiresGrad` to a tensor just made; frees it when that is refused. */
+function finish(made: Tensor, options: TensorOptions): Tensor {
+  if (options.requiresGrad === undefined) return made;
+  try {
+    made.requiresGrad = options.requiresGrad;
+    return made;
+  } catch (error) {
+    made.dispose();
+    throw error;
+  }
 }
 
 function fail(message: string, call: string): never {
@@ -44,9 +58,15 @@ function flatten(data: NestedList, call: string): { values: (number | boolean)[]
  * its own dtype (Float64Array → float64, BigInt64Array → int64, …) unless `dtype` is given.
  * Integer dtypes reject non-integer numbers rather than truncate them.
  *
- * @example tensor([[1, 2], [3, 4]], { dtype: "float64" })
+ * `requiresGrad: true` makes it a leaf that autograd tracks (floating-point dtypes only).
+ *
+ * @example tensor([[1, 2], [3, 4]], { dtype: "float64", requiresGrad: true })
  */
 export function tensor(data: NestedList | TensorData, options: TensorOptions & { shape?: number[] } = {}): Tensor {
+  return finish(fromData(data, options), options);
+}
+
+function fromData(data: NestedList | TensorData, options: TensorOptions & { shape?: number[] }): Tensor {
   const call = "tensor";
   if (options.dtype !== undefined && !isDType(options.dtype)) {
     throw new SpinNativeError(`${call}: unknown dtype '${String(options.dtype)}'`, "DTYPE", call);
@@ -85,7 +105,7 @@ export function tensor(data: NestedList | TensorData, options: TensorOptions & {
 
 /** A tensor of `shape` filled with `value` (float32 unless `dtype` says otherwise). */
 export function full(shape: number[], value: number, options: TensorOptions = {}): Tensor {
-  return new Tensor(native.full(shape, value, options.dtype ?? null, options.device ?? null));
+  return finish(new Tensor(native.full(shape, value, options.dtype ?? null, options.device ?? null)), options);
 }
 export function zeros(shape: number[], options: TensorOptions = {}): Tensor {
   return full(shape, 0, options);
@@ -96,16 +116,16 @@ export function ones(shape: number[], options: TensorOptions = {}): Tensor {
 
 /** Values from `start` up to (not including) `end` by `step`; int64 unless `dtype` says otherwise. */
 export function arange(start: number, end: number, step = 1, options: TensorOptions = {}): Tensor {
-  return new Tensor(native.arange(start, end, step, options.dtype ?? null, options.device ?? null));
+  return finish(new Tensor(native.arange(start, end, step, options.dtype ?? null, options.device ?? null)), options);
 }
 
 /** Uniform samples in [0, 1) from libtorch's global generator (see {@link manualSeed}). */
 export function rand(shape: number[], options: TensorOptions = {}): Tensor {
-  return new Tensor(native.random("uniform", shape, options.dtype ?? null, options.device ?? null));
+  return finish(new Tensor(native.random("uniform", shape, options.dtype ?? null, options.device ?? null)), options);
 }
 /** Standard normal samples from libtorch's global generator (see {@link manualSeed}). */
 export function randn(shape: number[], options: TensorOptions = {}): Tensor {
-  return new Tensor(native.random("normal", shape, options.dtype ?? null, options.device ?? null));
+  return finish(new Tensor(native.random("normal", shape, options.dtype ?? null, options.device ?? null)), options);
 }
 /** Seeds libtorch's global generators, so {@link rand} and {@link randn} repeat. */
 export function manualSeed(seed: number): void {

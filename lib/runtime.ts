@@ -1,4 +1,5 @@
 // Process-wide controls: threads, grad mode, devices, versions and memory statistics.
+import { AsyncLocalStorage, createHook } from "node:async_hooks";
 import { readFileSync } from "node:fs";
 
 import type { MemoryStats, RuntimeInfo as NativeRuntimeInfo } from "./native-types.js";
@@ -25,18 +26,51 @@ export function getNumThreads(): number {
   return native.getNumThreads();
 }
 
+// Grad mode lives in a libtorch thread-local, which every callback on the JS thread shares.
+// An async noGrad marks its own async context; while one is pending, a hook sets the mode as
+// each callback starts — off inside such a context, on outside — so the async function is
+// covered to its end and nothing running between its awaits is.
+const gradOffContext = new AsyncLocalStorage<true>();
+const gradModeHook = createHook({
+  before() {
+    native.setGradEnabled(gradOffContext.getStore() === undefined);
+  },
+  after() {
+    native.setGradEnabled(true);
+  },
+});
+let pendingAsyncNoGrad = 0;
+
 /**
  * Runs `fn` with gradient recording off (PyTorch's `torch.no_grad()`), restoring the previous
- * mode afterwards. Grad mode is per thread; native async calls carry the caller's mode over.
+ * mode afterwards. When `fn` returns a Promise (an async function), recording stays off for
+ * everything `fn` runs until that Promise settles, across its awaits, and only for that:
+ * other code running meanwhile records as usual. Native async calls carry the caller's mode
+ * over to their worker thread.
  */
 export function noGrad<T>(fn: () => T): T {
+  if (pendingAsyncNoGrad++ === 0) gradModeHook.enable();
+  let result: T;
   const previous = native.setGradEnabled(false);
   try {
-    return fn();
+    result = gradOffContext.run(true, fn);
+  } catch (error) {
+    settleAsyncNoGrad();
+    throw error;
   } finally {
     native.setGradEnabled(previous);
   }
+  if (!(result instanceof Promise)) {
+    settleAsyncNoGrad();
+    return result;
+  }
+  return result.finally(settleAsyncNoGrad) as T;
 }
+
+function settleAsyncNoGrad(): void {
+  if (--pendingAsyncNoGrad === 0) gradModeHook.disable();
+}
+
 export function isGradEnabled(): boolean {
   return native.isGradEnabled();
 }

@@ -2,7 +2,7 @@
 // float64 forward pass, and the grad lifecycle (accumulate, zeroGrad, retainGraph, noGrad).
 import { describe, expect, test } from "vitest";
 
-import { type Tensor, isGradEnabled, noGrad, scope, tensor, where } from "../lib/index.js";
+import { type Tensor, arange, full, isGradEnabled, noGrad, ones, rand, randn, scope, tensor, where, zeros } from "../lib/index.js";
 import { expectClose, expectCode, logSigmoidRef, pseudoRandom, rows, softmaxRef, valuesOf } from "./helpers.js";
 
 const f64 = (data: Parameters<typeof tensor>[0]) => tensor(data, { dtype: "float64" });
@@ -224,5 +224,79 @@ describe("noGrad", () => {
       expect(isGradEnabled()).toBe(false);
     });
     expect(isGradEnabled()).toBe(true);
+  });
+
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  test("an async function is covered to its end, across awaits; code running meanwhile is not", async () => {
+    const x = f64([1, 2]).requireGrad();
+    const seen: string[] = [];
+    const inside = noGrad(async () => {
+      seen.push(`start ${isGradEnabled()}`);
+      await sleep(10);
+      seen.push(`after a timer ${isGradEnabled()}`);
+      await Promise.resolve();
+      seen.push(`after a microtask ${isGradEnabled()}`);
+      return x.mul(2);
+    });
+    seen.push(`caller ${isGradEnabled()}`);
+    const outside = (async () => {
+      await sleep(2);
+      seen.push(`other task ${isGradEnabled()}`);
+      return x.mul(3);
+    })();
+    const [a, b] = await Promise.all([inside, outside]);
+    seen.push(`end ${isGradEnabled()}`);
+    expect(seen).toEqual([
+      "start false",
+      "caller true",
+      "other task true",
+      "after a timer false",
+      "after a microtask false",
+      "end true",
+    ]);
+    expect(a.requiresGrad).toBe(false);
+    expect(b.requiresGrad).toBe(true);
+    for (const t of [x, a, b]) t.dispose();
+  });
+
+  test("a rejected async function leaves grad on afterwards", async () => {
+    await expect(
+      noGrad(async () => {
+        await sleep(1);
+        throw new Error("boom");
+      }),
+    ).rejects.toThrow("boom");
+    await sleep(1);
+    expect(isGradEnabled()).toBe(true);
+  });
+});
+
+describe("requiresGrad at creation", () => {
+  test("tensor, full, zeros, ones, rand and randn make tracked leaves; backward reaches them", () =>
+    scope(() => {
+      const made = [
+        tensor([1, 2], { requiresGrad: true }),
+        full([2], 3, { requiresGrad: true }),
+        zeros([2], { requiresGrad: true }),
+        ones([2], { dtype: "float64", requiresGrad: true }),
+        rand([2], { requiresGrad: true }),
+        randn([2], { requiresGrad: true }),
+      ];
+      for (const t of made) {
+        expect(t.requiresGrad).toBe(true);
+        expect(t.isLeaf).toBe(true);
+        t.mul(t).sum().backward();
+        // d/dt sum(t²) = 2t
+        expectClose(valuesOf(t.grad!), valuesOf(t).map((v) => 2 * v), 1e-6);
+      }
+      expect(tensor([1, 2]).requiresGrad).toBe(false);
+      expect(tensor([1, 2], { requiresGrad: false }).requiresGrad).toBe(false);
+    }));
+
+  test("an integer dtype is refused, naming the dtype; a non-boolean is a TypeError", () => {
+    expectCode(() => tensor([1, 2], { dtype: "int64", requiresGrad: true }), "DTYPE");
+    expectCode(() => arange(0, 3, 1, { requiresGrad: true }), "DTYPE");
+    expect(() => tensor([1, 2], { requiresGrad: "yes" as unknown as boolean })).toThrow(TypeError);
   });
 });
