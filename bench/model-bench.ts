@@ -41,11 +41,16 @@ export async function logprobsRows(matmulGflops: number): Promise<Row[]> {
   ];
 }
 
+/** CausalLM.load of bench-250m, then dispose: owned weights (the default, read into memory) and memory-mapped. */
 export async function loadRows(): Promise<Row[]> {
   const dir = await benchCheckpoint("bench-250m");
-  const t = await time(async () => (await CausalLM.load(dir)).dispose(), 3, 1);
   const bytes = parameterCount(SHAPES["bench-250m"]!) * 4;
-  return [{ name: "load bench-250m (mmap)", seconds: t.median, "GB/s": bytes / t.median / 1e9 }];
+  const rows: Row[] = [];
+  for (const mmap of [false, true]) {
+    const t = await time(async () => (await CausalLM.load(dir, { mmap })).dispose(), 3, 1);
+    rows.push({ name: `load bench-250m (${mmap ? "mmap" : "owned"})`, seconds: t.median, "GB/s": bytes / t.median / 1e9 });
+  }
+  return rows;
 }
 
 /** Greedy batch-1 decoding on bench-60m with the KV cache: 64-token prompt, 32 new tokens. */

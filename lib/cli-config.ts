@@ -1,12 +1,14 @@
 // Run configs in the original SPIN's config.yaml vocabulary (TrainingArguments and
 // ModelArguments/DataArguments names), read from YAML with `--key=value` overrides. Unlike
-// the original, an unknown key is an error that names the nearest valid key.
+// the original, an unknown key is an error that names the nearest valid key, and so is a value
+// of the wrong type (`beta: "0.1"` is a string, not a number), non-finite, out of range, or not
+// an integer where one is needed — all checked when the config is read, before any work.
 import { readFile } from "node:fs/promises";
 
 import { parse as parseYaml } from "yaml";
 
 import { SpinNativeError } from "./errors.js";
-import type { SpinConfig } from "./training/config.js";
+import { type NumberRule, type SpinConfig, describeRule, fieldProblem, fitsRule, showValue } from "./training/config.js";
 
 type Value = string | number | boolean | null | Value[] | { [key: string]: Value };
 export type RawConfig = Record<string, Value>;
@@ -75,6 +77,7 @@ const RUN_KEYS = [
   "run_dir",
   "ddp_bucket_cap_mb",
   "ddp_timeout",
+  "allow_config_change",
 ] as const;
 
 /** Keys of the original configs that have no effect here (multi-GPU, hub, logging backends). */
@@ -135,16 +138,149 @@ function checkKeys(config: RawConfig, where: string): void {
   }
 }
 
-/** A `--key=value` override: numbers, booleans and null parsed as YAML scalars. */
+/**
+ * A `--key=value` override: numbers, booleans and null parsed as YAML scalars, except for keys
+ * whose value is text (`--output_dir=2024` is a folder, not a number).
+ */
 function parseOverride(argument: string): [string, Value] {
   const match = /^--([A-Za-z0-9_.-]+)=(.*)$/s.exec(argument);
   if (!match) throw new SpinNativeError(`argument '${argument}' is not of the form --key=value`, "INVALID_ARGUMENT", "config");
-  return [match[1]!, parseYaml(match[2]!) as Value];
+  const value = parseYaml(match[2]!) as Value;
+  return [match[1]!, TEXT_KEYS.includes(match[1]!) && (typeof value === "number" || typeof value === "boolean") ? match[2]! : value];
 }
 
-/** Reads a YAML config (optional) and applies `--key=value` overrides; unknown keys are errors. */
+function valueError(where: string, key: string, expected: string, value: unknown): SpinNativeError {
+  return new SpinNativeError(`${where}: '${key}' must be ${expected}, got ${showValue(value)}`, "INVALID_ARGUMENT", "config");
+}
+
+/** Checks one key's value (null: unset, except for training keys); throws naming the key. */
+type KeyCheck = (value: Value, key: string, where: string) => void;
+
+const number =
+  (rule: NumberRule): KeyCheck =>
+  (value, key, where) => {
+    if (value !== null && !fitsRule(value, rule)) throw valueError(where, key, describeRule(rule), value);
+  };
+
+const oneOf =
+  (...choices: string[]): KeyCheck =>
+  (value, key, where) => {
+    if (value !== null && !choices.includes(value as string)) throw valueError(where, key, `one of ${choices.join(", ")}`, value);
+  };
+
+const textValue: KeyCheck = (value, key, where) => {
+  if (value !== null && (typeof value !== "string" || value === "")) throw valueError(where, key, "a non-empty string", value);
+};
+
+const flag: KeyCheck = (value, key, where) => {
+  if (value !== null && typeof value !== "boolean") throw valueError(where, key, "true or false", value);
+};
+
+const OPTIMIZERS: Record<string, SpinConfig["optim"]> = { rmsprop: "rmsprop", adamw: "adamw", adamw_torch: "adamw", adamw_hf: "adamw" };
+
+/** The value of a training key as its SpinConfig field takes it (the original's optimizer and save_strategy names mapped). */
+function trainingValue(key: string, value: Value): unknown {
+  if (key === "optim") return OPTIMIZERS[String(value)] ?? value;
+  if (key === "save_strategy" && value === "epochs") return "epoch";
+  return value;
+}
+
+/** Checks a training key's value as its SpinConfig field (null included: it is not "unset" there); `shown` names it in the error. */
+function checkTraining(key: string, value: Value, where: string, shown = key): void {
+  if (key === "optim" && !Object.hasOwn(OPTIMIZERS, String(value))) {
+    throw new SpinNativeError(`${where}: optim '${String(value)}' is not supported (rmsprop, adamw_torch)`, "INVALID_ARGUMENT", "config");
+  }
+  const expected = fieldProblem(TRAINING_KEYS[key]!, trainingValue(key, value));
+  if (expected !== null) throw valueError(where, shown, expected, value);
+}
+
+/** iteration_schedule: a list of mappings of training keys (output_dir excepted), each value checked as the key's. */
+const schedule: KeyCheck = (value, _key, where) => {
+  if (value === null) return;
+  if (!Array.isArray(value)) throw new SpinNativeError(`${where}: 'iteration_schedule' must be a list of mappings, one per iteration`, "INVALID_ARGUMENT", "config");
+  const allowed = Object.keys(TRAINING_KEYS).filter((key) => key !== "output_dir");
+  value.forEach((entry, t) => {
+    if (entry === null || typeof entry !== "object" || Array.isArray(entry)) {
+      throw new SpinNativeError(`${where}: iteration_schedule[${t}] must be a mapping of training keys (learning_rate, beta, …)`, "INVALID_ARGUMENT", "config");
+    }
+    for (const [key, setting] of Object.entries(entry)) {
+      if (!allowed.includes(key)) {
+        throw new SpinNativeError(`${where}: iteration_schedule[${t}]: unknown key '${key}' — did you mean '${nearestKey(key, allowed)}'?`, "INVALID_ARGUMENT", "config");
+      }
+      checkTraining(key, setting, where, `iteration_schedule[${t}].${key}`);
+    }
+  });
+};
+
+const fraction: NumberRule = { min: 0, max: 1, minOpen: true };
+
+/** dataset_mixer: {path: fraction}, 0 < fraction ≤ 1, at least one path. */
+const mixer: KeyCheck = (value, key, where) => {
+  if (value === null) return;
+  if (typeof value !== "object" || Array.isArray(value) || Object.keys(value).length === 0) throw valueError(where, key, "a mapping {path: fraction} of at least one path", value);
+  for (const [source, share] of Object.entries(value)) {
+    if (!fitsRule(share, fraction)) {
+      throw new SpinNativeError(`${where}: the dataset_mixer fraction of ${source} must be a number with 0 < fraction ≤ 1, got ${showValue(share)}`, "INVALID_ARGUMENT", "config");
+    }
+  }
+};
+
+const textList: KeyCheck = (value, key, where) => {
+  if (value !== null && !(Array.isArray(value) && value.every((v) => typeof v === "string"))) throw valueError(where, key, "a list of strings", value);
+};
+
+const positiveInteger = number({ integer: true, min: 1 });
+const nonNegativeInteger = number({ integer: true, min: 0 });
+const positive = number({ min: 0, minOpen: true });
+
+/** The value each run key takes. */
+const RUN_CHECKS: Record<(typeof RUN_KEYS)[number], KeyCheck> = {
+  model_name_or_path: textValue,
+  torch_dtype: oneOf("auto", "float32", "float64", "float16", "bfloat16"),
+  device: textValue,
+  dataset_mixer: mixer,
+  dataset_splits: textList,
+  iterations: positiveInteger,
+  iteration_schedule: schedule,
+  previous_fraction: number(fraction),
+  batch_size: positiveInteger,
+  max_new_tokens: positiveInteger,
+  frac_len: nonNegativeInteger,
+  data_frac: nonNegativeInteger,
+  prompt_format: oneOf("chat", "spin-instruction"),
+  do_sample: flag,
+  temperature: number({ min: 0 }),
+  top_k: nonNegativeInteger,
+  top_p: number({ min: 0, max: 1, minOpen: true }),
+  min_p: number({ min: 0, max: 1 }),
+  repetition_penalty: positive,
+  threads: positiveInteger,
+  input: textValue,
+  split: oneOf("train", "test"),
+  format: oneOf("jsonl", "parquet"),
+  opponent: textValue,
+  run_dir: textValue,
+  ddp_bucket_cap_mb: positive,
+  ddp_timeout: positive,
+  allow_config_change: flag,
+};
+
+/** Keys whose value is text: an override keeps what was typed. */
+const TEXT_KEYS: readonly string[] = ["output_dir", ...Object.entries(RUN_CHECKS).filter(([, check]) => check === textValue).map(([key]) => key)];
+
+/** Checks one key's value (unknown keys are checked before); throws naming the key and `where` it was set. */
+function checkValue(key: string, value: Value, where: string): void {
+  if (Object.hasOwn(TRAINING_KEYS, key)) checkTraining(key, value, where);
+  else if (Object.hasOwn(RUN_CHECKS, key)) RUN_CHECKS[key as keyof typeof RUN_CHECKS](value, key, where);
+}
+
+/**
+ * Reads a YAML config (optional) and applies `--key=value` overrides. Unknown keys and values
+ * that do not fit their key are errors naming the key and where it was set.
+ */
 export async function loadRunConfig(file: string | null, overrides: string[]): Promise<RawConfig> {
   let config: RawConfig = {};
+  const origin = new Map<string, string>();
   if (file) {
     let text: string;
     try {
@@ -163,29 +299,26 @@ export async function loadRunConfig(file: string | null, overrides: string[]): P
     }
     config = (parsed ?? {}) as RawConfig;
     checkKeys(config, file);
+    for (const key of Object.keys(config)) origin.set(key, file);
   }
   for (const argument of overrides) {
     const [key, value] = parseOverride(argument);
     checkKeys({ [key]: value }, "command line");
     config[key] = value;
+    origin.set(key, "command line");
   }
+  for (const [key, value] of Object.entries(config)) checkValue(key, value, origin.get(key)!);
   return config;
 }
 
-const OPTIMIZERS: Record<string, SpinConfig["optim"]> = { rmsprop: "rmsprop", adamw: "adamw", adamw_torch: "adamw", adamw_hf: "adamw" };
-
-/** The SpinConfig fields a raw config sets (values are validated later by the trainer). */
+/** The SpinConfig fields a raw config sets; a value that does not fit its key is an error naming the key. */
 export function trainingFields(config: RawConfig): Partial<SpinConfig> {
   const fields: Record<string, unknown> = {};
   for (const [key, field] of Object.entries(TRAINING_KEYS)) {
-    if (config[key] === undefined) continue;
-    let value: unknown = config[key];
-    if (key === "optim") {
-      value = OPTIMIZERS[String(value)];
-      if (!value) throw new SpinNativeError(`config: optim '${String(config[key])}' is not supported (rmsprop, adamw_torch)`, "INVALID_ARGUMENT", "config");
-    }
-    if (key === "save_strategy" && value === "epochs") value = "epoch";
-    fields[field] = value;
+    const value = config[key];
+    if (value === undefined) continue;
+    checkTraining(key, value, "config");
+    fields[field] = trainingValue(key, value);
   }
   return fields as Partial<SpinConfig>;
 }
@@ -193,25 +326,14 @@ export function trainingFields(config: RawConfig): Partial<SpinConfig> {
 /**
  * The per-iteration training settings of `iteration_schedule` (a list of mappings of training
  * keys, e.g. `[{learning_rate: 5.0e-7, beta: 0.1}, …]`), or undefined when the key is absent.
- * An entry that is not a mapping or holds a key other than a training key is an error (naming
- * the nearest training key).
+ * An entry that is not a mapping, holds a key other than a training key (naming the nearest
+ * training key) or a value that does not fit its key is an error.
  */
 export function iterationSchedule(config: RawConfig): Partial<SpinConfig>[] | undefined {
-  const schedule = config.iteration_schedule;
-  if (schedule === undefined || schedule === null) return undefined;
-  if (!Array.isArray(schedule)) throw new SpinNativeError("config: 'iteration_schedule' must be a list of mappings, one per iteration", "INVALID_ARGUMENT", "config");
-  const allowed = Object.keys(TRAINING_KEYS).filter((key) => key !== "output_dir");
-  return schedule.map((entry, t) => {
-    if (entry === null || typeof entry !== "object" || Array.isArray(entry)) {
-      throw new SpinNativeError(`config: iteration_schedule[${t}] must be a mapping of training keys (learning_rate, beta, …)`, "INVALID_ARGUMENT", "config");
-    }
-    for (const key of Object.keys(entry)) {
-      if (!allowed.includes(key)) {
-        throw new SpinNativeError(`config: iteration_schedule[${t}]: unknown key '${key}' — did you mean '${nearestKey(key, allowed)}'?`, "INVALID_ARGUMENT", "config");
-      }
-    }
-    return trainingFields(entry);
-  });
+  const value = config.iteration_schedule;
+  if (value === undefined || value === null) return undefined;
+  schedule(value, "iteration_schedule", "config");
+  return (value as RawConfig[]).map((entry) => trainingFields(entry));
 }
 
 export function stringKey(config: RawConfig, key: string, required: true): string;

@@ -4,11 +4,12 @@
 // overrides; unknown keys are errors that name the nearest valid key.
 // The modules that load libtorch (model, generator, trainer, pipeline, runtime, demo) are
 // imported by the commands that use them, so usage, config errors and `convert` start fast.
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 
 import { distributedOptions, iterationSchedule, loadRunConfig, numberKey, type RawConfig, stringKey, trainingFields } from "./cli-config.js";
 import { resolveSplitFiles } from "./data/dataset-files.js";
-import { readRows, readSpinRows } from "./data/dataset-read.js";
+import { type RawRow, readRows, readSpinRows } from "./data/dataset-read.js";
 import { convertDataset } from "./data/dataset-write.js";
 import { fractionCount, mixDatasets } from "./data/mixer.js";
 import { SpinNativeError } from "./errors.js";
@@ -24,7 +25,7 @@ const USAGE: Record<string, string> = {
   generate: `spin-native generate [config.yaml] --model_name_or_path=DIR --input=DATA --output_dir=DIR [--split=train --batch_size=16 --frac_len=0 --data_frac=0 --max_new_tokens=256 --prompt_format=chat|spin-instruction --do_sample=false --temperature=1 --top_p=1 --format=jsonl|parquet]
   Self-play generation: answers every SFT prompt of DATA with the model and writes SPIN rows {real, generated} to <output_dir>/<split>/. Resumable.`,
   train: `spin-native train config.yaml [--key=value ...]
-  SPIN training of model_name_or_path on dataset_mixer ({path: fraction}) with the original config keys (beta, learning_rate, optim, num_train_epochs, per_device_train_batch_size, gradient_accumulation_steps, max_length, max_prompt_length, lr_scheduler_type, warmup_ratio, seed, output_dir, save_strategy, logging_steps, …). Resumes from the newest checkpoint in output_dir; the final model is written to output_dir/model.`,
+  SPIN training of model_name_or_path on dataset_mixer ({path: fraction}) with the original config keys (beta, learning_rate, optim, num_train_epochs, per_device_train_batch_size, gradient_accumulation_steps, max_length, max_prompt_length, lr_scheduler_type, warmup_ratio, seed, output_dir, save_strategy, logging_steps, …). Resumes from the newest checkpoint in output_dir (refused, with the list of changes, when the settings differ from the checkpoint's; --allow_config_change=true resumes anyway and records them); the final model is written to output_dir/model.`,
   sft: `spin-native sft config.yaml [--key=value ...]
   Supervised fine-tuning on the real responses of dataset_mixer (same keys as train).`,
   iterate: `spin-native iterate config.yaml [--key=value ...]
@@ -35,15 +36,30 @@ const USAGE: Record<string, string> = {
   Held-out metrics: mean NLL of the real responses; with --opponent, the SPIN metrics against it.`,
   demo: `spin-native demo [--out=DIR] [--iterations=3]
   The SPIN demo on the embedded tiny model and data: SFT θ0 → SPIN iterations → table of held-out exact match, mean log-prob of the ground truth and reward margins, against continued SFT with the same number of updates.`,
-  launch: `spin-native launch --nproc-per-node=N [--nnodes=M --node-rank=R --master-addr=A --master-port=P] -- <command ...>
-  Starts N worker processes with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (torchrun-style), and OMP_NUM_THREADS = cores / N unless already set; output is prefixed by rank; if a rank fails the others are stopped and the exit code is non-zero.`,
+  launch: `spin-native launch --nproc-per-node=N [--nnodes=M --node-rank=R --master-addr=A --master-port=P --rdzv-id=ID] -- <command ...>
+  Starts N worker processes with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (torchrun-style), and OMP_NUM_THREADS = cores / N unless already set; output is prefixed by rank; if a rank fails the others are stopped and the exit code is non-zero. Each job has an id (--rdzv-id, SPIN_JOB_ID, or random for one node): a rank of another job on the same port is refused.`,
   info: `spin-native info
   libtorch version, threads, BLAS build and CUDA devices.`,
 };
 
 /** Raw rows (any shape) of one split of a source, file after file. */
-async function* streamRawRows(source: string, split: "train" | "test"): AsyncGenerator<{ raw: unknown }> {
+async function* streamRawRows(source: string, split: "train" | "test"): AsyncGenerator<RawRow> {
   for (const file of await resolveSplitFiles(source, split)) yield* readRows(file);
+}
+
+/** Creates an output folder before any work, so one that cannot be made fails at once, with the OS's reason. */
+async function makeOutputFolder(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    throw new SpinNativeError(`cannot create output folder ${dir}: ${(error as Error).message}`, "IO", "cli");
+  }
+}
+
+/** A run stopped by Ctrl-C: exit code 130 (as a shell reports a SIGINT), and how to go on. */
+function interrupted(what: string): void {
+  process.exitCode = 130;
+  process.stderr.write(`spin-native: interrupted: ${what}; re-run the same command to resume\n`);
 }
 
 function help(): string {
@@ -95,6 +111,7 @@ async function mixedRows(config: RawConfig, split: "train" | "test") {
 async function trainCommand(config: RawConfig, kind: "spin" | "sft"): Promise<void> {
   const modelDir = stringKey(config, "model_name_or_path", true);
   const outputDir = stringKey(config, "output_dir", true);
+  await makeOutputFolder(outputDir);
   const [{ CausalLM }, { Tokenizer }, { SftTrainer, SpinTrainer }, { Distributed }] = await Promise.all([
     import("./model.js"),
     import("./tokenizer.js"),
@@ -113,8 +130,9 @@ async function trainCommand(config: RawConfig, kind: "spin" | "sft"): Promise<vo
   trainer.on("step", (s) => progress.update(s.step, trainer.config.maxSteps || Math.ceil(rows.length / (trainer.config.perDeviceTrainBatchSize * trainer.config.gradientAccumulationSteps)) * trainer.config.numTrainEpochs, `loss ${s.metrics.loss?.toFixed(4)}`));
   const abort = new AbortController();
   process.once("SIGINT", () => abort.abort());
-  const result = await trainer.train(rows, { resumeFrom: "latest", signal: abort.signal });
-  progress.done(`${result.globalStep} updates`);
+  const result = await trainer.train(rows, { resumeFrom: "latest", signal: abort.signal, allowConfigChange: config.allow_config_change === true });
+  if (result.aborted) interrupted(`stopped after update ${result.globalStep}, checkpoint saved in ${outputDir}`);
+  else progress.done(`${result.globalStep} updates`);
   if (!result.aborted && (distributed?.isMain ?? true)) await model.save(path.join(outputDir, "model"));
   await distributed?.barrier();
   distributed?.destroy();
@@ -145,6 +163,7 @@ async function main(argv: string[]): Promise<void> {
         nodeRank: Number(option("node-rank") ?? 0),
         masterAddr: option("master-addr") ?? "127.0.0.1",
         masterPort: Number(option("master-port") ?? 29500),
+        ...(option("rdzv-id") ? { jobId: option("rdzv-id")! } : {}),
         command: rest.slice(separator + 1),
       });
       process.exitCode = result.exitCode;
@@ -180,15 +199,27 @@ async function main(argv: string[]): Promise<void> {
       const modelDir = stringKey(config, "model_name_or_path", true);
       const [{ CausalLM }, { Tokenizer }, { SelfPlayGenerator }] = await Promise.all([import("./model.js"), import("./tokenizer.js"), import("./generator.js")]);
       const split = stringKey(config, "split") ?? "train";
-      const rows: unknown[] = [];
-      for await (const { raw } of streamRawRows(stringKey(config, "input", true), split as "train" | "test")) rows.push(raw);
+      const outputDir = stringKey(config, "output_dir", true);
+      await makeOutputFolder(outputDir);
+      const rows: RawRow[] = [];
+      for await (const row of streamRawRows(stringKey(config, "input", true), split as "train" | "test")) rows.push(row);
       const model = await CausalLM.load(modelDir, loadOptions(config));
       const tokenizer = await Tokenizer.fromDir(modelDir);
-      const generator = new SelfPlayGenerator({ model, tokenizer, options: { ...generationOptions(config), split } });
+      const generator = new SelfPlayGenerator({ model, tokenizer, options: { ...generationOptions(config), split, rowLocation: (i) => rows[i]! } });
       const progress = createProgress("generate");
-      generator.on("progress", (p) => progress.update(p.rows, p.total, `${p.tokensPerSecond.toFixed(0)} tok/s`));
-      const summary = await generator.run(rows, stringKey(config, "output_dir", true));
-      progress.done(`${summary.rows} rows, EOS rate ${(100 * summary.eosRate).toFixed(1)}%`);
+      const abort = new AbortController();
+      process.once("SIGINT", () => abort.abort());
+      generator.on("progress", (p) => {
+        progress.update(p.rows, p.total, `${p.tokensPerSecond.toFixed(0)} tok/s`);
+        // Ctrl-C stops the run at this batch boundary: the rows written so far stay, and a re-run resumes after them. A second Ctrl-C kills at once.
+        abort.signal.throwIfAborted();
+      });
+      const summary = await generator.run(rows.map((r) => r.raw), outputDir).catch((error: unknown) => {
+        if (abort.signal.aborted) return null;
+        throw error;
+      });
+      if (summary === null) interrupted(`generation stopped, the rows written so far are kept in ${outputDir}`);
+      else progress.done(`${summary.rows} rows, EOS rate ${(100 * summary.eosRate).toFixed(1)}%`);
       model.dispose();
       return;
     }
@@ -199,17 +230,15 @@ async function main(argv: string[]): Promise<void> {
     case "iterate": {
       const runDir = stringKey(config, "output_dir", true);
       const schedule = iterationSchedule(config);
-      const rows: unknown[] = [];
+      await makeOutputFolder(runDir);
+      const rows: RawRow[] = [];
       const mixer = config.dataset_mixer;
       // SFT prompts: each source's first ⌊fraction·n⌋ rows (as the training mix subsamples), in order.
       const sources: [string, number][] =
         mixer && typeof mixer === "object" && !Array.isArray(mixer) ? Object.entries(mixer).map(([source, fraction]) => [source, Number(fraction)]) : [[stringKey(config, "input", true), 1]];
       for (const [source, fraction] of sources) {
-        if (!(fraction > 0 && fraction <= 1)) throw new SpinNativeError(`config: the dataset_mixer fraction of ${source} must be a number with 0 < fraction ≤ 1, got ${fraction}`, "INVALID_ARGUMENT", "config");
-      }
-      for (const [source, fraction] of sources) {
-        const raw: unknown[] = [];
-        for await (const row of streamRawRows(source, "train")) raw.push(row.raw);
+        const raw: RawRow[] = [];
+        for await (const row of streamRawRows(source, "train")) raw.push(row);
         rows.push(...raw.slice(0, fractionCount(fraction, raw.length)));
       }
       const { runPipeline } = await import("./pipeline.js");
@@ -220,20 +249,22 @@ async function main(argv: string[]): Promise<void> {
       const result = await runPipeline({
         runDir,
         baseModel: stringKey(config, "model_name_or_path", true),
-        sftRows: rows,
+        sftRows: rows.map((r) => r.raw),
         iterations: numberKey(config, "iterations") ?? 3,
         training: { ...trainingFields(config), logToConsole: true } as Partial<Omit<SpinConfig, "outputDir">>,
         ...(schedule ? { perIteration: schedule } : {}),
-        generation: generationOptions(config),
+        generation: { ...generationOptions(config), rowLocation: (i) => rows[i]! },
         previousFraction: numberKey(config, "previous_fraction") ?? 1,
         load: loadOptions(config),
         signal: abort.signal,
         log: (line) => console.log(line),
         onStage: () => writeReport(runDir).then(() => undefined),
         distributed,
+        allowConfigChange: config.allow_config_change === true,
       });
       distributed?.destroy();
-      console.log(result.aborted ? "stopped; re-run the same command to resume" : `done: ${result.finalModel}`);
+      if (result.aborted) interrupted(`stopped, the run folder ${runDir} keeps every finished stage`);
+      else console.log(`done: ${result.finalModel}`);
       return;
     }
     case "eval": {
@@ -259,8 +290,15 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+/**
+ * Calls whose INVALID_ARGUMENT errors are about the command line, the config or a command's
+ * arguments (exit code 2), not about the data or a run (1).
+ */
+const USAGE_CALLS = ["cli", "config", "launch", "convertDataset"];
+
+// Exit codes: 0 finished, 130 interrupted (set where a run stops on Ctrl-C), 2 usage, 1 any other error.
 main(process.argv.slice(2)).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`spin-native: ${message}\n`);
-  process.exit(error instanceof SpinNativeError && error.code === "INVALID_ARGUMENT" ? 2 : 1);
+  process.exit(error instanceof SpinNativeError && error.code === "INVALID_ARGUMENT" && USAGE_CALLS.includes(error.call) ? 2 : 1);
 });

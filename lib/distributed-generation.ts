@@ -1,9 +1,11 @@
 // Data-parallel self-play generation: the prompts (in the generator's seed-42 order) are cut
 // into one contiguous fraction per rank, each rank generates its fraction, and rank 0 merges
 // them in order. Row seeds follow the shuffled order, so the result equals a one-rank run.
+import path from "node:path";
 import { performance } from "node:perf_hooks";
 
 import type { Distributed } from "./distributed.js";
+import { lockRunFolder, runCommand } from "./io/run-lock.js";
 import { type GenerationProgress, SelfPlayGenerator, type SelfPlayGeneratorInit, mergeFractions } from "./generator.js";
 
 export interface DataParallelGeneration {
@@ -30,12 +32,40 @@ export async function generateDataParallel(
   onProgress?: (progress: GenerationProgress) => void,
 ): Promise<DataParallelGeneration> {
   const alone = !distributed || distributed.worldSize === 1;
-  const options = alone ? init.options : { ...init.options, fracLen: Math.ceil(sftRows.length / distributed.worldSize), dataFrac: distributed.rank };
-  const generator = new SelfPlayGenerator({ ...init, ...(options ? { options } : {}) });
+  if (alone) return generateAlone(init, sftRows, outDir, onProgress);
+  const options = { ...init.options, fracLen: Math.ceil(sftRows.length / distributed.worldSize), dataFrac: distributed.rank };
+  // Rank 0 holds the output folder for the whole job; every rank writes its fraction under it.
+  const lock = await lockRunFolder(path.join(outDir, options.split ?? "train"), runCommand("generateDataParallel"), distributed);
+  try {
+    return await generateFraction({ ...init, options, folderLocked: true }, sftRows, outDir, distributed, onProgress);
+  } finally {
+    lock?.release();
+  }
+}
+
+async function generateAlone(
+  init: SelfPlayGeneratorInit,
+  sftRows: readonly unknown[],
+  outDir: string,
+  onProgress?: (progress: GenerationProgress) => void,
+): Promise<DataParallelGeneration> {
+  const generator = new SelfPlayGenerator(init);
+  if (onProgress) generator.on("progress", onProgress);
+  const summary = await generator.run(sftRows, outDir);
+  return { rows: summary.rows, file: null, eosRate: summary.eosRate, meanGeneratedTokens: summary.meanGeneratedTokens, seconds: summary.seconds };
+}
+
+async function generateFraction(
+  init: SelfPlayGeneratorInit,
+  sftRows: readonly unknown[],
+  outDir: string,
+  distributed: Distributed,
+  onProgress?: (progress: GenerationProgress) => void,
+): Promise<DataParallelGeneration> {
+  const generator = new SelfPlayGenerator(init);
   if (onProgress) generator.on("progress", onProgress);
   const started = performance.now();
   const summary = await generator.run(sftRows, outDir);
-  if (alone) return { rows: summary.rows, file: null, eosRate: summary.eosRate, meanGeneratedTokens: summary.meanGeneratedTokens, seconds: summary.seconds };
   // The run's rows over all ranks (this sum also waits until every fraction is complete).
   const totals = await distributed.sum({
     generated: summary.generatedRows,

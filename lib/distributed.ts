@@ -19,6 +19,12 @@ export interface DistributedOptions {
    * name resolves to, as torch.distributed does.
    */
   singleNode?: boolean;
+  /**
+   * The job's id, the same on every rank (torchrun's rdzv_id): the rendezvous at
+   * masterAddr:masterPort refuses a rank of another job, so a second job started on a port in
+   * use fails alone. Default "none" (torchrun's default).
+   */
+  jobId?: string;
   /** Collectives (and the rendezvous) fail after this long without their peers. Default 1 800 000 ms (30 min, as torch.distributed): rank 0 alone saves checkpoints and evaluates while the others wait. */
   timeoutMs?: number;
   /** Gradient all-reduce bucket size in bytes (default 25 MiB, as DDP). */
@@ -89,7 +95,7 @@ export class Distributed {
     const timeoutMs = options.timeoutMs ?? 1_800_000;
     if (!(timeoutMs > 0)) throw new SpinNativeError(`distributed: timeoutMs must be positive, got ${timeoutMs}`, "INVALID_ARGUMENT", "distributed");
     const singleNode = options.singleNode ?? /^(127\.|localhost$|::1$)/.test(options.masterAddr);
-    await native.initProcessGroup({ ...options, localRank: options.localRank ?? 0, singleNode, timeoutMs });
+    await native.initProcessGroup({ ...options, localRank: options.localRank ?? 0, singleNode, timeoutMs, jobId: options.jobId ?? "none" });
     return new Distributed(options.rank, options.worldSize, options.localRank ?? 0, options.bucketBytes ?? 25 << 20, options.overlapGradients ?? true);
   }
 
@@ -101,8 +107,9 @@ export class Distributed {
   };
 
   /**
-   * Joins from RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (as torchrun and
-   * `spin-native launch` set them); null when WORLD_SIZE is unset or 1.
+   * Joins from RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT and the job id
+   * SPIN_JOB_ID or else TORCHELASTIC_RUN_ID (as `spin-native launch` and torchrun set them);
+   * null when WORLD_SIZE is unset or 1.
    */
   static async fromEnv(
     env: NodeJS.ProcessEnv = process.env,
@@ -118,7 +125,17 @@ export class Distributed {
     const localRank = Number(env.LOCAL_RANK ?? 0);
     const masterAddr = env.MASTER_ADDR ?? "127.0.0.1";
     const singleNode = env.LOCAL_WORLD_SIZE !== undefined ? Number(env.LOCAL_WORLD_SIZE) === worldSize : undefined;
-    return Distributed.init({ rank, worldSize, localRank, masterAddr, masterPort, ...(singleNode !== undefined ? { singleNode } : {}), ...options });
+    const jobId = env.SPIN_JOB_ID || env.TORCHELASTIC_RUN_ID;
+    return Distributed.init({
+      rank,
+      worldSize,
+      localRank,
+      masterAddr,
+      masterPort,
+      ...(singleNode !== undefined ? { singleNode } : {}),
+      ...(jobId ? { jobId } : {}),
+      ...options,
+    });
   }
 
   get isMain(): boolean {

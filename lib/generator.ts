@@ -51,14 +51,16 @@ import { performance } from "node:perf_hooks";
 import { parquetReadObjects } from "hyparquet";
 import { parquetWriteBuffer } from "hyparquet-writer";
 
-import { type ChatMessage, type SpinRow, toSpinRow } from "./data/rows.js";
+import { type ChatMessage, type RowLocation, type SpinRow, locateRow, toSpinRow } from "./data/rows.js";
 import { SpinNativeError } from "./errors.js";
 import type { Generation, GenerateOptions } from "./generation.js";
 import { writeFileAtomic } from "./io/atomic.js";
+import { RunLock, runCommand } from "./io/run-lock.js";
 import { permutation } from "./random.js";
 import { scope } from "./memory.js";
 import type { CausalLM } from "./model.js";
 import type { SpinTextOptions, Tokenizer } from "./tokenizer.js";
+import { type NumberRule, describeRule, fitsRule, showValue } from "./training/config.js";
 
 /** Options of {@link SelfPlayGenerator}. Defaults are the original generate.py's where it had the option. */
 /**
@@ -108,12 +110,19 @@ export interface SelfPlayOptions
   shuffleSeed?: number;
   /** Names the input in error messages (e.g. its file). */
   inputName?: string;
+  /**
+   * Where input row i came from (e.g. its file and line, for rows read from several files),
+   * named by errors about the row. Default: `{ file: inputName, row: i }`.
+   */
+  rowLocation?: (row: number) => RowLocation;
 }
 
 export interface SelfPlayGeneratorInit {
   model: CausalLM;
   tokenizer: Tokenizer;
   options?: SelfPlayOptions;
+  /** @internal The caller holds the output folder's lock for a whole job (data-parallel generation). */
+  folderLocked?: boolean;
 }
 
 /** After every batch: where the fraction stands. */
@@ -227,6 +236,36 @@ interface Resolved {
   format: "jsonl" | "parquet";
   shuffleSeed: number;
   inputName: string;
+  rowLocation: (row: number) => RowLocation;
+}
+
+/** Sampling options' ranges (model.generate's; native/sampling.cc refuses the same, but only once decoding starts). */
+const SAMPLING_RULES: Record<"temperature" | "topK" | "topP" | "minP" | "repetitionPenalty", NumberRule> = {
+  temperature: { min: 0 },
+  topK: { integer: true, min: 0 },
+  topP: { min: 0, max: 1, minOpen: true },
+  minP: { min: 0, max: 1 },
+  repetitionPenalty: { min: 0, minOpen: true },
+};
+
+/** Checks the sampling options, the token ids and the flags: every value of the wrong type or out of range, naming the option. */
+function checkSampling(o: SelfPlayOptions): void {
+  for (const [name, rule] of Object.entries(SAMPLING_RULES) as [keyof typeof SAMPLING_RULES, NumberRule][]) {
+    const value = o[name];
+    if (value !== undefined && !fitsRule(value, rule)) throw invalid(`${CALL}: ${name} must be ${describeRule(rule)}, got ${showValue(value)}`);
+  }
+  if (o.doSample === true && o.temperature === 0) throw invalid(`${CALL}: temperature must be > 0 when doSample is true, got 0`);
+  for (const name of ["doSample", "keepStopSequences", "lengthSortedBatching"] as const) {
+    if (o[name] !== undefined && typeof o[name] !== "boolean") throw invalid(`${CALL}: ${name} must be true or false, got ${showValue(o[name])}`);
+  }
+  const tokenIds = (value: unknown) => Array.isArray(value) && value.every((id) => Number.isSafeInteger(id) && (id as number) >= 0);
+  // An empty eosTokenIds is allowed: rows then end at maxNewTokens or a stop sequence.
+  if (o.eosTokenIds !== undefined && !tokenIds(o.eosTokenIds)) throw invalid(`${CALL}: eosTokenIds must be a list of token ids (integers ≥ 0), got ${showValue(o.eosTokenIds)}`);
+  if (o.stopSequences !== undefined && !(Array.isArray(o.stopSequences) && o.stopSequences.every((q) => (typeof q === "string" && q !== "") || (tokenIds(q) && q.length > 0)))) {
+    throw invalid(`${CALL}: stopSequences must be a list of non-empty strings or token id lists, got ${showValue(o.stopSequences)}`);
+  }
+  if (o.inputName !== undefined && typeof o.inputName !== "string") throw invalid(`${CALL}: inputName must be a string, got ${showValue(o.inputName)}`);
+  if (o.rowLocation !== undefined && typeof o.rowLocation !== "function") throw invalid(`${CALL}: rowLocation must be a function`);
 }
 
 function resolveOptions(o: SelfPlayOptions, tokenizer: Tokenizer): Resolved {
@@ -240,6 +279,7 @@ function resolveOptions(o: SelfPlayOptions, tokenizer: Tokenizer): Resolved {
     if (!allowed.includes(v)) throw invalid(`${CALL}: ${name} must be ${allowed.map((a) => `"${a}"`).join(" or ")}, got ${JSON.stringify(value)}`);
     return v;
   };
+  checkSampling(o);
   const split = o.split ?? "train";
   if (typeof split !== "string" || !/^[A-Za-z0-9_][A-Za-z0-9_.]*$/.test(split)) {
     throw invalid(`${CALL}: split must be a plain name (letters, digits, '_', '.'), got ${JSON.stringify(o.split)}`);
@@ -274,6 +314,7 @@ function resolveOptions(o: SelfPlayOptions, tokenizer: Tokenizer): Resolved {
     format: oneOf("format", o.format, ["jsonl", "parquet"] as const),
     shuffleSeed: int("shuffleSeed", o.shuffleSeed, 42, 0),
     inputName: o.inputName ?? "rows",
+    rowLocation: o.rowLocation ?? ((row) => ({ file: o.inputName ?? "rows", row })),
   };
 }
 
@@ -565,12 +606,14 @@ export class SelfPlayGenerator {
   readonly tokenizer: Tokenizer;
   readonly options: Readonly<Resolved>;
   readonly #events = new EventEmitter();
+  readonly #folderLocked: boolean;
 
   constructor(init: SelfPlayGeneratorInit) {
     if (!init || typeof init !== "object" || !init.model || !init.tokenizer) throw new TypeError(`${CALL}: expected {model, tokenizer, options?}`);
     this.model = init.model;
     this.tokenizer = init.tokenizer;
     this.options = resolveOptions(init.options ?? {}, init.tokenizer);
+    this.#folderLocked = init.folderLocked ?? false;
   }
 
   on<K extends keyof GeneratorEvents>(event: K, listener: (payload: GeneratorEvents[K]) => void): this {
@@ -621,9 +664,9 @@ export class SelfPlayGenerator {
     if (!Array.isArray(sftRows)) throw new TypeError(`${CALL}: rows must be an array`);
     if (sftRows.length === 0) throw invalid(`${CALL}: no prompts: the input (${o.inputName}) is empty`);
     const converted = sftRows.map((raw, i) => {
-      const row = toSpinRow(raw, { file: o.inputName, row: i });
+      const row = toSpinRow(raw, o.rowLocation(i));
       const prompt = row.real.slice(0, -1);
-      if (!prompt.some((m) => m.role === "user")) throw invalid(`${o.inputName}: row ${i}: the prompt has no user turn`);
+      if (!prompt.some((m) => m.role === "user")) throw invalid(`${locateRow(o.rowLocation(i))}: the prompt has no user turn`);
       return row;
     });
     const n = converted.length;
@@ -642,7 +685,7 @@ export class SelfPlayGenerator {
       const source = order[global]!;
       const row = converted[source]!;
       const prompt = row.real.slice(0, -1);
-      const where = `${o.inputName}: row ${source}`;
+      const where = locateRow(o.rowLocation(source));
       let text: string;
       try {
         text = this.promptText(prompt);
@@ -795,11 +838,21 @@ export class SelfPlayGenerator {
    *   of other inputs, settings or weights; `IO` for unreadable output.
    */
   async run(sftRows: readonly unknown[], outDir: string): Promise<GenerationSummary> {
+    const dir = path.join(outDir, this.options.split);
+    // One writer per output folder (another run is refused, naming it: lib/io/run-lock.ts).
+    const lock = this.#folderLocked ? null : await RunLock.acquire(dir, runCommand(`${CALL}.run`));
+    try {
+      return await this.#run(sftRows, dir);
+    } finally {
+      lock?.release();
+    }
+  }
+
+  async #run(sftRows: readonly unknown[], dir: string): Promise<GenerationSummary> {
     const o = this.options;
     const t0 = performance.now();
     const plan = this.#plan(sftRows);
     const hashes = this.#hashes(plan);
-    const dir = path.join(outDir, o.split);
     await mkdir(dir, { recursive: true });
     const output = new FractionOutput(dir, o.split, plan.fraction, o.format);
     const meta: Meta = {

@@ -1,9 +1,11 @@
 // The launcher (`spin-native launch`, torchrun-like): starts one worker process per local
-// rank with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set, prefixes their
+// rank with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT and SPIN_JOB_ID (the job's
+// id, which the rendezvous checks so that two jobs never join each other) set, prefixes their
 // output by rank, forwards SIGINT/SIGTERM, and when any rank fails kills the others and
 // reports which rank failed. Like torchrun, it splits the cores between the local ranks
 // (OMP_NUM_THREADS) unless told otherwise: ranks that each take every core slow each other down.
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import os from "node:os";
 import readline from "node:readline";
 
@@ -15,6 +17,13 @@ export interface LaunchOptions {
   nodeRank?: number;
   masterAddr?: string;
   masterPort?: number;
+  /**
+   * The job's id (torchrun's --rdzv-id), given to every worker as SPIN_JOB_ID: the rendezvous
+   * refuses a rank of another job. Default: SPIN_JOB_ID or else TORCHELASTIC_RUN_ID of the
+   * environment, else a random id. Several nodes need the same id on each: with nnodes > 1
+   * one must be given.
+   */
+  jobId?: string;
   /** The command and its arguments, run once per local rank. */
   command: string[];
   /** Receives each worker's output line, prefixed "[rank r] ". Default: this process's stdout/stderr. */
@@ -37,6 +46,11 @@ export function launch(options: LaunchOptions): Promise<LaunchResult> {
     throw new SpinNativeError("launch: --nproc-per-node must be a positive integer", "INVALID_ARGUMENT", "launch");
   }
   if (options.command.length === 0) throw new SpinNativeError("launch: no command to run (put it after --)", "INVALID_ARGUMENT", "launch");
+  const env = { ...process.env, ...options.env };
+  const jobId = options.jobId ?? (env.SPIN_JOB_ID || env.TORCHELASTIC_RUN_ID || (nnodes === 1 ? randomBytes(8).toString("hex") : ""));
+  if (!jobId) {
+    throw new SpinNativeError("launch: a job on several nodes needs the same job id on each: give --rdzv-id=ID or set SPIN_JOB_ID", "INVALID_ARGUMENT", "launch");
+  }
   const write = options.onLine ?? ((line, _rank, stream) => (stream === "stdout" ? process.stdout : process.stderr).write(line + "\n"));
   const children: ChildProcess[] = [];
   let failed: LaunchResult["failed"] = null;
@@ -60,8 +74,8 @@ export function launch(options: LaunchOptions): Promise<LaunchResult> {
         stdio: ["ignore", "pipe", "pipe"],
         env: {
           OMP_NUM_THREADS: threads,
-          ...process.env,
-          ...options.env,
+          ...env,
+          SPIN_JOB_ID: jobId,
           RANK: String(rank),
           LOCAL_RANK: String(local),
           WORLD_SIZE: String(world),

@@ -9,6 +9,7 @@ import { type GenerateOptions, type GenerateResult, type StreamedToken, generate
 import { SpinNativeError } from "./errors.js";
 import { writeDirAtomic, writeFileAtomic } from "./io/atomic.js";
 import { type ModelConfig, parseModelConfig } from "./model-config.js";
+import { ModelUsage } from "./model-usage.js";
 import { native } from "./native.js";
 import { type SaveCheckpointOptions, loadCheckpointTensors, saveCheckpointTensors } from "./safetensors.js";
 import { Tensor } from "./tensor.js";
@@ -19,6 +20,13 @@ export interface LoadModelOptions {
   device?: string;
   /** Parameter dtype (default float32; the checkpoint's torch_dtype is converted). */
   dtype?: DType;
+  /**
+   * Memory-map the weights instead of copying them into memory the process owns (default
+   * false): a faster load, for read-only checkpoints only. Parameters left in the file's dtype
+   * on CPU then read the file itself: rewriting it in place changes the live model, and
+   * truncating it crashes the process (SIGBUS) at its next forward pass.
+   */
+  mmap?: boolean;
 }
 
 export interface ForwardOptions {
@@ -103,6 +111,9 @@ function normaliseNames(config: ModelConfig, tensors: Record<string, Tensor>): R
 
 /** A causal language model in native code: Llama, Mistral, Qwen2 or GPT-2, with Hugging Face weight names. */
 export class CausalLM implements Disposable {
+  /** @internal Who is using the parameters (lib/model-usage.ts): conflicting calls are refused. */
+  readonly usage = new ModelUsage();
+
   private constructor(
     private readonly native: NativeModel,
     /** Normalised architecture settings. */
@@ -125,7 +136,7 @@ export class CausalLM implements Disposable {
     const generationConfig = (await readJson(path.join(dir, "generation_config.json"), false)) as Record<string, unknown> | null;
     const dtype = options.dtype ?? "float32";
     const device = options.device ?? "cpu";
-    const tensors = normaliseNames(config, await loadCheckpointTensors(dir, { dtype, device }));
+    const tensors = normaliseNames(config, await loadCheckpointTensors(dir, { dtype, device, mmap: options.mmap ?? false }));
     return CausalLM.fromTensors(config, tensors, { hfConfig, generationConfig, sourceDir: dir, dtype, device });
   }
 
@@ -151,12 +162,13 @@ export class CausalLM implements Disposable {
 
   /** Logits [B, T, vocab] (or [B, K, vocab] with `logitsAt`). */
   forward(ids: Tensor, attentionMask: Tensor, options: ForwardOptions = {}): Tensor {
-    return new Tensor(this.native.forward(...this.#forwardArgs(ids, attentionMask, options)));
+    return this.usage.readSync("model.forward", () => new Tensor(this.native.forward(...this.#forwardArgs(ids, attentionMask, options))));
   }
 
   /** {@link forward} on a worker thread. */
   async forwardAsync(ids: Tensor, attentionMask: Tensor, options: ForwardOptions = {}): Promise<Tensor> {
-    return new Tensor(await this.native.forwardAsync(...this.#forwardArgs(ids, attentionMask, options)));
+    const args = this.#forwardArgs(ids, attentionMask, options);
+    return new Tensor(await this.usage.read("model.forwardAsync", () => this.native.forwardAsync(...args)));
   }
 
   #forwardArgs(ids: Tensor, attentionMask: Tensor, o: ForwardOptions) {
@@ -177,12 +189,13 @@ export class CausalLM implements Disposable {
    */
   async logprobs(ids: Tensor, attentionMask: Tensor, labels: Tensor, options: { checkpoint?: boolean } = {}): Promise<ResponseLogprobs> {
     const call = "model.logprobs";
-    const out = await this.native.logprobs(
+    const args = [
       Tensor.handleOf(ids, call, "ids"),
       Tensor.handleOf(attentionMask, call, "attentionMask"),
       Tensor.handleOf(labels, call, "labels"),
       options.checkpoint ?? false,
-    );
+    ] as const;
+    const out = await this.usage.read(call, () => this.native.logprobs(...args));
     return { sum: new Tensor(out.sum), tokens: new Tensor(out.tokens), logitMean: new Tensor(out.logitMean) };
   }
 
@@ -192,12 +205,22 @@ export class CausalLM implements Disposable {
    * generation_config.json.
    */
   generate(prompts: (string | number[])[], options: GenerateOptions = {}): Promise<GenerateResult> {
-    return generate(this, prompts, options);
+    return this.usage.read("model.generate", () => generate(this, prompts, options));
   }
 
   /** {@link generate} as a stream of tokens (row, token) as they are produced. */
   generateStream(prompts: (string | number[])[], options: GenerateOptions = {}): AsyncGenerator<StreamedToken, GenerateResult> {
-    return streamGenerate(this, prompts, options);
+    const usage = this.usage;
+    const model = this;
+    // The read starts at the first next() and ends with the stream (also when it is returned early).
+    return (async function* () {
+      const end = usage.beginRead("model.generateStream");
+      try {
+        return yield* streamGenerate(model, prompts, options);
+      } finally {
+        end();
+      }
+    })();
   }
 
   /** The parameters by Hugging Face name: live tensors (in-place updates change the model). Dispose the handles when done. */
@@ -217,6 +240,10 @@ export class CausalLM implements Disposable {
    */
   async save(dir: string, options: SaveCheckpointOptions & { dtype?: DType } = {}): Promise<void> {
     const dtype = options.dtype ?? this.dtype;
+    await this.usage.read("model.save", () => this.#save(dir, dtype, options));
+  }
+
+  async #save(dir: string, dtype: DType, options: SaveCheckpointOptions): Promise<void> {
     await writeDirAtomic(dir, async (temp) => {
       const parameters = this.parameters();
       const tensors: Record<string, Tensor> = {};
@@ -244,7 +271,9 @@ export class CausalLM implements Disposable {
     });
   }
 
+  /** Frees the weights; refused while a call or a training run still uses the model. */
   dispose(): void {
+    this.usage.assertIdle("model.dispose");
     this.native.dispose();
   }
   [Symbol.dispose](): void {

@@ -1,7 +1,11 @@
 // The raw native binding's types (native/addon.cc), declared once and emitted with the
 // package's declarations. lib/native.ts is the only door to the binding itself.
 
-/** Codes of SpinNativeError; native/errors.cc ErrorCodeName spells the same list. */
+/**
+ * Codes of SpinNativeError; native/errors.cc ErrorCodeName spells the native ones. BUSY (a
+ * model in use by another call) and LOCKED (an output folder held by another run) come from
+ * lib/ only.
+ */
 export type ErrorCode =
   | "SHAPE_MISMATCH"
   | "DTYPE"
@@ -10,7 +14,9 @@ export type ErrorCode =
   | "DISPOSED"
   | "IO"
   | "INVALID_ARGUMENT"
-  | "TORCH";
+  | "TORCH"
+  | "BUSY"
+  | "LOCKED";
 
 /** Element types a tensor can hold. */
 export type DType = "float32" | "float64" | "float16" | "bfloat16" | "int32" | "int64" | "uint8" | "bool";
@@ -264,6 +270,8 @@ export interface NativeBinding {
     records: SafetensorsRecordInput[],
     dtype: DType | null,
     device: string | null,
+    /** Views of a private mapping instead of owned copies (see LoadOptions.mmap). */
+    mmap: boolean,
   ): Promise<[string, NativeTensor][]>;
   writeSafetensors(path: string, header: Uint8Array, tensors: NativeTensor[]): Promise<void>;
   createOptimizer(model: NativeModel, options: NativeOptimizerOptions): NativeOptimizer;
@@ -283,7 +291,17 @@ export interface NativeBinding {
     options: NativeGenerateOptions,
     onTokens?: (rows: number[], tokens: number[]) => void,
   ): Promise<NativeGenerateResult>;
-  initProcessGroup(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; localRank: number; singleNode: boolean; timeoutMs: number }): Promise<void>;
+  initProcessGroup(options: {
+    rank: number;
+    worldSize: number;
+    masterAddr: string;
+    masterPort: number;
+    localRank: number;
+    singleNode: boolean;
+    timeoutMs: number;
+    /** Every rank of the job gives the same id; the rendezvous refuses a rank of another job. */
+    jobId: string;
+  }): Promise<void>;
   destroyProcessGroup(): void;
   allReduce(tensor: NativeTensor, op: "sum" | "avg" | "max"): Promise<void>;
   broadcast(tensor: NativeTensor, root: number): Promise<void>;

@@ -1,19 +1,45 @@
 // The optimizer over a CausalLM's parameters (native/optim.cc): RMSprop, as the original
 // SPIN runs, or AdamW; PyTorch's update formulas; global grad-norm clipping.
+import { SpinNativeError } from "./errors.js";
 import type { NativeOptimizer, NativeOptimizerOptions } from "./native-types.js";
 import type { CausalLM } from "./model.js";
 import { native } from "./native.js";
 import { Tensor } from "./tensor.js";
+import { type NumberRule, describeRule, fitsRule, showValue } from "./training/config.js";
 
 /** Optimizer kind and hyper-parameters (RMSprop alpha 0.99, AdamW betas 0.9/0.999, eps 1e-8, weight decay 0 by default). */
 export type OptimizerOptions = NativeOptimizerOptions;
 
+const OPTION_RULES: Record<"alpha" | "beta1" | "beta2" | "eps" | "weightDecay", NumberRule> = {
+  alpha: { min: 0, max: 1, maxOpen: true },
+  beta1: { min: 0, max: 1, maxOpen: true },
+  beta2: { min: 0, max: 1, maxOpen: true },
+  eps: { min: 0, minOpen: true },
+  weightDecay: { min: 0 },
+};
+
 export class Optimizer {
   readonly #native: NativeOptimizer;
+  readonly #model: CausalLM;
 
-  /** Makes every parameter of `model` trainable (requiresGrad) and allocates the optimizer state. */
+  /**
+   * Makes every parameter of `model` trainable (requiresGrad) and allocates the optimizer state.
+   *
+   * @throws SpinNativeError `INVALID_ARGUMENT` naming the option: an unknown kind, alpha or a
+   *   beta outside [0, 1), eps not > 0, weightDecay not ≥ 0 (non-finite values included).
+   */
   constructor(model: CausalLM, options: OptimizerOptions) {
+    if (options.kind !== "rmsprop" && options.kind !== "adamw") {
+      throw new SpinNativeError(`optimizer: kind must be "rmsprop" or "adamw", got ${showValue(options.kind)}`, "INVALID_ARGUMENT", "optimizer");
+    }
+    for (const [name, rule] of Object.entries(OPTION_RULES) as [keyof typeof OPTION_RULES, NumberRule][]) {
+      const value = options[name];
+      if (value !== undefined && !fitsRule(value, rule)) {
+        throw new SpinNativeError(`optimizer: ${name} must be ${describeRule(rule)}, got ${showValue(value)}`, "INVALID_ARGUMENT", "optimizer");
+      }
+    }
     this.#native = native.createOptimizer(model.nativeHandle, options);
+    this.#model = model;
   }
 
   /** Updates done so far. */
@@ -25,9 +51,19 @@ export class Optimizer {
    * Clips gradients to `maxGradNorm` (0: no clipping), updates the parameters and frees the
    * gradients. Returns the norm before clipping; `applied` is false (and nothing changed)
    * when it was not finite.
+   *
+   * @throws TypeError when `lr` or `maxGradNorm` is not a number; SpinNativeError
+   *   `INVALID_ARGUMENT` when either is negative or not finite, before anything changes (such
+   *   an update would leave every weight non-finite).
    */
-  step(lr: number, maxGradNorm: number): Promise<{ gradNorm: number; applied: boolean }> {
-    return this.#native.step(lr, maxGradNorm);
+  async step(lr: number, maxGradNorm: number): Promise<{ gradNorm: number; applied: boolean }> {
+    for (const [name, value] of [["lr", lr], ["maxGradNorm", maxGradNorm]] as const) {
+      if (typeof value !== "number") throw new TypeError(`optimizer.step: ${name} must be a number, got ${typeof value}`);
+      if (!(Number.isFinite(value) && value >= 0)) {
+        throw new SpinNativeError(`optimizer.step: ${name} must be a finite number ≥ 0, got ${value}`, "INVALID_ARGUMENT", "optimizer.step");
+      }
+    }
+    return this.#model.usage.update("Optimizer.step", () => this.#native.step(lr, maxGradNorm));
   }
 
   /** The state tensors ("<param>.square_avg", …), live: dispose the handles when done. */

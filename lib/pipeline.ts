@@ -3,7 +3,7 @@
 // A run folder records every finished stage in run.json, so re-running the same command
 // after a crash resumes at the exact stage: generation resumes at its last written row,
 // training at its last checkpoint, and finished work is never redone.
-import { copyFile, mkdir, readFile, readdir, rm } from "node:fs/promises";
+import { copyFile, readFile, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 
 import { readSpinRows } from "./data/dataset-read.js";
@@ -13,6 +13,7 @@ import type { Distributed } from "./distributed.js";
 import { generateDataParallel } from "./distributed-generation.js";
 import type { GenerationSummary, SelfPlayOptions } from "./generator.js";
 import { writeFileAtomic } from "./io/atomic.js";
+import { lockRunFolder, runCommand } from "./io/run-lock.js";
 import { CausalLM, type LoadModelOptions } from "./model.js";
 import { Tokenizer } from "./tokenizer.js";
 import { type Metrics, SpinTrainer, type SpinConfig } from "./trainer.js";
@@ -38,6 +39,8 @@ export interface PipelineOptions {
   evaluate?: (model: CausalLM, tokenizer: Tokenizer, label: string) => Promise<Metrics>;
   load?: LoadModelOptions;
   signal?: AbortSignal;
+  /** Resume a training stage even when its settings changed (TrainOptions.allowConfigChange). */
+  allowConfigChange?: boolean;
   /** Progress lines (stage starts and ends). */
   log?: (line: string) => void;
   /** Called after every finished stage (e.g. to refresh report.html). */
@@ -106,7 +109,16 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   if (options.iterations < 1) throw new SpinNativeError("pipeline: iterations must be >= 1", "INVALID_ARGUMENT", "pipeline");
   const dist = options.distributed ?? null;
   const main = !dist || dist.isMain;
-  await mkdir(options.runDir, { recursive: true });
+  // One run per run folder (another writer is refused, naming it: lib/io/run-lock.ts).
+  const lock = await lockRunFolder(options.runDir, runCommand("runPipeline"), dist);
+  try {
+    return await runStages(options, log, dist, main);
+  } finally {
+    lock?.release();
+  }
+}
+
+async function runStages(options: PipelineOptions, log: (line: string) => void, dist: Distributed | null, main: boolean): Promise<PipelineResult> {
   const state = await readState(options.runDir, options);
   // Every rank keeps the same state in memory; rank 0 writes it.
   const save = async () => {
@@ -158,7 +170,11 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
       log(`iteration ${t}: training on ${rows.length} pairs from ${current}`);
       const result = await withModel(current, async (model) => {
         const trainer = new SpinTrainer({ model, tokenizer, distributed: dist, config: { ...options.training, ...options.perIteration?.[t], outputDir: paths.train } });
-        const trained = await trainer.train(rows, { resumeFrom: "latest", signal: options.signal });
+        const trained = await trainer.train(rows, {
+          resumeFrom: "latest",
+          ...(options.signal ? { signal: options.signal } : {}),
+          ...(options.allowConfigChange ? { allowConfigChange: true } : {}),
+        });
         if (!trained.aborted && main) await model.save(paths.model);
         await dist?.barrier();
         return trained;

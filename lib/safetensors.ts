@@ -1,6 +1,6 @@
 // safetensors files: the header is parsed and validated here (hostile input: every length,
-// dtype, shape and range is checked before use), the tensor bytes are mapped and written by
-// native/safetensors.cc, which checks every range against the file again.
+// dtype, shape and range is checked before use), the tensor bytes are read (or mapped) and
+// written by native/safetensors.cc, which checks every range against the file again.
 import { open, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 
@@ -129,12 +129,21 @@ export interface LoadOptions {
   /** Convert floating-point tensors to this dtype (integer tensors keep theirs). */
   dtype?: DType;
   device?: string;
+  /**
+   * Memory-map the file instead of reading it (default false): loading is nearly free, but
+   * CPU tensors kept in the file's dtype stay views of the file. Only for files nothing
+   * writes while they are in use: rewriting the file in place changes the loaded tensors, and
+   * truncating it kills the process (SIGBUS) when they are next read. (Replacing the file by a
+   * rename, as every save here does, is safe.) Without it the bytes are copied into memory the
+   * process owns, and a file that changes during the load is an IO error.
+   */
+  mmap?: boolean;
 }
 
-/** Loads every tensor of one safetensors file; float32 data on CPU is memory-mapped, not copied. */
+/** Loads every tensor of one safetensors file, into memory the process owns unless `mmap` is set. */
 export async function loadSafetensors(file: string, options: LoadOptions = {}): Promise<Record<string, Tensor>> {
   const header = await readSafetensorsHeader(file);
-  const pairs = await native.mapSafetensors(file, header.dataStart, header.records, options.dtype ?? null, options.device ?? null);
+  const pairs = await native.mapSafetensors(file, header.dataStart, header.records, options.dtype ?? null, options.device ?? null, options.mmap ?? false);
   return Object.fromEntries(pairs.map(([name, handle]) => [name, new Tensor(handle)]));
 }
 

@@ -69,6 +69,9 @@ Napi::Value InitProcessGroup(const Napi::CallbackInfo& info) {
     options.port = o.Get("masterPort").ToNumber().Int32Value();
     options.local_rank = o.Get("localRank").IsNumber() ? o.Get("localRank").ToNumber().Int32Value() : 0;
     options.single_node = o.Get("singleNode").ToBoolean();
+    const Napi::Value job_id = o.Get("jobId");
+    if (!job_id.IsString() || job_id.As<Napi::String>().Utf8Value().empty()) args.Fail(0, "options.jobId", "a non-empty string");
+    options.job_id = job_id.As<Napi::String>().Utf8Value();
     options.timeout = std::chrono::milliseconds(o.Get("timeoutMs").IsNumber() ? o.Get("timeoutMs").ToNumber().Int64Value() : 1800000);
     // c10d reads a zero timeout as "wait forever".
     if (options.timeout.count() <= 0) throw SpinError(ErrorCode::kInvalidArgument, "timeoutMs must be positive");

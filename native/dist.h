@@ -13,7 +13,7 @@ namespace spin {
 // The c10d backends this build has: "gloo" (CPU tensors), "nccl" (CUDA tensors).
 std::vector<std::string> DistributedBackends();
 
-// initProcessGroup({rank, worldSize, masterAddr, masterPort, localRank, timeoutMs}) -> Promise<void>
+// initProcessGroup({rank, worldSize, masterAddr, masterPort, localRank, singleNode, timeoutMs, jobId}) -> Promise<void>
 Napi::Value InitProcessGroup(const Napi::CallbackInfo& info);
 Napi::Value DestroyProcessGroup(const Napi::CallbackInfo& info);
 // allReduce(tensor, "sum" | "avg" | "max") -> Promise<void> (in place)

@@ -3,6 +3,11 @@
 #include <ATen/ATen.h>
 #include <torch/version.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <mutex>
 
@@ -31,20 +36,101 @@ void RequireBackend() {
 namespace {
 std::mutex g_mutex;
 std::shared_ptr<ProcessGroup> g_current;
-}  // namespace
 
-ProcessGroup::ProcessGroup(const GroupOptions& options) : options_(options) {
+std::vector<uint8_t> Bytes(const std::string& text) { return {text.begin(), text.end()}; }
+
+// Whether a socket on this machine holds `port`: a bind as the store's server makes it (any
+// address, SO_REUSEADDR), on IPv6 (dual-stack) and IPv4.
+bool PortInUse(int port) {
+  for (const int family : {AF_INET6, AF_INET}) {
+    const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    const int on = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    int bound;
+    if (family == AF_INET6) {
+      sockaddr_in6 address{};
+      address.sin6_family = AF_INET6;
+      address.sin6_port = htons(static_cast<uint16_t>(port));
+      address.sin6_addr = in6addr_any;
+      bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+    } else {
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_port = htons(static_cast<uint16_t>(port));
+      address.sin_addr.s_addr = htonl(INADDR_ANY);
+      bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+    }
+    const bool in_use = bound != 0 && errno == EADDRINUSE;
+    ::close(fd);
+    if (in_use) return true;
+  }
+  return false;
+}
+
+const char kJobKey[] = "spin/job";
+
+// The rendezvous store, seen through this job's prefix. Rank 0 hosts it and publishes the job
+// id first; every other rank compares that id with its own before writing any key, so a rank
+// of a second job started on the same port leaves the first job untouched.
+c10::intrusive_ptr<c10d::Store> JoinJob(const GroupOptions& options) {
+  const std::string port = std::to_string(options.port);
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<uint16_t>(options.port);
   store_options.isServer = options.rank == 0;
-  store_options.numWorkers = options.world;
+  // No numWorkers: c10d would count every client that connects, another job's ranks included;
+  // the ranks of this job are counted under its prefix below.
+  store_options.waitWorkers = false;
   store_options.timeout = options.timeout;
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
   // libtorch 2.4 made a libuv server the default; the classic one keeps the store independent
   // of which libuv the process (Node's own) resolved first.
   store_options.useLibUV = false;
 #endif
-  store_ = c10::make_intrusive<c10d::TCPStore>(options.address, store_options);
+  c10::intrusive_ptr<c10d::Store> store;
+  try {
+    store = c10::make_intrusive<c10d::TCPStore>(options.address, store_options);
+  } catch (const std::exception&) {
+    // The server could not listen: the job that holds the port must not notice this one.
+    if (options.rank == 0 && PortInUse(options.port)) {
+      throw SpinError(ErrorCode::kIO, "port " + port + " is in use (another job?): choose another --master-port");
+    }
+    throw;
+  }
+  if (options.rank == 0) {
+    store->set(kJobKey, Bytes(options.job_id));
+  } else {
+    const std::vector<uint8_t> value = store->get(kJobKey);  // waits for rank 0, up to the timeout
+    const std::string owner(value.begin(), value.end());
+    if (owner != options.job_id) {
+      throw SpinError(ErrorCode::kIO, options.address + ":" + port + " belongs to another job (id " + owner +
+                                          "); this rank's job is " + options.job_id + ": use another --master-port");
+    }
+  }
+  auto job = c10::make_intrusive<c10d::PrefixStore>("spin/" + options.job_id, store);
+  // Rank 0 waits for every rank before going on, as c10d's own count of workers made it do.
+  if (options.rank != 0) {
+    job->set("joined/" + std::to_string(options.rank), Bytes("1"));
+  } else if (options.world > 1) {
+    std::vector<std::string> ranks;
+    for (int r = 1; r < options.world; ++r) ranks.push_back("joined/" + std::to_string(r));
+    try {
+      job->wait(ranks, options.timeout);
+    } catch (const std::exception&) {
+      std::string missing;
+      for (int r = 1; r < options.world; ++r) {
+        if (!job->check({ranks[r - 1]})) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+      }
+      if (missing.empty()) throw;
+      throw std::runtime_error("rank(s) " + missing + " of job " + options.job_id + " did not join within " +
+                               std::to_string(options.timeout.count()) + " ms");
+    }
+  }
+  return job;
+}
+}  // namespace
+
+ProcessGroup::ProcessGroup(const GroupOptions& options) : options_(options), store_(JoinJob(options)) {
   // Each backend keeps its keys under its own prefix, as torch.distributed does.
 #ifdef SPIN_HAS_GLOO
   // As torch.distributed: GLOO_SOCKET_IFNAME names the interface; else one machine talks over
@@ -83,6 +169,8 @@ void ProcessGroup::Join(const GroupOptions& options) {
   std::shared_ptr<ProcessGroup> group;
   try {
     group.reset(new ProcessGroup(options));
+  } catch (const SpinError&) {
+    throw;  // already says what to do
   } catch (const std::exception& e) {
     throw SpinError(ErrorCode::kIO, "rendezvous at " + options.address + ":" + std::to_string(options.port) + " failed for rank " +
                                         std::to_string(options.rank) + ": " + e.what());

@@ -39,6 +39,7 @@ struct GroupOptions {
   int port = 29500;
   int local_rank = 0;        // this rank's CUDA device
   bool single_node = false;  // every rank on this machine: Gloo binds to the master's address
+  std::string job_id;        // the same on every rank of the job (torchrun's rdzv_id)
   std::chrono::milliseconds timeout{1800000};  // torch.distributed's default
 };
 
@@ -56,7 +57,9 @@ class ProcessGroup {
  public:
   // Environment the backends read; call on the JS thread before Join.
   static void PrepareEnvironment();
-  // Rendezvous (blocking, up to the timeout) and becomes the process's group.
+  // Rendezvous (blocking, up to the timeout) and becomes the process's group. The store at
+  // address:port belongs to the job of its rank 0: a rank of another job is refused before it
+  // writes anything there, and a rank 0 whose port is taken fails alone.
   static void Join(const GroupOptions& options);
   static void Leave();
   // The joined group; throws when there is none.

@@ -45,28 +45,41 @@ std::string ErrnoText(const std::string& what, const std::string& path) {
   return what + " " + path + ": " + std::strerror(errno);
 }
 
+// An open file descriptor, closed on every path out.
+class File {
+ public:
+  explicit File(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    if (fd_ < 0) throw SpinError(ErrorCode::kIO, ErrnoText("cannot open", path));
+  }
+  ~File() { ::close(fd_); }
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
+  int fd() const { return fd_; }
+  struct stat Stat(const std::string& path) const {
+    struct stat info;
+    if (::fstat(fd_, &info) != 0) throw SpinError(ErrorCode::kIO, ErrnoText("cannot stat", path));
+    return info;
+  }
+
+ private:
+  int fd_;
+};
+
 // A read-only view of a whole file, private copy-on-write so tensors can be updated in place
-// (training) without touching the file. Unmapped when the last tensor over it goes.
+// (training) without touching the file. Unmapped when the last tensor over it goes. Pages not
+// yet written still show the file: rewriting it changes those tensors, truncating it makes
+// touching them a SIGBUS; so only an explicit option maps.
 class Mapping {
  public:
   explicit Mapping(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw SpinError(ErrorCode::kIO, ErrnoText("cannot open", path));
-    struct stat info;
-    if (::fstat(fd, &info) != 0) {
-      ::close(fd);
-      throw SpinError(ErrorCode::kIO, ErrnoText("cannot stat", path));
-    }
-    size_ = static_cast<uint64_t>(info.st_size);
+    const File file(path);
+    size_ = static_cast<uint64_t>(file.Stat(path).st_size);
     if (size_ > 0) {
-      void* data = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-      if (data == MAP_FAILED) {
-        ::close(fd);
-        throw SpinError(ErrorCode::kIO, ErrnoText("cannot map", path));
-      }
+      void* data = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, file.fd(), 0);
+      if (data == MAP_FAILED) throw SpinError(ErrorCode::kIO, ErrnoText("cannot map", path));
       data_ = static_cast<uint8_t*>(data);
     }
-    ::close(fd);
   }
   ~Mapping() {
     if (data_ != nullptr) ::munmap(data_, size_);
@@ -117,7 +130,7 @@ std::vector<Record> ReadRecords(const Args& args, size_t i, const std::string& p
   return records;
 }
 
-// Checks one record against the mapped file, with overflow-safe arithmetic.
+// Checks one record against the file's size, with overflow-safe arithmetic.
 void CheckRange(const Record& r, uint64_t data_start, uint64_t file_size, const std::string& path) {
   // libtorch computes a contiguous tensor's strides as products of its sizes (a 0 counted as
   // 1): they, and so the byte span, must fit int64 before any tensor is made.
@@ -142,39 +155,87 @@ void CheckRange(const Record& r, uint64_t data_start, uint64_t file_size, const 
   }
 }
 
+std::string Changed(const std::string& path, const Record& r) {
+  return path + ": file changed or truncated while loading tensor '" + r.name + "'";
+}
+
+// Reads one record's bytes with pread; the file ending first means it shrank after its size
+// was checked.
+void ReadRecord(const File& file, const std::string& path, const Record& r, uint64_t data_start, uint8_t* out) {
+  const uint64_t bytes = r.end - r.begin;
+  const uint64_t offset = data_start + r.begin;
+  uint64_t done = 0;
+  while (done < bytes) {
+    // Linux reads at most ~2 GiB per call.
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(bytes - done, uint64_t{1} << 30));
+    const ssize_t got = ::pread(file.fd(), out + done, chunk, static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) throw SpinError(ErrorCode::kIO, ErrnoText("cannot read tensor '" + r.name + "' of", path));
+    if (got == 0) {
+      throw SpinError(ErrorCode::kIO, Changed(path, r) + " (the file ends " + std::to_string(done) + " bytes into its " +
+                                          std::to_string(bytes) + ")");
+    }
+    done += static_cast<uint64_t>(got);
+  }
+}
+
+bool SameVersion(const struct stat& a, const struct stat& b) {
+  return a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+}
+
 }  // namespace
 
 Napi::Value MapSafetensors(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("mapSafetensors", {
-    args.ExpectAtMost(5);
+    args.ExpectAtMost(6);
     const std::string path = args.String(0, "path");
     const int64_t data_start = args.Int(1, "dataStart");
     if (data_start < 8) throw SpinError(ErrorCode::kIO, path + ": data must start after the 8-byte header length");
     std::vector<Record> records = ReadRecords(args, 2, path);
     const auto dtype_name = args.OptionalString(3, "dtype");
     const auto device_name = args.OptionalString(4, "device");
+    const bool map = args.OptionalBool(5, "mmap", false);
     const std::optional<c10::ScalarType> target = dtype_name ? std::optional(ParseDType(*dtype_name)) : std::nullopt;
     const c10::Device device = device_name ? ParseDevice(*device_name) : c10::Device(c10::kCPU);
     using Named = std::vector<std::pair<std::string, at::Tensor>>;
     return RunAsync<Named>(
         info.Env(), args.call(), device,
-        [path, data_start, records = std::move(records), target, device]() {
-          auto mapping = std::make_shared<Mapping>(path);
+        [path, start = static_cast<uint64_t>(data_start), records = std::move(records), target, device, map]() {
           Named tensors;
-          for (const Record& r : records) {
-            CheckRange(r, static_cast<uint64_t>(data_start), mapping->size(), path);
-            uint8_t* bytes = mapping->data() + data_start + r.begin;
-            at::Tensor tensor;
-            if (r.end == r.begin) {
-              tensor = at::empty(r.shape, at::TensorOptions().dtype(r.dtype));
-            } else {
-              tensor = at::from_blob(bytes, r.shape, [mapping](void*) {}, at::TensorOptions().dtype(r.dtype));
-              // Misaligned data (legal in the format, unusual in practice) is copied out.
-              if (reinterpret_cast<uintptr_t>(bytes) % c10::elementSize(r.dtype) != 0) tensor = tensor.clone();
-            }
+          auto keep = [&](const Record& r, at::Tensor tensor) {
             if (target && at::isFloatingType(r.dtype)) tensor = tensor.to(*target);
             if (!device.is_cpu()) tensor = tensor.to(device);
             tensors.emplace_back(r.name, std::move(tensor));
+          };
+          const auto options = [](const Record& r) { return at::TensorOptions().dtype(r.dtype); };
+          if (map) {
+            auto mapping = std::make_shared<Mapping>(path);
+            for (const Record& r : records) CheckRange(r, start, mapping->size(), path);
+            for (const Record& r : records) {
+              uint8_t* bytes = mapping->data() + start + r.begin;
+              at::Tensor tensor;
+              if (r.end == r.begin) {
+                tensor = at::empty(r.shape, options(r));
+              } else {
+                tensor = at::from_blob(bytes, r.shape, [mapping](void*) {}, options(r));
+                // Misaligned data (legal in the format, unusual in practice) is copied out.
+                if (reinterpret_cast<uintptr_t>(bytes) % c10::elementSize(r.dtype) != 0) tensor = tensor.clone();
+              }
+              keep(r, std::move(tensor));
+            }
+            return tensors;
+          }
+          // Owned: read into tensors of this process, so the file may change afterwards. A
+          // change during the load (a new size or modification time) is an error, not a model
+          // made of two versions of the file.
+          const File file(path);
+          const struct stat before = file.Stat(path);
+          for (const Record& r : records) CheckRange(r, start, static_cast<uint64_t>(before.st_size), path);
+          for (const Record& r : records) {
+            at::Tensor tensor = at::empty(r.shape, options(r));
+            ReadRecord(file, path, r, start, static_cast<uint8_t*>(tensor.data_ptr()));
+            if (!SameVersion(before, file.Stat(path))) throw SpinError(ErrorCode::kIO, Changed(path, r));
+            keep(r, std::move(tensor));
           }
           return tensors;
         },

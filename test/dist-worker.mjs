@@ -6,8 +6,9 @@ import path from "node:path";
 const lib = await import(new URL("../dist/lib/index.js", import.meta.url).href);
 const [mode, dir] = process.argv.slice(2);
 lib.setNumThreads(1);
-// Small buckets for the reducer tests: many buckets, most of them started during backward.
-const options = { timeoutMs: 8000, bucketBytes: mode === "reduce" || mode === "nccl" ? 4096 : undefined, overlapGradients: process.env.OVERLAP !== "0" };
+// The group's timeout: 8 s, or DIST_TIMEOUT_MS. Small buckets for the reducer tests: many
+// buckets, most of them started during backward.
+const options = { timeoutMs: Number(process.env.DIST_TIMEOUT_MS ?? 8000), bucketBytes: mode === "reduce" || mode === "nccl" ? 4096 : undefined, overlapGradients: process.env.OVERLAP !== "0" };
 // "nccl": a group of one on the GPU (scripts/gpu-check.sh), port in argv[4].
 const dist =
   mode === "nccl"

@@ -247,7 +247,10 @@ describe("events and metrics.jsonl", () => {
         expect(existsSync(path.join(ckpt, file)), `${ckpt}/${file}`).toBe(true);
       }
       const state = JSON.parse(readFileSync(path.join(ckpt, "trainer_state.json"), "utf8"));
-      expect(state).toEqual({ globalStep: step, epoch: Math.floor(step / 6), stepInEpoch: step % 6, totalSteps: 6, stepsPerEpoch: 6, numRows: 12, seed: 42, optimizerSteps: step, worldSize: 1 });
+      const { fingerprint, ...counters } = state;
+      expect(counters).toEqual({ globalStep: step, epoch: Math.floor(step / 6), stepInEpoch: step % 6, totalSteps: 6, stepsPerEpoch: 6, numRows: 12, seed: 42, optimizerSteps: step, worldSize: 1 });
+      // What a resume must keep (test/resume-config.test.ts): the settings as resolved, and the rows.
+      expect(fingerprint).toMatchObject({ learningRate: trainer.config.learningRate, decaySteps: 6, rows: 12, worldSize: 1, seed: 42 });
       using saved = await CausalLM.load(path.join(ckpt, "model"));
       expect(snapshot(saved)).toEqual(savedParams.get(step));
       const optimizerState = await loadSafetensors(path.join(ckpt, "optimizer.safetensors"));
@@ -771,6 +774,6 @@ describe("config validation", () => {
     const trainer = new SpinTrainer({ model, tokenizer: tok, config: { outputDir: out, perDeviceTrainBatchSize: 2, maxSteps: 2, saveStrategy: "steps", saveSteps: 2 } });
     const error = await rejection(trainer.train(EIGHT, { resumeFrom: "latest" }));
     expect(error).toBeInstanceOf(SpinNativeError);
-    expect((error as Error).message).toMatch(/6 rows/);
+    expect((error as Error).message).toMatch(/rows: 6 → 8/);
   });
 });

@@ -1,20 +1,24 @@
 // Reading data files as streams of raw rows, and a split of a source as SpinRows
 // (docs/method.md, "Data"). Each raw row is converted by toSpinRow, which detects its shape per row.
 //
-// - JSON Lines (.jsonl): streamed line by line (readline over a file stream); blank lines are
-//   skipped; a UTF-8 byte-order mark is ignored; a line that is not valid JSON is an error naming
-//   the file and its 1-based line number.
+// - JSON Lines (.jsonl): streamed line by line (lines cut at "\n", a "\r" before it dropped);
+//   blank lines are skipped; a UTF-8 byte-order mark is ignored; a line that is not valid UTF-8
+//   or not valid JSON is an error naming the file and its 1-based line number.
 // - JSON (.json): NOT streamed, the whole file is read and parsed at once. Accepted: an array of
 //   rows, an object with a `data` or `rows` array field, or any other single object (one row).
 //   A .json file that is not one JSON value but JSON Lines (what `datasets.Dataset.to_json`
-//   writes by default) is read as JSON Lines, errors naming lines.
+//   writes by default) is read as JSON Lines, errors naming lines. Bytes that are not valid
+//   UTF-8 are an error naming the line.
 // - Parquet (.parquet): streamed one row group at a time through hyparquet (the file is read by
 //   byte ranges, so only the footer and one row group's column chunks are in memory at once;
 //   a row group larger than memory is still too large). Nested
-//   LIST<STRUCT<role, content>> columns come back as arrays of {role, content} objects.
+//   LIST<STRUCT<role, content>> columns come back as arrays of {role, content} objects. A string
+//   that is not valid UTF-8 is an error naming the file and the row group's rows.
+//
+// Text is decoded strictly: a lenient decoder would put U+FFFD in place of the bad bytes and
+// the run would train on it.
 import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
-import { createInterface } from "node:readline";
 
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type AsyncBuffer, type FileMetaData } from "hyparquet";
 
@@ -22,9 +26,10 @@ import { SpinNativeError } from "../errors.js";
 import { dataFormatOf, resolveSplitFiles, type DataSplit } from "./dataset-files.js";
 import { toSpinRow, type SpinRow } from "./rows.js";
 
-/** One raw row of a data file: the parsed value, its 0-based index among the file's rows and, for JSON Lines, its 1-based line. */
+/** One raw row of a data file: the parsed value, the file, its 0-based index among the file's rows and, for JSON Lines, its 1-based line. */
 export interface RawRow {
   raw: unknown;
+  file: string;
   row: number;
   line?: number;
 }
@@ -63,6 +68,30 @@ function ioError(file: string, error: unknown, call = CALL): SpinNativeError {
   return new SpinNativeError(`cannot read ${file}: ${(error as Error).message}`, "IO", call);
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+function notUtf8(file: string, line: number): SpinNativeError {
+  return invalid(`${file}: line ${line} is not valid UTF-8`);
+}
+
+/** A whole file's text, decoded strictly; bytes that are not UTF-8 are an error naming their line. */
+function decodeText(bytes: Uint8Array, file: string): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    let start = 0;
+    for (let line = 1; ; line++) {
+      const end = bytes.indexOf(0x0a, start);
+      try {
+        utf8.decode(bytes.subarray(start, end < 0 ? bytes.length : end));
+      } catch {
+        throw notUtf8(file, line);
+      }
+      start = end + 1;
+    }
+  }
+}
+
 function parseLine(text: string, file: string, line: number): unknown {
   try {
     return JSON.parse(text);
@@ -71,25 +100,44 @@ function parseLine(text: string, file: string, line: number): unknown {
   }
 }
 
-/** JSON Lines, streamed. */
+/** JSON Lines, streamed: bytes are cut into lines first, so each line is decoded strictly on its own. */
 async function* readJsonl(file: string): AsyncGenerator<RawRow> {
-  const stream = createReadStream(file, { encoding: "utf8" });
-  // an open error (missing file, permissions) surfaces through readline's iterator
-  const lines = createInterface({ input: stream, crlfDelay: Infinity });
+  // an open error (missing file, permissions) surfaces through the stream's iterator
+  const stream = createReadStream(file);
   let line = 0;
   let row = 0;
+  let pending: Buffer[] = [];
+  const rowOf = (bytes: Buffer): RawRow | null => {
+    line++;
+    let text: string;
+    try {
+      text = utf8.decode(bytes.at(-1) === 0x0d ? bytes.subarray(0, -1) : bytes);
+    } catch {
+      throw notUtf8(file, line);
+    }
+    if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    if (text.trim() === "") return null;
+    return { raw: parseLine(text, file, line), file, row: row++, line };
+  };
   try {
-    for await (let text of lines) {
-      line++;
-      if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-      if (text.trim() === "") continue;
-      const raw = parseLine(text, file, line);
-      yield { raw, row: row++, line };
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let start = 0;
+      for (let end = chunk.indexOf(0x0a); end >= 0; end = chunk.indexOf(0x0a, start)) {
+        const piece = chunk.subarray(start, end);
+        const next = rowOf(pending.length === 0 ? piece : Buffer.concat([...pending, piece]));
+        pending = [];
+        if (next) yield next;
+        start = end + 1;
+      }
+      if (start < chunk.length) pending.push(chunk.subarray(start));
+    }
+    if (pending.length > 0) {
+      const last = rowOf(Buffer.concat(pending));
+      if (last) yield last;
     }
   } catch (error) {
     throw ioError(file, error);
   } finally {
-    lines.close();
     stream.destroy();
   }
 }
@@ -100,18 +148,19 @@ function* jsonlRowsOf(text: string, file: string): Generator<RawRow> {
   let row = 0;
   for (let i = 0; i < lines.length; i++) {
     if (lines[i]!.trim() === "") continue;
-    yield { raw: parseLine(lines[i]!, file, i + 1), row: row++, line: i + 1 };
+    yield { raw: parseLine(lines[i]!, file, i + 1), file, row: row++, line: i + 1 };
   }
 }
 
 /** A JSON file, parsed whole (not streamed). */
 async function* readJson(file: string): AsyncGenerator<RawRow> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(file, "utf8");
+    bytes = await readFile(file);
   } catch (error) {
     throw ioError(file, error);
   }
+  let text = decodeText(bytes, file);
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   let value: unknown;
   try {
@@ -144,8 +193,22 @@ async function* readJson(file: string): AsyncGenerator<RawRow> {
   } else {
     throw invalid(`${file} must hold an array of rows, an object with a 'data' or 'rows' array, or one row object; it holds a ${typeof value}`);
   }
-  for (let i = 0; i < rows.length; i++) yield { raw: rows[i], row: i };
+  for (let i = 0; i < rows.length; i++) yield { raw: rows[i], file, row: i };
 }
+
+/** A parquet string column value that is not UTF-8 (hyparquet decodes leniently by default). */
+class NotUtf8 extends Error {}
+
+const STRICT_PARSERS = {
+  stringFromBytes(bytes: Uint8Array | undefined): string | undefined {
+    if (!bytes) return undefined;
+    try {
+      return utf8.decode(bytes);
+    } catch {
+      throw new NotUtf8();
+    }
+  },
+};
 
 /** Parquet, one row group at a time. */
 async function* readParquet(file: string, wanted: readonly string[] | undefined): AsyncGenerator<RawRow> {
@@ -170,11 +233,12 @@ async function* readParquet(file: string, wanted: readonly string[] | undefined)
     if (end === start) continue;
     let rows: Record<string, unknown>[];
     try {
-      rows = await parquetReadObjects({ file: buffer, metadata, rowStart: start, rowEnd: end, rowFormat: "object", ...(columns ? { columns } : {}) });
+      rows = await parquetReadObjects({ file: buffer, metadata, rowStart: start, rowEnd: end, rowFormat: "object", parsers: STRICT_PARSERS, ...(columns ? { columns } : {}) });
     } catch (error) {
+      if (error instanceof NotUtf8) throw invalid(`${file}: rows ${start}..${end - 1} hold a string that is not valid UTF-8`);
       throw new SpinNativeError(`${file}: cannot read rows ${start}..${end - 1}: ${(error as Error).message}`, "IO", CALL);
     }
-    for (let i = 0; i < rows.length; i++) yield { raw: rows[i], row: start + i };
+    for (let i = 0; i < rows.length; i++) yield { raw: rows[i], file, row: start + i };
     start = end;
   }
 }
@@ -184,8 +248,9 @@ async function* readParquet(file: string, wanted: readonly string[] | undefined)
  * whole) or .parquet (streamed by row group). Rows are yielded as parsed, unvalidated; `row` is
  * the 0-based index among the file's rows (blank JSON Lines lines are not rows).
  *
- * @throws SpinNativeError `INVALID_ARGUMENT` for a line that is not valid JSON (naming the file
- *   and line), a .json file that is not JSON, or an unsupported extension; `IO` for a file that
+ * @throws SpinNativeError `INVALID_ARGUMENT` for a line that is not valid UTF-8 or not valid
+ *   JSON (naming the file and line), a .json file that is not JSON, a parquet string that is not
+ *   UTF-8 (naming the rows), or an unsupported extension; `IO` for a file that
  *   cannot be read or a parquet file that cannot be decoded.
  */
 export async function* readRows(file: string, options: RawReadOptions = {}): AsyncGenerator<RawRow> {
@@ -231,7 +296,7 @@ export async function* streamSpinRows(source: string, split: DataSplit = "train"
   let count = 0;
   for (const file of files) {
     for await (const { raw, row, line } of readRows(file, { columns: ROW_SHAPE_COLUMNS })) {
-      yield toSpinRow(raw, { file: line === undefined ? file : `${file} (line ${line})`, row });
+      yield toSpinRow(raw, { file, row, ...(line !== undefined ? { line } : {}) });
       if (++count >= limit) return;
     }
   }

@@ -21,10 +21,11 @@ export interface SpinRow {
   generated: ChatMessage[];
 }
 
-/** Where a row came from, for error messages: the file (when known) and the 0-based row index. */
+/** Where a row came from, for error messages: the file (when known), the 0-based row index and, for JSON Lines, the 1-based line. */
 export interface RowLocation {
   file?: string;
   row: number;
+  line?: number;
 }
 
 /** A conversation cut into its prompt and the text of its last (assistant) turn. */
@@ -45,12 +46,13 @@ function describeType(v: unknown): string {
   return typeof v;
 }
 
-function locate(where: RowLocation): string {
-  return `${where.file ?? "rows"}: row ${where.row}`;
+/** "FILE: row R", or "FILE (line L): row R" when the line is known. */
+export function locateRow(where: RowLocation): string {
+  return `${where.file ?? "rows"}${where.line !== undefined ? ` (line ${where.line})` : ""}: row ${where.row}`;
 }
 
 function rowError(where: RowLocation, message: string, call = "toSpinRow"): SpinNativeError {
-  return new SpinNativeError(`${locate(where)}: ${message}`, "INVALID_ARGUMENT", call);
+  return new SpinNativeError(`${locateRow(where)}: ${message}`, "INVALID_ARGUMENT", call);
 }
 
 /** What a row holds, for the error when it fits no shape: its keys and their types. */
@@ -177,7 +179,7 @@ function responseConversation(
  * Roles and contents must be strings; extra message fields are kept.
  *
  * @param raw - The row as parsed from jsonl/parquet.
- * @param where - The file (optional) and 0-based row index, named by errors.
+ * @param where - The file (optional), 0-based row index and line (optional), named by errors.
  * @throws SpinNativeError `INVALID_ARGUMENT` naming the file and row: for a row that fits no
  *   shape (the message lists the keys found), and for a malformed message list.
  */

@@ -2,15 +2,21 @@
 // folder), the optimizer state (safetensors) and trainer_state.json (counters and data
 // position). Written atomically; resuming from one continues the run that would have
 // happened without the interruption.
-import { readFile, readdir, rm } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { appendFile, readFile, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 
+import type { SpinRow } from "../data/rows.js";
 import { SpinNativeError } from "../errors.js";
 import { writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
 import type { CausalLM } from "../model.js";
 import type { Optimizer } from "../optim.js";
 import { noGrad } from "../runtime.js";
 import { loadCheckpointTensors, loadSafetensors, saveSafetensors } from "../safetensors.js";
+import type { SpinConfig, TrainingConfig } from "./config.js";
+
+/** The settings that decide what a run computes, by field name (see trainingFingerprint). */
+export type TrainingFingerprint = Record<string, string | number | boolean | null>;
 
 /** Where the run is: the next update to make is `stepInEpoch` of `epoch`. */
 export interface TrainerState {
@@ -25,6 +31,66 @@ export interface TrainerState {
   optimizerSteps: number;
   /** Ranks of the data-parallel run (1 when not distributed). */
   worldSize?: number;
+  /** What the run computes with (absent in checkpoints of spin-native before it was recorded). */
+  fingerprint?: TrainingFingerprint;
+}
+
+/**
+ * Everything that changes the result of a run: optimizer and its settings, learning rate and
+ * schedule, the loss and β, lengths, precision, batch and accumulation, world size, seed, and
+ * the training rows themselves (a hash). The schedule is taken as resolved: its warmup, and its
+ * length only when the rate decays over it (linear, cosine) — so a run with a constant rate may
+ * be extended. Logging, checkpointing and gradient checkpointing (which recomputes the same
+ * values) are left out: they may change on a resume.
+ */
+export function trainingFingerprint(
+  config: TrainingConfig & Partial<SpinConfig>,
+  schedule: { totalSteps: number; warmupSteps: number },
+  rows: readonly SpinRow[],
+  worldSize: number,
+  dtype: string,
+): TrainingFingerprint {
+  const data = createHash("sha256");
+  for (const row of rows) data.update(JSON.stringify(row)).update("\n");
+  const fingerprint: TrainingFingerprint = {
+    optim: config.optim,
+    learningRate: config.learningRate,
+    lrSchedulerType: config.lrSchedulerType,
+    warmupSteps: schedule.warmupSteps,
+    decaySteps: config.lrSchedulerType === "linear" || config.lrSchedulerType === "cosine" ? schedule.totalSteps : null,
+    weightDecay: config.weightDecay,
+    rmspropAlpha: config.rmspropAlpha,
+    adamBeta1: config.adamBeta1,
+    adamBeta2: config.adamBeta2,
+    adamEpsilon: config.adamEpsilon,
+    maxGradNorm: config.maxGradNorm,
+    perDeviceTrainBatchSize: config.perDeviceTrainBatchSize,
+    gradientAccumulationSteps: config.gradientAccumulationSteps,
+    worldSize,
+    seed: config.seed,
+    maxLength: config.maxLength,
+    maxPromptLength: config.maxPromptLength,
+    bf16: config.bf16,
+    dtype,
+    rows: rows.length,
+    data: data.digest("hex").slice(0, 16),
+  };
+  for (const field of ["beta", "lossType", "labelSmoothing"] as const) {
+    if (config[field] !== undefined) fingerprint[field] = config[field];
+  }
+  return fingerprint;
+}
+
+/** The fields whose values differ, as "field: saved → now" lines. */
+export function fingerprintChanges(saved: TrainingFingerprint, now: TrainingFingerprint): string[] {
+  const fields = [...new Set([...Object.keys(saved), ...Object.keys(now)])];
+  return fields.filter((f) => saved[f] !== now[f]).map((f) => `${f}: ${JSON.stringify(saved[f] ?? null)} → ${JSON.stringify(now[f] ?? null)}`);
+}
+
+/** Records a resume that changed the run's settings in <outputDir>/events.jsonl. */
+export async function recordConfigChange(outputDir: string, step: number, changes: string[]): Promise<void> {
+  const event = { time: new Date().toISOString(), step, event: "resumed with a changed configuration", changes };
+  await appendFile(path.join(outputDir, "events.jsonl"), JSON.stringify(event) + "\n");
 }
 
 const PREFIX = "checkpoint-";

@@ -97,40 +97,109 @@ export const SPIN_DEFAULTS: Omit<SpinConfig, "outputDir"> = {
   precomputeOpponent: true,
 };
 
-/** Fills defaults and rejects values that cannot work, naming the field. */
+/** A numeric field's constraint: bounds (open or closed), integer-ness, whether null is allowed. */
+export interface NumberRule {
+  min?: number;
+  max?: number;
+  minOpen?: boolean;
+  maxOpen?: boolean;
+  integer?: boolean;
+  nullable?: boolean;
+}
+
+/** What a rule accepts, in words: "an integer ≥ 1", "a finite number in [0, 1)", "… or null". */
+export function describeRule(rule: NumberRule): string {
+  const kind = rule.integer ? "an integer" : "a finite number";
+  let range = "";
+  if (rule.min !== undefined && rule.max !== undefined) range = ` in ${rule.minOpen ? "(" : "["}${rule.min}, ${rule.max}${rule.maxOpen ? ")" : "]"}`;
+  else if (rule.min !== undefined) range = ` ${rule.minOpen ? ">" : "≥"} ${rule.min}`;
+  return `${kind}${range}${rule.nullable ? " or null" : ""}`;
+}
+
+/** Whether `value` satisfies `rule`: a number (not a numeric string), finite, in range, integer where asked. */
+export function fitsRule(value: unknown, rule: NumberRule): boolean {
+  if (value === null) return rule.nullable === true;
+  if (typeof value !== "number" || !Number.isFinite(value)) return false;
+  if (rule.integer && !Number.isSafeInteger(value)) return false;
+  if (rule.min !== undefined && (rule.minOpen ? !(value > rule.min) : !(value >= rule.min))) return false;
+  if (rule.max !== undefined && (rule.maxOpen ? !(value < rule.max) : !(value <= rule.max))) return false;
+  return true;
+}
+
+/** A value as error messages show it: numbers as JS writes them (NaN, Infinity), the rest as JSON. */
+export function showValue(value: unknown): string {
+  return typeof value === "number" ? String(value) : JSON.stringify(value) ?? String(value);
+}
+
+const positiveInteger: NumberRule = { integer: true, min: 1 };
+const unitInterval: NumberRule = { min: 0, max: 1, maxOpen: true };
+
+/** What a field takes: a number under a rule, one of some strings, a boolean, a folder path. */
+type FieldRule = { number: NumberRule } | { oneOf: readonly string[] } | "boolean" | "folder";
+
+const FIELD_RULES: Record<keyof SpinConfig, FieldRule> = {
+  outputDir: "folder",
+  learningRate: { number: { min: 0 } },
+  numTrainEpochs: { number: positiveInteger },
+  stopAfterEpochs: { number: { ...positiveInteger, nullable: true } },
+  maxSteps: { number: { integer: true, min: 0 } },
+  perDeviceTrainBatchSize: { number: positiveInteger },
+  gradientAccumulationSteps: { number: positiveInteger },
+  maxGradNorm: { number: { min: 0 } },
+  optim: { oneOf: ["rmsprop", "adamw"] },
+  weightDecay: { number: { min: 0 } },
+  rmspropAlpha: { number: unitInterval },
+  adamBeta1: { number: unitInterval },
+  adamBeta2: { number: unitInterval },
+  adamEpsilon: { number: { min: 0, minOpen: true } },
+  lrSchedulerType: { oneOf: ["linear", "cosine", "constant", "constant_with_warmup"] },
+  warmupRatio: { number: { min: 0, max: 1 } },
+  warmupSteps: { number: { integer: true, min: 0, nullable: true } },
+  // The data order's PRNG takes 32 bits: larger seeds would repeat smaller ones.
+  seed: { number: { integer: true, min: 0, max: 2 ** 32 - 1 } },
+  loggingSteps: { number: positiveInteger },
+  evalSteps: { number: { ...positiveInteger, nullable: true } },
+  saveStrategy: { oneOf: ["epoch", "steps", "no"] },
+  saveSteps: { number: positiveInteger },
+  saveTotalLimit: { number: { ...positiveInteger, nullable: true } },
+  gradientCheckpointing: "boolean",
+  bf16: "boolean",
+  maxLength: { number: positiveInteger },
+  maxPromptLength: { number: positiveInteger },
+  onNonFinite: { oneOf: ["error", "skip"] },
+  logToConsole: "boolean",
+  beta: { number: { min: 0, minOpen: true } },
+  lossType: { oneOf: ["sigmoid", "hinge", "ipo"] },
+  labelSmoothing: { number: { min: 0, max: 0.5, maxOpen: true } },
+  precomputeOpponent: "boolean",
+};
+
+/**
+ * What `value` must be to be SpinConfig's `field` ("an integer ≥ 1", "one of …"), or null when
+ * it is: a number must be a finite number (not a string that parses), in range, an integer
+ * where one is needed.
+ */
+export function fieldProblem(field: keyof SpinConfig, value: unknown): string | null {
+  const rule = FIELD_RULES[field];
+  if (rule === "folder") return typeof value === "string" && value !== "" ? null : "a folder path";
+  if (rule === "boolean") return typeof value === "boolean" ? null : "true or false";
+  if ("oneOf" in rule) return rule.oneOf.includes(value as string) ? null : `one of ${rule.oneOf.join(", ")}`;
+  return fitsRule(value, rule.number) ? null : describeRule(rule.number);
+}
+
+const SPIN_ONLY: readonly (keyof SpinConfig)[] = ["beta", "lossType", "labelSmoothing", "precomputeOpponent"];
+
+/**
+ * Fills defaults and rejects every value that cannot work (see {@link fieldProblem}), naming
+ * the field. SPIN fields are checked when present (SftTrainer ignores them).
+ */
 export function resolveConfig<T extends TrainingConfig>(defaults: Omit<T, "outputDir">, given: Partial<T> & { outputDir: string }): T {
   const config = { ...defaults, ...given } as T;
-  const fail = (field: string, expected: string): never => {
-    throw new SpinNativeError(`trainer config: ${field} must be ${expected}, got ${JSON.stringify((config as Record<string, unknown>)[field])}`, "INVALID_ARGUMENT", "trainer");
-  };
-  if (typeof config.outputDir !== "string" || config.outputDir === "") fail("outputDir", "a folder path");
-  const positiveInts = ["numTrainEpochs", "perDeviceTrainBatchSize", "gradientAccumulationSteps", "loggingSteps", "saveSteps", "maxLength", "maxPromptLength"] as const;
-  for (const field of positiveInts) if (!Number.isInteger(config[field]) || config[field] < 1) fail(field, "a positive integer");
-  if (!(config.learningRate >= 0)) fail("learningRate", "a non-negative number");
-  if (!(config.maxGradNorm >= 0)) fail("maxGradNorm", "a non-negative number");
-  if (!(config.warmupRatio >= 0 && config.warmupRatio <= 1)) fail("warmupRatio", "in [0, 1]");
-  if (!Number.isInteger(config.maxSteps) || config.maxSteps < 0) fail("maxSteps", "a non-negative integer");
-  if (config.stopAfterEpochs !== null && (!Number.isInteger(config.stopAfterEpochs) || config.stopAfterEpochs < 1)) fail("stopAfterEpochs", "a positive integer or null");
-  if (!["rmsprop", "adamw"].includes(config.optim)) fail("optim", "rmsprop or adamw");
-  if (!["linear", "cosine", "constant", "constant_with_warmup"].includes(config.lrSchedulerType)) fail("lrSchedulerType", "linear, cosine, constant or constant_with_warmup");
-  if (!["epoch", "steps", "no"].includes(config.saveStrategy)) fail("saveStrategy", "epoch, steps or no");
-  if (!["error", "skip"].includes(config.onNonFinite)) fail("onNonFinite", "error or skip");
-  const inRange = (field: keyof TrainingConfig, low: number, high: number, lowOpen: boolean, highOpen: boolean) => {
-    const v = config[field] as number;
-    const ok = typeof v === "number" && (lowOpen ? v > low : v >= low) && (highOpen ? v < high : v <= high);
-    if (!ok) fail(field, `in ${lowOpen ? "(" : "["}${low}, ${high}${highOpen ? ")" : "]"}`);
-  };
-  inRange("adamBeta1", 0, 1, false, true);
-  inRange("adamBeta2", 0, 1, false, true);
-  inRange("rmspropAlpha", 0, 1, false, true);
-  inRange("adamEpsilon", 0, Infinity, false, true);
-  inRange("weightDecay", 0, Infinity, false, true);
-  if (config.warmupSteps !== null && (!Number.isInteger(config.warmupSteps) || config.warmupSteps < 0)) fail("warmupSteps", "a non-negative integer or null");
-  if (config.evalSteps !== null && (!Number.isInteger(config.evalSteps) || config.evalSteps < 1)) fail("evalSteps", "a positive integer or null");
-  if (config.saveTotalLimit !== null && (!Number.isInteger(config.saveTotalLimit) || config.saveTotalLimit < 1)) fail("saveTotalLimit", "a positive integer or null");
-  const spin = config as Partial<SpinConfig>;
-  if (spin.labelSmoothing !== undefined && !(spin.labelSmoothing >= 0 && spin.labelSmoothing < 0.5)) fail("labelSmoothing", "in [0, 0.5)");
-  if (spin.beta !== undefined && !(spin.beta > 0)) fail("beta", "a positive number");
-  if (spin.lossType !== undefined && !["sigmoid", "hinge", "ipo"].includes(spin.lossType)) fail("lossType", "sigmoid, hinge or ipo");
+  const values = config as Partial<Record<keyof SpinConfig, unknown>>;
+  for (const field of Object.keys(FIELD_RULES) as (keyof SpinConfig)[]) {
+    if (SPIN_ONLY.includes(field) && values[field] === undefined) continue;
+    const expected = fieldProblem(field, values[field]);
+    if (expected !== null) throw new SpinNativeError(`trainer config: ${field} must be ${expected}, got ${showValue(values[field])}`, "INVALID_ARGUMENT", "trainer");
+  }
   return config;
 }

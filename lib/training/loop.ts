@@ -2,7 +2,7 @@
 // accumulation, the learning-rate schedule, non-finite guards, logging, evaluation,
 // checkpoints, resume and abort. Subclasses supply the micro-batch step.
 import { EventEmitter } from "node:events";
-import { appendFile, mkdir, readFile } from "node:fs/promises";
+import { appendFile, readFile } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 
@@ -14,9 +14,13 @@ import type { CausalLM } from "../model.js";
 import { Optimizer } from "../optim.js";
 import { permutation } from "../random.js";
 import { lrMultiplier, warmupSteps } from "../schedule.js";
+import { lockRunFolder, runCommand } from "../io/run-lock.js";
 import {
   type TrainerState,
   findCheckpoint,
+  fingerprintChanges,
+  recordConfigChange,
+  trainingFingerprint,
   restoreTrainingCheckpoint,
   rotateCheckpoints,
   saveTrainingCheckpoint,
@@ -44,6 +48,12 @@ export interface TrainOptions {
   resumeFrom?: string;
   /** Rows for evaluation every evalSteps updates. */
   evalRows?: SpinRow[];
+  /**
+   * Resume even when the checkpoint was written with other settings (learning rate, β, batch,
+   * data, …: see trainingFingerprint). Without it such a resume is refused with the list of
+   * changes; with it, the changes are recorded in <outputDir>/events.jsonl and warned about.
+   */
+  allowConfigChange?: boolean;
 }
 
 export interface TrainResult {
@@ -104,11 +114,26 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
   /** Metrics of `rows` without training, eval_-prefixed. */
   abstract evaluate(rows: SpinRow[]): Promise<Metrics>;
 
-  /** Trains on `rows` as configured; resolves when the run ends, is aborted, or fails. */
+  /**
+   * Trains on `rows` as configured; resolves when the run ends, is aborted, or fails. The run
+   * holds its output folder (another writer is refused: lib/io/run-lock.ts) and its model
+   * (another call using it is refused: lib/model-usage.ts) until then.
+   */
   async train(rows: SpinRow[], options: TrainOptions = {}): Promise<TrainResult> {
-    const c = this.config;
+    const call = `${this.constructor.name}.train`;
     if (rows.length === 0) throw new SpinNativeError("trainer: no training rows", "INVALID_ARGUMENT", "trainer.train");
-    await mkdir(c.outputDir, { recursive: true });
+    return this.model.usage.hold(call, async () => {
+      const lock = await lockRunFolder(this.config.outputDir, runCommand(call), this.distributed);
+      try {
+        return await this.#train(rows, options);
+      } finally {
+        lock?.release();
+      }
+    });
+  }
+
+  async #train(rows: SpinRow[], options: TrainOptions): Promise<TrainResult> {
+    const c = this.config;
     const dist = this.distributed;
     const world = dist?.worldSize ?? 1;
     const rank = dist?.rank ?? 0;
@@ -135,6 +160,8 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
     await this.prepare(rows, options.evalRows ?? []);
     let state: TrainerState = { globalStep: 0, epoch: 0, stepInEpoch: 0, totalSteps, stepsPerEpoch, numRows: rows.length, seed: c.seed, optimizerSteps: 0, worldSize: world };
     const resumeDir = options.resumeFrom ? await findCheckpoint(c.outputDir, options.resumeFrom) : null;
+    const fingerprint = trainingFingerprint(c, { totalSteps, warmupSteps: warmup }, rows, world, this.model.dtype);
+    state.fingerprint = fingerprint;
     if (resumeDir) {
       const saved = await restoreTrainingCheckpoint(resumeDir, this.model, optimizer);
       if ((saved.worldSize ?? 1) !== world) {
@@ -144,14 +171,27 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
           "trainer.resume",
         );
       }
-      if (saved.numRows !== rows.length || saved.stepsPerEpoch !== stepsPerEpoch || saved.seed !== c.seed) {
+      // Checkpoints from before fingerprints were recorded: rows, batch and seed only.
+      const changes = saved.fingerprint
+        ? fingerprintChanges(saved.fingerprint, fingerprint)
+        : fingerprintChanges(
+            { rows: saved.numRows, stepsPerEpoch: saved.stepsPerEpoch, seed: saved.seed },
+            { rows: rows.length, stepsPerEpoch, seed: c.seed },
+          );
+      if (changes.length > 0 && !options.allowConfigChange) {
         throw new SpinNativeError(
-          `resume: ${resumeDir} was written for ${saved.numRows} rows, ${saved.stepsPerEpoch} updates per epoch and seed ${saved.seed}; this run has ${rows.length}, ${stepsPerEpoch} and ${c.seed}`,
+          `resume: ${resumeDir} was written with other settings than this run's:\n  ${changes.join("\n  ")}\n` +
+            "Resume with the settings it was started with, start over in another output folder, or pass allowConfigChange " +
+            "(CLI: --allow_config_change=true) to resume with the new ones (recorded in events.jsonl)",
           "INVALID_ARGUMENT",
           "trainer.resume",
         );
       }
-      state = saved;
+      if (changes.length > 0) {
+        if (main) await recordConfigChange(c.outputDir, saved.globalStep, changes);
+        process.emitWarning(`spin-native: resuming ${c.outputDir} at update ${saved.globalStep} with changed settings: ${changes.join("; ")}`);
+      }
+      state = { ...saved, totalSteps, stepsPerEpoch, numRows: rows.length, seed: c.seed, fingerprint };
     }
     if (dist) {
       // Every rank resumes from the same checkpoint, or none does (only rank 0 writes them).
