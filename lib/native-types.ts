@@ -116,23 +116,19 @@ export interface NativeResponseLogprobs {
   logitMean: NativeTensor;
 }
 
+/** The arguments of a forward pass, on the JS thread or a worker. */
+type NativeForwardArgs = [
+  ids: NativeTensor,
+  attentionMask: NativeTensor,
+  positions: NativeTensor | null,
+  logitsAt: NativeTensor | null,
+  cache: NativeKVCache | null,
+  checkpoint: boolean,
+];
+
 export interface NativeModel {
-  forward(
-    ids: NativeTensor,
-    attentionMask: NativeTensor,
-    positions: NativeTensor | null,
-    logitsAt: NativeTensor | null,
-    cache: NativeKVCache | null,
-    checkpoint: boolean,
-  ): NativeTensor;
-  forwardAsync(
-    ids: NativeTensor,
-    attentionMask: NativeTensor,
-    positions: NativeTensor | null,
-    logitsAt: NativeTensor | null,
-    cache: NativeKVCache | null,
-    checkpoint: boolean,
-  ): Promise<NativeTensor>;
+  forward(...args: NativeForwardArgs): NativeTensor;
+  forwardAsync(...args: NativeForwardArgs): Promise<NativeTensor>;
   logprobs(ids: NativeTensor, attentionMask: NativeTensor, labels: NativeTensor, checkpoint: boolean): Promise<NativeResponseLogprobs>;
   parameters(): Record<string, NativeTensor>;
   newCache(batch: number, capacity: number): NativeKVCache;

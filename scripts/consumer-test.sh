@@ -19,9 +19,14 @@ JSON
 # Only the addon's install is timed: the compilers come from the registry first.
 npm install --no-audit --no-fund --save-dev typescript@5 @types/node@20 >/dev/null
 install_start=$SECONDS
-npm install --no-audit --no-fund --foreground-scripts "$tarball" 2>&1 | grep -E "spin-native|added|ERR" || true
+npm install --no-audit --no-fund --foreground-scripts "$tarball" >install.log 2>&1 || { cat install.log; exit 1; }
+grep -E "spin-native|added" install.log || true
 echo "consumer: npm install of the tarball took $((SECONDS - install_start)) s"
 [[ -f node_modules/spin-native/dist/lib/index.js ]] || { echo "consumer: spin-native is not installed" >&2; exit 1; }
+# A tarball with a prebuild for this machine's libtorch installs without compiling.
+if tar -tzf "$tarball" | grep -q "^package/prebuilds/" && [[ ${LIBTORCH:-} == system ]]; then
+  grep -q "using the prebuilt addon" install.log || { echo "consumer: the prebuild was not used" >&2; exit 1; }
+fi
 
 npx tsc -p tsconfig.json
 echo "consumer: strict type-check (skipLibCheck false) passed"

@@ -5,7 +5,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-import { type Tensor, manualSeed, randn, saveCheckpointTensors, saveSafetensors, scope, tensor } from "../lib/index.js";
+import { afterAll, beforeAll } from "vitest";
+
+import { type Tensor, manualSeed, randn, saveCheckpointTensors, saveSafetensors, scope, setNumThreads, tensor } from "../lib/index.js";
 
 export type Variant =
   | "llama"
@@ -258,4 +260,20 @@ export async function writeFixture(dir: string, variant: Variant, options: Fixtu
     for (const t of Object.values(tensors)) t.dispose();
   }
   return config;
+}
+
+/**
+ * For a test file that trains the tiny llama fixture with the character tokenizer: a temp
+ * root, the fixture written to <root>/llama before the tests (one thread, for deterministic
+ * and fast runs) and the root removed after them. Read the fields inside tests.
+ */
+export function tinyLlamaRun(tag: string): { root: string; modelDir: string } {
+  const run = { root: tempRoot(tag), modelDir: "" };
+  beforeAll(async () => {
+    setNumThreads(1);
+    run.modelDir = path.join(run.root, "llama");
+    await writeFixture(run.modelDir, "llama");
+  });
+  afterAll(() => removeRoot(run.root));
+  return run;
 }

@@ -2,26 +2,18 @@
 // the same model's parameters is refused at once, naming both; reads overlap freely.
 import path from "node:path";
 
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 
-import { CausalLM, Optimizer, SftTrainer, SpinNativeError, SpinTrainer, type Tokenizer, setNumThreads, tensor } from "../lib/index.js";
-import { removeRoot, tempRoot, writeFixture } from "./fixtures.js";
+import { CausalLM, Optimizer, SftTrainer, SpinNativeError, SpinTrainer, type Tokenizer, tensor } from "../lib/index.js";
+import { tinyLlamaRun } from "./fixtures.js";
 import { rejection } from "./helpers.js";
 import { pairOf, tinyTokenizer } from "./tiny-tokenizer.js";
 
-const root = tempRoot("model-usage");
-let modelDir: string;
-let tok: Tokenizer;
-beforeAll(async () => {
-  setNumThreads(1);
-  modelDir = path.join(root, "llama");
-  await writeFixture(modelDir, "llama");
-  tok = tinyTokenizer();
-});
-afterAll(() => removeRoot(root));
+const fixture = tinyLlamaRun("model-usage");
+const tok: Tokenizer = tinyTokenizer();
 
 const ROWS = [pairOf("hi", "ab", "cd"), pairOf("yo", "abc", "x")];
-const config = (tag: string) => ({ outputDir: path.join(root, tag), learningRate: 1e-3, perDeviceTrainBatchSize: 2, maxSteps: 4, saveStrategy: "no" as const });
+const config = (tag: string) => ({ outputDir: path.join(fixture.root, tag), learningRate: 1e-3, perDeviceTrainBatchSize: 2, maxSteps: 4, saveStrategy: "no" as const });
 const ids = () => tensor([[7, 8, 9]], { dtype: "int64" });
 const mask = () => tensor([[1, 1, 1]], { dtype: "int64" });
 
@@ -35,7 +27,7 @@ function expectBusy(error: unknown, call: string, holder: string): void {
 
 describe("a model in a training run", () => {
   test("a second train() on the same model is refused naming the first; the first finishes", async () => {
-    const model = await CausalLM.load(modelDir);
+    const model = await CausalLM.load(fixture.modelDir);
     const first = new SpinTrainer({ model, tokenizer: tok, config: config("a") }).train(ROWS);
     const second = new SftTrainer({ model, tokenizer: tok, config: config("b") }).train(ROWS);
     const [one, two] = await Promise.allSettled([first, second]);
@@ -45,14 +37,14 @@ describe("a model in a training run", () => {
   });
 
   test("forward, log-probs, generation, save and dispose from outside the run are refused while it runs; all work after", async () => {
-    const model = await CausalLM.load(modelDir);
+    const model = await CausalLM.load(fixture.modelDir);
     const run = new SpinTrainer({ model, tokenizer: tok, config: config("c") }).train(ROWS);
     const [i, m] = [ids(), mask()];
     expect(() => model.forward(i, m)).toThrow(SpinNativeError);
     expectBusy(await rejection(model.forwardAsync(i, m)), "model.forwardAsync", "SpinTrainer.train");
     expectBusy(await rejection(model.logprobs(i, m, tensor([[-100, 8, 9]], { dtype: "int64" }))), "model.logprobs", "SpinTrainer.train");
     expectBusy(await rejection(model.generate([[7, 8]], { maxNewTokens: 2 })), "model.generate", "SpinTrainer.train");
-    expectBusy(await rejection(model.save(path.join(root, "saved"))), "model.save", "SpinTrainer.train");
+    expectBusy(await rejection(model.save(path.join(fixture.root, "saved"))), "model.save", "SpinTrainer.train");
     expect(() => model.dispose()).toThrow(/model.dispose: the model is in use by SpinTrainer.train/);
     await run;
     model.forward(i, m).dispose();
@@ -64,7 +56,7 @@ describe("a model in a training run", () => {
 
 describe("updates and reads", () => {
   test("reads overlap; an optimizer step during a read is refused, and a read during a step", async () => {
-    const model = await CausalLM.load(modelDir);
+    const model = await CausalLM.load(fixture.modelDir);
     const optimizer = new Optimizer(model, { kind: "adamw" });
     const [i, m] = [ids(), mask()];
     const backward = () => {

@@ -4,30 +4,22 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 
-import { CausalLM, SpinNativeError, type SpinRow, SpinTrainer, type Tokenizer, setNumThreads } from "../lib/index.js";
-import { removeRoot, tempRoot, writeFixture } from "./fixtures.js";
+import { CausalLM, SpinNativeError, type SpinRow, SpinTrainer, type Tokenizer } from "../lib/index.js";
+import { tinyLlamaRun } from "./fixtures.js";
 import { rejection } from "./helpers.js";
 import { pairOf, tinyTokenizer } from "./tiny-tokenizer.js";
 
-const root = tempRoot("resume-config");
-let modelDir: string;
-let tok: Tokenizer;
-beforeAll(async () => {
-  setNumThreads(1);
-  modelDir = path.join(root, "llama");
-  await writeFixture(modelDir, "llama");
-  tok = tinyTokenizer();
-});
-afterAll(() => removeRoot(root));
+const fixture = tinyLlamaRun("resume-config");
+const tok: Tokenizer = tinyTokenizer();
 
 const ROWS: SpinRow[] = [pairOf("hi", "ab", "cd"), pairOf("yo", "abc", "x"), pairOf("q", "no", "nope"), pairOf("z", "zz", "z")];
 const BASE = { learningRate: 1e-3, beta: 0.1, perDeviceTrainBatchSize: 2, maxSteps: 4, saveStrategy: "steps" as const, saveSteps: 1, loggingSteps: 1 };
 
 /** Trains with `config` until update 2 (a checkpoint per update), then stops as Ctrl-C would. */
 async function interruptedRun(outputDir: string): Promise<void> {
-  const model = await CausalLM.load(modelDir);
+  const model = await CausalLM.load(fixture.modelDir);
   const abort = new AbortController();
   const trainer = new SpinTrainer({ model, tokenizer: tok, config: { ...BASE, outputDir } });
   trainer.on("step", (s) => s.step === 2 && abort.abort());
@@ -37,7 +29,7 @@ async function interruptedRun(outputDir: string): Promise<void> {
 }
 
 async function resume(outputDir: string, change: Partial<typeof BASE> & { lossType?: "hinge" }, rows = ROWS, allowConfigChange = false) {
-  const model = await CausalLM.load(modelDir);
+  const model = await CausalLM.load(fixture.modelDir);
   try {
     const trainer = new SpinTrainer({ model, tokenizer: tok, config: { ...BASE, ...change, outputDir } });
     return await trainer.train(rows, { resumeFrom: "latest", allowConfigChange });
@@ -48,7 +40,7 @@ async function resume(outputDir: string, change: Partial<typeof BASE> & { lossTy
 
 describe("resuming with other settings", () => {
   test("the same settings resume", async () => {
-    const out = path.join(root, "same");
+    const out = path.join(fixture.root, "same");
     await interruptedRun(out);
     expect((await resume(out, {})).globalStep).toBe(4);
   });
@@ -59,7 +51,7 @@ describe("resuming with other settings", () => {
     ["lossType", { lossType: "hinge" as const }, 'lossType: "sigmoid" → "hinge"'],
     ["the batch", { perDeviceTrainBatchSize: 1 }, "perDeviceTrainBatchSize: 2 → 1"],
   ])("a changed %s is refused with a diff naming it; nothing is trained", async (_, change, line) => {
-    const out = path.join(root, `changed-${Object.keys(change)[0]}`);
+    const out = path.join(fixture.root, `changed-${Object.keys(change)[0]}`);
     await interruptedRun(out);
     const before = readFileSync(path.join(out, "metrics.jsonl"), "utf8");
     const error = await rejection<SpinNativeError>(resume(out, change));
@@ -70,7 +62,7 @@ describe("resuming with other settings", () => {
   });
 
   test("other rows (same count) are a change of the data", async () => {
-    const out = path.join(root, "changed-data");
+    const out = path.join(fixture.root, "changed-data");
     await interruptedRun(out);
     const other = [...ROWS.slice(0, 3), pairOf("w", "ww", "w")];
     const error = await rejection<SpinNativeError>(resume(out, {}, other));
@@ -78,7 +70,7 @@ describe("resuming with other settings", () => {
   });
 
   test("allowConfigChange resumes with the new settings and records the change in events.jsonl", async () => {
-    const out = path.join(root, "allowed");
+    const out = path.join(fixture.root, "allowed");
     await interruptedRun(out);
     const result = await resume(out, { learningRate: 2e-3 }, ROWS, true);
     expect(result.globalStep).toBe(4);
