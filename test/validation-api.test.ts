@@ -13,6 +13,7 @@ import { removeRoot, tempRoot, writeFixture } from "./fixtures.js";
 import { rejection, valuesOf } from "./helpers.js";
 import { writeCharModel } from "./tiny-char-model.js";
 import { tinyTokenizer } from "./tiny-tokenizer.js";
+import { SPIN_DEFAULTS, resolveConfig } from "../lib/training/config.js";
 
 const root = tempRoot("validation-api");
 const tok = tinyTokenizer();
@@ -168,5 +169,12 @@ describe("Optimizer", () => {
     for (const [options, message] of cases) {
       expect(refusal(() => new Optimizer(model, options as unknown as ConstructorParameters<typeof Optimizer>[1]), message).message).toBe(message);
     }
+  });
+});
+
+describe("unknown trainer config fields", () => {
+  test("a misspelt field is refused, naming it and the field it resembles", () => {
+    expect(() => resolveConfig(SPIN_DEFAULTS, { outputDir: "out", learning_rate: 1e-3 } as never)).toThrow(/unknown field 'learning_rate' \(did you mean 'learningRate'\?\)/);
+    expect(() => resolveConfig(SPIN_DEFAULTS, { outputDir: "out", lr: 1e-3 } as never)).toThrow(/unknown field 'lr'$/);
   });
 });

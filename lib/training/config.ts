@@ -196,6 +196,13 @@ const SPIN_ONLY: readonly (keyof SpinConfig)[] = ["beta", "lossType", "labelSmoo
 export function resolveConfig<T extends TrainingConfig>(defaults: Omit<T, "outputDir">, given: Partial<T> & { outputDir: string }): T {
   const config = { ...defaults, ...given } as T;
   const values = config as Partial<Record<keyof SpinConfig, unknown>>;
+  // A misspelt field would otherwise be ignored and its default used in silence.
+  for (const field of Object.keys(given)) {
+    if (!(field in FIELD_RULES)) {
+      const known = Object.keys(FIELD_RULES).find((k) => k.toLowerCase() === field.toLowerCase().replace(/_/g, ""));
+      throw new SpinNativeError(`trainer config: unknown field '${field}'${known ? ` (did you mean '${known}'?)` : ""}`, "INVALID_ARGUMENT", "trainer");
+    }
+  }
   for (const field of Object.keys(FIELD_RULES) as (keyof SpinConfig)[]) {
     if (SPIN_ONLY.includes(field) && values[field] === undefined) continue;
     const expected = fieldProblem(field, values[field]);
