@@ -268,6 +268,13 @@ function checkSampling(o: SelfPlayOptions): void {
   if (o.rowLocation !== undefined && typeof o.rowLocation !== "function") throw invalid(`${CALL}: rowLocation must be a function`);
 }
 
+const SELF_PLAY_OPTION_KEYS: readonly (keyof SelfPlayOptions)[] = [
+  "batchSize", "dataFrac", "fracLen", "split", "maxNewTokens", "promptFormat", "promptTextOptions", "seed",
+  "keepStopSequences", "lengthSortedBatching", "sortWindowBatches", "skipTooLong", "format", "shuffleSeed",
+  "inputName", "rowLocation", "doSample", "temperature", "topK", "topP", "minP", "repetitionPenalty",
+  "eosTokenIds", "stopSequences",
+];
+
 function resolveOptions(o: SelfPlayOptions, tokenizer: Tokenizer): Resolved {
   const int = (name: keyof SelfPlayOptions, value: number | undefined, fallback: number, min: number): number => {
     const v = value ?? fallback;
@@ -279,6 +286,12 @@ function resolveOptions(o: SelfPlayOptions, tokenizer: Tokenizer): Resolved {
     if (!allowed.includes(v)) throw invalid(`${CALL}: ${name} must be ${allowed.map((a) => `"${a}"`).join(" or ")}, got ${JSON.stringify(value)}`);
     return v;
   };
+  // A misspelt option would otherwise be ignored and its default used in silence.
+  for (const key of Object.keys(o)) {
+    if (!SELF_PLAY_OPTION_KEYS.includes(key as keyof SelfPlayOptions)) {
+      throw invalid(`${CALL}: unknown option '${key}'; known: ${SELF_PLAY_OPTION_KEYS.join(", ")}`);
+    }
+  }
   checkSampling(o);
   const split = o.split ?? "train";
   if (typeof split !== "string" || !/^[A-Za-z0-9_][A-Za-z0-9_.]*$/.test(split)) {

@@ -178,3 +178,12 @@ describe("unknown trainer config fields", () => {
     expect(() => resolveConfig(SPIN_DEFAULTS, { outputDir: "out", lr: 1e-3 } as never)).toThrow(/unknown field 'lr'$/);
   });
 });
+
+describe("unknown generator options", () => {
+  test("a misspelt option is refused, naming it", async () => {
+    const model = await CausalLM.load(llamaDir);
+    const make = () => new SelfPlayGenerator({ model, tokenizer: tinyTokenizer(), options: { batch_size: 4 } as SelfPlayOptions });
+    expect(make).toThrow(/unknown option 'batch_size'/);
+    model.dispose();
+  });
+});
