@@ -45,6 +45,7 @@ const TRAINING_KEYS: Record<string, keyof SpinConfig> = {
   beta: "beta",
   loss_type: "lossType",
   label_smoothing: "labelSmoothing",
+  sft_weight: "sftWeight",
   precompute_opponent: "precomputeOpponent",
 };
 

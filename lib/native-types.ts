@@ -164,6 +164,8 @@ export interface NativeStepOptions {
   lossType?: "sigmoid" | "hinge" | "ipo";
   beta?: number;
   labelSmoothing?: number;
+  /** α of the SFT term (mean NLL per real-response token); 0: the original loss. */
+  sftWeight?: number;
   /** Multiplies the loss before backward (1 / gradient-accumulation steps). */
   scale?: number;
   checkpoint?: boolean;

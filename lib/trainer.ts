@@ -142,6 +142,7 @@ export class SpinTrainer extends TrainingLoop<SpinConfig> {
           lossType: this.config.lossType,
           beta: this.config.beta,
           labelSmoothing: this.config.labelSmoothing,
+          sftWeight: this.config.sftWeight,
           scale,
           checkpoint: this.config.gradientCheckpointing,
           autocastBf16: this.config.bf16,

@@ -17,6 +17,7 @@ SpinLossResult SpinLoss(const PairLogprobs& p, const SpinLossConfig& config, con
                         const at::Tensor& logit_sum_real, const at::Tensor& logit_sum_generated,
                         const at::Tensor& tokens_real, const at::Tensor& tokens_generated) {
   if (!(config.beta > 0)) throw SpinError(ErrorCode::kInvalidArgument, "beta must be positive");
+  if (!(config.sft_weight >= 0)) throw SpinError(ErrorCode::kInvalidArgument, "sftWeight must be a non-negative number");
   const at::Tensor policy_ratio = p.policy_real.sub(p.policy_generated);
   const at::Tensor opponent_ratio = p.opponent_real.sub(p.opponent_generated);
   at::Tensor delta = policy_ratio.sub(opponent_ratio);
@@ -42,6 +43,14 @@ SpinLossResult SpinLoss(const PairLogprobs& p, const SpinLossConfig& config, con
   }
   SpinLossResult result;
   result.loss = losses.mean();
+  // The SFT term is added only when asked for, so that α = 0 is the original loss bit for bit.
+  double spin_value = 0, sft_value = 0;
+  if (config.sft_weight != 0) {
+    const at::Tensor sft = p.policy_real.sum().neg().div(tokens_real.sum().to(p.policy_real.scalar_type()));
+    spin_value = result.loss.detach().item<double>();
+    sft_value = sft.detach().item<double>();
+    result.loss = result.loss.add(sft.mul(config.sft_weight));
+  }
 
   const at::Tensor real_rewards = p.policy_real.sub(p.opponent_real).detach().mul(beta).to(at::kDouble);
   const at::Tensor generated_rewards = p.policy_generated.sub(p.opponent_generated).detach().mul(beta).to(at::kDouble);
@@ -69,6 +78,10 @@ SpinLossResult SpinLoss(const PairLogprobs& p, const SpinLossConfig& config, con
       {"logits/real", per_token(logit_sum_real, tokens_real)},
       {"logits/generated", per_token(logit_sum_generated, tokens_generated)},
   };
+  if (config.sft_weight != 0) {
+    result.metrics.push_back({"loss/spin", spin_value});
+    result.metrics.push_back({"loss/sft", sft_value});
+  }
   if (same.defined()) {
     const at::Tensor distinct = same.logical_not();
     const double distinct_count = distinct.to(at::kDouble).sum().item<double>();

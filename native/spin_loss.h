@@ -4,6 +4,8 @@
 //            −(1−ε)·logσ(βΔ) − ε·logσ(−βΔ)   "conservative" variant)
 //   hinge:   relu(1 − βΔ)
 //   ipo:     (Δ − 1/(2β))²
+// With an SFT weight α > 0 (RPO; TRL's rpo_alpha) the loss adds α × the mean negative
+// log-likelihood per real-response token: Σ −log πθ(real) / Σ real tokens over the batch.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -20,6 +22,7 @@ struct SpinLossConfig {
   SpinLossType type = SpinLossType::kSigmoid;
   double beta = 0.1;
   double label_smoothing = 0.0;
+  double sft_weight = 0.0;
 };
 
 SpinLossType ParseSpinLossType(const std::string& name);

@@ -103,6 +103,7 @@ Napi::Value SpinTrainStep(const Napi::CallbackInfo& info) {
     if (loss_type.IsString()) config.type = ParseSpinLossType(loss_type.As<Napi::String>().Utf8Value());
     config.beta = OptionNumber(options, "beta", 0.1);
     config.label_smoothing = OptionNumber(options, "labelSmoothing", 0.0);
+    config.sft_weight = OptionNumber(options, "sftWeight", 0.0);
     const StepOptions step = ReadStepOptions(options, batch);
     return RunAsync<std::vector<std::pair<std::string, double>>>(
         info.Env(), args.call(), model->device(),

@@ -64,6 +64,7 @@ interface StepOptions {
   lossType?: "sigmoid" | "hinge" | "ipo";
   beta?: number;
   labelSmoothing?: number;
+  sftWeight?: number;
   scale?: number;
   backward?: boolean;
 }
@@ -313,6 +314,66 @@ describe("loss and metrics on hand-built opponent log-probs", () => {
   });
 });
 
+describe("the SFT term (sftWeight α)", () => {
+  test("loss = SPIN loss + α × mean NLL per real token, against the float64 reference; loss/spin and loss/sft reported", async () => {
+    using model = await CausalLM.load(dir);
+    const batch = collator.collate(ROWS);
+    try {
+      const P = ROWS.length;
+      const ref = referenceLogps(model, batch);
+      const policy = await policySums(model, batch);
+      const oReal = policy.slice(0, P).map((p) => f(p + 0.3));
+      const oGen = policy.slice(P).map((p) => f(p - 0.2));
+      const alpha = 0.7;
+      const plain = await spinStep(model, batch, oReal, oGen, { beta: 0.5, backward: false });
+      const withSft = await spinStep(model, batch, oReal, oGen, { beta: 0.5, sftWeight: alpha, backward: false });
+      const nll = -ref.sum.slice(0, P).reduce((a, b) => a + b, 0) / ref.tokens.slice(0, P).reduce((a, b) => a + b, 0);
+      expectNear(withSft["loss/sft"], nll, 1e-5, 1e-6, "loss/sft");
+      expectNear(withSft["loss/spin"], plain.loss!, 1e-7, 0, "loss/spin");
+      expectNear(withSft.loss, plain.loss! + alpha * nll, 1e-5, 1e-6, "loss");
+      // Every other metric is the SPIN step's own.
+      for (const key of SPIN_STEP_METRICS.filter((k) => k !== "loss")) expect(withSft[key], key).toBe(plain[key]);
+      expect(Object.keys(plain)).not.toContain("loss/sft");
+    } finally {
+      disposeBatch(batch);
+    }
+  });
+
+  test("α = 0 is the original step bit for bit: metrics and gradients", async () => {
+    const run = async (options: StepOptions) => {
+      using model = await CausalLM.load(dir);
+      const params = model.parameters();
+      const batch = collator.collate(ROWS);
+      try {
+        for (const p of params.values()) p.requireGrad();
+        const policy = await policySums(model, batch);
+        const P = ROWS.length;
+        const metrics = await spinStep(model, batch, policy.slice(0, P).map((p) => f(p + 0.3)), policy.slice(P), { beta: 0.5, scale: 1, ...options });
+        const grads = [...params.values()].map((p) => {
+          const g = p.grad!;
+          const values = valuesOf(g);
+          g.dispose();
+          return values;
+        });
+        return { metrics, grads };
+      } finally {
+        disposeBatch(batch);
+        for (const p of params.values()) p.dispose();
+      }
+    };
+    const original = await run({});
+    const zero = await run({ sftWeight: 0 });
+    expect(zero.metrics).toEqual(original.metrics);
+    expect(zero.grads).toEqual(original.grads);
+  });
+
+  test("a negative or non-finite α is refused, naming sftWeight", async () => {
+    using model = await CausalLM.load(dir);
+    expect(() => new SpinTrainer({ model, tokenizer: tok, config: { outputDir: freshOut(), sftWeight: -1 } })).toThrow(/sftWeight must be a finite number ≥ 0/);
+    expect(() => new SpinTrainer({ model, tokenizer: tok, config: { outputDir: freshOut(), sftWeight: Number.NaN } })).toThrow(/sftWeight/);
+  });
+});
+
 // ---- (c) gradients vs finite differences ---------------------------------------------------
 
 describe("parameter gradients of the SPIN loss vs float64 central finite differences", () => {
@@ -324,6 +385,7 @@ describe("parameter gradients of the SPIN loss vs float64 central finite differe
     { name: "label-smoothed sigmoid (ε 0.2)", options: { lossType: "sigmoid", beta: 0.5, labelSmoothing: 0.2 }, loss: (d, b) => -0.8 * logSigmoidRef(b * d) - 0.2 * logSigmoidRef(-b * d) },
     { name: "ipo", options: { lossType: "ipo", beta: 0.5 }, loss: (d, b) => (d - 1 / (2 * b)) ** 2 },
     { name: "hinge", options: { lossType: "hinge", beta: 0.5 }, loss: (d, b) => Math.max(0, 1 - b * d) },
+    { name: "sigmoid + SFT term (α 0.7)", options: { lossType: "sigmoid", beta: 0.5, sftWeight: 0.7 }, loss: (d, b) => -logSigmoidRef(b * d) },
   ];
 
   test.each(CASES)("$name", async ({ options, loss }) => {
@@ -341,8 +403,11 @@ describe("parameter gradients of the SPIN loss vs float64 central finite differe
       const beta = options.beta!;
       /** The full SPIN loss at the current parameters, in float64 from the reference log-probs. */
       const L = (): number => {
-        const s = referenceLogps(model, batch).sum;
-        return mean(oReal.map((or, i) => loss(s[i]! - s[P + i]! - (or - oGen[i]!), beta)));
+        const { sum: s, tokens } = referenceLogps(model, batch);
+        // The SFT term: α × the mean NLL per real-response token.
+        const realTokens = tokens.slice(0, P).reduce((a, b) => a + b, 0);
+        const sft = -s.slice(0, P).reduce((a, b) => a + b, 0) / realTokens;
+        return mean(oReal.map((or, i) => loss(s[i]! - s[P + i]! - (or - oGen[i]!), beta))) + (options.sftWeight ?? 0) * sft;
       };
 
       for (const p of params.values()) p.zeroGrad();

@@ -78,6 +78,8 @@ export function trainingFingerprint(
   for (const field of ["beta", "lossType", "labelSmoothing"] as const) {
     if (config[field] !== undefined) fingerprint[field] = config[field];
   }
+  // Recorded only when used, so checkpoints from before the option resume as they were.
+  if (config.sftWeight) fingerprint.sftWeight = config.sftWeight;
   return fingerprint;
 }
 

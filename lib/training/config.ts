@@ -54,6 +54,12 @@ export interface SpinConfig extends TrainingConfig {
   lossType: "sigmoid" | "hinge" | "ipo";
   /** > 0: the conservative (label-smoothed) sigmoid loss. */
   labelSmoothing: number;
+  /**
+   * α ≥ 0: adds α × the mean negative log-likelihood per real-response token to the SPIN loss
+   * (RPO / iterative reasoning preference optimisation; TRL's rpo_alpha), logged as loss/spin
+   * and loss/sft. 0 (the default) is the original method.
+   */
+  sftWeight: number;
   /** Compute the opponent's log-probs once before training (default) instead of a live opponent model. */
   precomputeOpponent: boolean;
 }
@@ -94,6 +100,7 @@ export const SPIN_DEFAULTS: Omit<SpinConfig, "outputDir"> = {
   beta: 0.1,
   lossType: "sigmoid",
   labelSmoothing: 0,
+  sftWeight: 0,
   precomputeOpponent: true,
 };
 
@@ -171,6 +178,7 @@ const FIELD_RULES: Record<keyof SpinConfig, FieldRule> = {
   beta: { number: { min: 0, minOpen: true } },
   lossType: { oneOf: ["sigmoid", "hinge", "ipo"] },
   labelSmoothing: { number: { min: 0, max: 0.5, maxOpen: true } },
+  sftWeight: { number: { min: 0 } },
   precomputeOpponent: "boolean",
 };
 
@@ -187,7 +195,7 @@ export function fieldProblem(field: keyof SpinConfig, value: unknown): string | 
   return fitsRule(value, rule.number) ? null : describeRule(rule.number);
 }
 
-const SPIN_ONLY: readonly (keyof SpinConfig)[] = ["beta", "lossType", "labelSmoothing", "precomputeOpponent"];
+const SPIN_ONLY: readonly (keyof SpinConfig)[] = ["beta", "lossType", "labelSmoothing", "sftWeight", "precomputeOpponent"];
 
 /**
  * Fills defaults and rejects every value that cannot work (see {@link fieldProblem}), naming
