@@ -20,6 +20,8 @@ import { createProgress } from "./progress.js";
 import { writeReport } from "./report.js";
 import type { SpinConfig } from "./trainer.js";
 import type { DType } from "./dtype.js";
+import type { Distributed } from "./distributed.js";
+import { lockRunFolder, runCommand } from "./io/run-lock.js";
 
 const USAGE: Record<string, string> = {
   generate: `spin-native generate [config.yaml] --model_name_or_path=DIR --input=DATA --output_dir=DIR [--split=train --batch_size=16 --frac_len=0 --data_frac=0 --max_new_tokens=256 --prompt_format=chat|spin-instruction --do_sample=false --temperature=1 --top_p=1 --format=jsonl|parquet]
@@ -112,14 +114,22 @@ async function trainCommand(config: RawConfig, kind: "spin" | "sft"): Promise<vo
   const modelDir = stringKey(config, "model_name_or_path", true);
   const outputDir = stringKey(config, "output_dir", true);
   await makeOutputFolder(outputDir);
-  const [{ CausalLM }, { Tokenizer }, { SftTrainer, SpinTrainer }, { Distributed }] = await Promise.all([
-    import("./model.js"),
-    import("./tokenizer.js"),
-    import("./trainer.js"),
-    import("./distributed.js"),
-  ]);
+  const { Distributed } = await import("./distributed.js");
   // Under `spin-native launch` (WORLD_SIZE > 1) the run is data-parallel.
   const distributed = await Distributed.fromEnv(process.env, distributedOptions(config));
+  // The folder is held from before the load (a refused duplicate wastes nothing) until the
+  // final model is written.
+  const lock = await lockRunFolder(outputDir, runCommand(`spin-native ${kind === "spin" ? "train" : "sft"}`), distributed);
+  try {
+    await trainAndSave(config, kind, outputDir, modelDir, distributed);
+  } finally {
+    lock?.release();
+  }
+  distributed?.destroy();
+}
+
+async function trainAndSave(config: RawConfig, kind: "spin" | "sft", outputDir: string, modelDir: string, distributed: Distributed | null): Promise<void> {
+  const [{ CausalLM }, { Tokenizer }, { SftTrainer, SpinTrainer }] = await Promise.all([import("./model.js"), import("./tokenizer.js"), import("./trainer.js")]);
   const rows = await mixedRows(config, "train");
   const model = await CausalLM.load(modelDir, loadOptions(config));
   const tokenizer = await Tokenizer.fromDir(modelDir);
@@ -130,12 +140,11 @@ async function trainCommand(config: RawConfig, kind: "spin" | "sft"): Promise<vo
   trainer.on("step", (s) => progress.update(s.step, trainer.config.maxSteps || Math.ceil(rows.length / (trainer.config.perDeviceTrainBatchSize * trainer.config.gradientAccumulationSteps)) * trainer.config.numTrainEpochs, `loss ${s.metrics.loss?.toFixed(4)}`));
   const abort = new AbortController();
   process.once("SIGINT", () => abort.abort());
-  const result = await trainer.train(rows, { resumeFrom: "latest", signal: abort.signal, allowConfigChange: config.allow_config_change === true });
+  const result = await trainer.train(rows, { resumeFrom: "latest", signal: abort.signal, allowConfigChange: config.allow_config_change === true, folderLocked: true });
   if (result.aborted) interrupted(`stopped after update ${result.globalStep}, checkpoint saved in ${outputDir}`);
   else progress.done(`${result.globalStep} updates`);
   if (!result.aborted && (distributed?.isMain ?? true)) await model.save(path.join(outputDir, "model"));
   await distributed?.barrier();
-  distributed?.destroy();
   model.dispose();
 }
 

@@ -852,8 +852,10 @@ export class SelfPlayGenerator {
    */
   async run(sftRows: readonly unknown[], outDir: string): Promise<GenerationSummary> {
     const dir = path.join(outDir, this.options.split);
-    // One writer per output folder (another run is refused, naming it: lib/io/run-lock.ts).
-    const lock = this.#folderLocked ? null : await RunLock.acquire(dir, runCommand(`${CALL}.run`));
+    // One writer per fraction (another run of it is refused, naming it: lib/io/run-lock.ts);
+    // fractions of one folder may run side by side, as the original runs one per GPU.
+    const lockFile = `.spin-native.${this.options.split}-${this.options.dataFrac}.lock`;
+    const lock = this.#folderLocked ? null : await RunLock.acquire(dir, runCommand(`${CALL}.run`), { lockFile });
     try {
       return await this.#run(sftRows, dir);
     } finally {

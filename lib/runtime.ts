@@ -49,22 +49,21 @@ let pendingAsyncNoGrad = 0;
  * over to their worker thread.
  */
 export function noGrad<T>(fn: () => T): T {
-  if (pendingAsyncNoGrad++ === 0) gradModeHook.enable();
   let result: T;
   const previous = native.setGradEnabled(false);
   try {
     result = gradOffContext.run(true, fn);
-  } catch (error) {
-    settleAsyncNoGrad();
-    throw error;
   } finally {
     native.setGradEnabled(previous);
   }
-  if (!(result instanceof Promise)) {
-    settleAsyncNoGrad();
-    return result;
-  }
-  return result.finally(settleAsyncNoGrad) as T;
+  if (!isThenable(result)) return result;
+  // fn's continuations run as later callbacks: the hook is on in time for the first of them.
+  if (pendingAsyncNoGrad++ === 0) gradModeHook.enable();
+  return Promise.resolve(result).finally(settleAsyncNoGrad) as T;
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as { then?: unknown } | null)?.then === "function";
 }
 
 function settleAsyncNoGrad(): void {

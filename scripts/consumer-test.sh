@@ -24,7 +24,8 @@ grep -E "spin-native|added" install.log || true
 echo "consumer: npm install of the tarball took $((SECONDS - install_start)) s"
 [[ -f node_modules/spin-native/dist/lib/index.js ]] || { echo "consumer: spin-native is not installed" >&2; exit 1; }
 # A tarball with a prebuild for this machine's libtorch installs without compiling.
-if tar -tzf "$tarball" | grep -q "^package/prebuilds/" && [[ ${LIBTORCH:-} == system ]]; then
+listing=$(tar -tzf "$tarball")
+if [[ $listing == *"package/prebuilds/"* && ${LIBTORCH:-} == system ]]; then
   grep -q "using the prebuilt addon" install.log || { echo "consumer: the prebuild was not used" >&2; exit 1; }
 fi
 

@@ -5,7 +5,7 @@
 // from source against the libtorch scripts/libtorch.mjs finds, saying why. A clone has no
 // prebuild and always compiles. `npm install --build-from-source` skips the prebuild.
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -59,6 +59,9 @@ const file = buildFromSource ? null : prebuild();
 if (file && existsSync(path.join(root, "dist", "lib", "runtime.js"))) {
   const result = tryPrebuild(file);
   if (result.ok) {
+    // A build from an earlier install would win over the prebuild at load (node-gyp-build
+    // prefers build/Release): it was made for another libtorch, so it goes.
+    rmSync(path.join(root, "build"), { recursive: true, force: true });
     say(`using the prebuilt addon (libtorch ${result.version}): ${path.relative(root, file)}`);
     process.exit(0);
   }

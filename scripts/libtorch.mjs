@@ -101,7 +101,8 @@ function describe() {
   // below C++17, which this code needs.
   const cxxStandard = Math.max(17, Number(/CXX_STANDARD\s+(\d+)/.exec(config)?.[1] ?? 17));
   const cuda = existsSync(path.join(libDir, "libtorch_cuda.so"));
-  const system = libDir.startsWith("/usr/lib");
+  // The system's own library folders (searched by the dynamic loader): no RPATH needed.
+  const system = /^\/usr\/lib(\/[^/]*-linux-gnu[^/]*)?$/.test(libDir);
   // pip torch's own libraries sit in site-packages/torch/lib, the nvidia-* wheels beside it.
   const wheels = path.resolve(libDir, "..", "..", "nvidia");
   const toolkit = [process.env.CUDA_HOME, process.env.CUDA_PATH, "/usr/local/cuda"].filter(Boolean);
@@ -130,7 +131,7 @@ function describe() {
   const nvrtcDir = cuda ? libDirs.find((d) => existsSync(d) && readdirSync(d).some((f) => f.startsWith("libnvrtc.so"))) : null;
   const nvrtc = nvrtcDir ? path.join(nvrtcDir, readdirSync(nvrtcDir).filter((f) => f.startsWith("libnvrtc.so")).sort()[0]) : null;
   // c10d's Gloo backend needs gloo's headers, which pip torch does not ship (Debian: libgloo-dev).
-  const glooHeaders = ["/usr/include", ...toolkit].some((d) => existsSync(path.join(d, "gloo", "algorithm.h")));
+  const glooHeaders = ["/usr", "/usr/local", ...toolkit].some((d) => existsSync(path.join(d, "include", "gloo", "algorithm.h")));
   return {
     origin,
     cmakeDir: dir,

@@ -9,9 +9,10 @@
 # --no-deps: only the libraries are needed, not torch's Python dependencies (triton,
 # cuda-bindings, sympy …), some of which a local mirror may lack.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 variant="${1:?usage: scripts/torch-wheel.sh cpu|cuda [DIR]}"
-dir="${2:-.torch/$variant}"
+# DIR is relative to the caller's folder; the default lies in the checkout.
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+dir="$(realpath -m "${2:-$repo/.torch/$variant}")"
 
 case "$variant" in
   cpu)
@@ -31,7 +32,7 @@ case "$variant" in
 esac
 
 if [[ -f $dir/.installed ]] && [[ $(cat "$dir/.installed") == "${packages[*]}" ]]; then
-  echo "$(pwd)/$dir/torch"
+  echo "$dir/torch"
   exit 0
 fi
 command -v python3 >/dev/null || { echo "torch-wheel: python3 not found" >&2; exit 3; }
@@ -43,7 +44,11 @@ index_args=()
 if [[ -n ${PIP_INDEX_URL:-} ]]; then
   index_args=(--index-url "$PIP_INDEX_URL")
 else
-  read -r -a mirrors <<<"$(python3 -m pip config get global.extra-index-url 2>/dev/null || true)"
+  # pip prints a multi-line value one entry a line; an index-url set in pip's config wins.
+  mapfile -t configured < <(python3 -m pip config get global.index-url 2>/dev/null || true)
+  mapfile -t extra < <(python3 -m pip config get global.extra-index-url 2>/dev/null | tr ' ' '\n' || true)
+  mirrors=()
+  for url in "${configured[@]}" "${extra[@]}"; do [[ -n $url ]] && mirrors+=("$url"); done
   if ((${#mirrors[@]} > 0)); then
     index_args=(--index-url "${mirrors[0]}")
     for mirror in "${mirrors[@]:1}"; do index_args+=(--extra-index-url "$mirror"); done
@@ -61,4 +66,4 @@ if ! python3 -m pip install --quiet --no-deps --no-compile --disable-pip-version
   exit 3
 fi
 echo "${packages[*]}" >"$dir/.installed"
-echo "$(pwd)/$dir/torch"
+echo "$dir/torch"

@@ -28,14 +28,15 @@ describe("errors", () => {
     writeFileSync(badRow, `${JSON.stringify({ prompt: "a", response: "b" })}\n${JSON.stringify({ question: "?" })}\n`);
     const badJson = path.join(root, "bad-json.jsonl");
     writeFileSync(badJson, '{"prompt": "a", "resp\n');
-    const common = [`--model_name_or_path=${model}`, `--output_dir=${path.join(root, "errors-run")}`];
+    // Each run its own output folder: they run at once, and a folder takes one writer.
+    const common = (tag: string) => [`--model_name_or_path=${model}`, `--output_dir=${path.join(root, `errors-${tag}`)}`];
     const [unknownCommand, badValue, missingKey, rowError, jsonError, missingModel] = await Promise.all([
       runCli(["trian"]),
-      runCli(["train", ...common, `--input=${data}`, "--learning_rate=.inf"]),
+      runCli(["train", ...common("value"), `--input=${data}`, "--learning_rate=.inf"]),
       runCli(["train", `--input=${data}`]),
-      runCli(["train", ...common, `--input=${badRow}`]),
-      runCli(["generate", ...common, `--input=${badJson}`]),
-      runCli(["train", `--model_name_or_path=${path.join(root, "no-model")}`, `--output_dir=${path.join(root, "errors-run")}`, `--input=${data}`]),
+      runCli(["train", ...common("row"), `--input=${badRow}`]),
+      runCli(["generate", ...common("json"), `--input=${badJson}`]),
+      runCli(["train", `--model_name_or_path=${path.join(root, "no-model")}`, `--output_dir=${path.join(root, "errors-model")}`, `--input=${data}`]),
     ]);
     expect(unknownCommand.code, show(unknownCommand)).toBe(2);
     expect(badValue.code, show(badValue)).toBe(2);

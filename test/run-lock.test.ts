@@ -53,7 +53,7 @@ describe("RunLock", () => {
     const stale = { pid: deadPid(), host: os.hostname(), started: "2026-01-01T00:00:00.000Z", command: "crashed run", processStart: null };
     writeFileSync(path.join(dir, LOCK_FILE), JSON.stringify(stale));
     const warnings: string[] = [];
-    const lock = await RunLock.acquire(dir, "new run", (m) => warnings.push(m));
+    const lock = await RunLock.acquire(dir, "new run", { onTakeover: (m) => warnings.push(m) });
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain(`pid ${stale.pid}`);
     expect(warnings[0]).toContain("crashed run");
@@ -106,6 +106,16 @@ describe("two writers of one output folder", () => {
     model.dispose();
   });
 
+  test("two fractions of one folder run side by side (one lock per fraction)", async () => {
+    const model = await CausalLM.load(modelDir);
+    const rows = sftRows(6);
+    const outDir = path.join(root, "generate-fractions");
+    const run = (dataFrac: number) => new SelfPlayGenerator({ model, tokenizer: tok, options: { batchSize: 2, maxNewTokens: 4, fracLen: 3, dataFrac } }).run(rows, outDir);
+    const [a, b] = await Promise.all([run(0), run(1)]);
+    expect([a.rows, b.rows]).toEqual([3, 3]);
+    model.dispose();
+  });
+
   test("two `spin-native generate` processes on one output_dir: the second exits 1 naming the first, which goes on", async () => {
     const input = path.join(root, "gen-input");
     mkdirSync(input, { recursive: true });
@@ -115,7 +125,7 @@ describe("two writers of one output folder", () => {
     const args = ["generate", `--model_name_or_path=${modelDir}`, `--input=${input}`, `--output_dir=${out}`, "--batch_size=1", "--max_new_tokens=16"];
     const first = spawnNode(path.join("dist", "lib", "cli.js"), args);
     // Start the second once the first holds the folder.
-    for (let i = 0; i < 400 && !existsSync(path.join(out, "train", LOCK_FILE)); i++) await new Promise((r) => setTimeout(r, 25));
+    for (let i = 0; i < 400 && !existsSync(path.join(out, "train", ".spin-native.train-0.lock")); i++) await new Promise((r) => setTimeout(r, 25));
     const second = await runCli(args);
     expect(second.code).toBe(1);
     expect(second.stderr).toMatch(/is in use by pid \d+ .*generate/);

@@ -73,15 +73,22 @@ export class RunLock implements Disposable {
 
   /**
    * Takes `dir` (created if missing) for `command`, or throws a LOCKED error naming the
-   * process that holds it. `onTakeover` hears about a stale lock taken over.
+   * process that holds it. `lockFile` names a narrower lock for writers that share the folder
+   * but not their files (one generation fraction each); `onTakeover` hears about a stale lock
+   * taken over.
    */
-  static async acquire(dir: string, command: string, onTakeover: (message: string) => void = (m) => process.emitWarning(m)): Promise<RunLock> {
+  static async acquire(
+    dir: string,
+    command: string,
+    options: { lockFile?: string; onTakeover?: (message: string) => void } = {},
+  ): Promise<RunLock> {
+    const onTakeover = options.onTakeover ?? ((m: string) => process.emitWarning(m));
     try {
       await mkdir(dir, { recursive: true });
     } catch (error) {
       throw new SpinNativeError(`cannot create the output folder ${dir}: ${(error as Error).message}`, "IO", "runLock");
     }
-    const file = path.join(dir, LOCK_FILE);
+    const file = path.join(dir, options.lockFile ?? LOCK_FILE);
     const holder: LockHolder = {
       pid: process.pid,
       host: os.hostname(),
@@ -175,7 +182,13 @@ export async function lockRunFolder(dir: string, command: string, distributed: R
       failure = error;
     }
   }
-  const agreed = await distributed.max({ failed: failure ? 1 : 0 });
+  let agreed: Record<string, number>;
+  try {
+    agreed = await distributed.max({ failed: failure ? 1 : 0 });
+  } catch (error) {
+    lock?.release(); // a peer is gone: the job will not run
+    throw error;
+  }
   if (failure) throw failure;
   if (agreed.failed) throw new SpinNativeError(`${dir}: rank 0 could not take the run folder (see rank 0's error)`, "LOCKED", "runLock");
   return lock;

@@ -56,7 +56,7 @@ export function trainingFingerprint(
     optim: config.optim,
     learningRate: config.learningRate,
     lrSchedulerType: config.lrSchedulerType,
-    warmupSteps: schedule.warmupSteps,
+    warmupSteps: config.lrSchedulerType === "constant" ? null : schedule.warmupSteps,
     decaySteps: config.lrSchedulerType === "linear" || config.lrSchedulerType === "cosine" ? schedule.totalSteps : null,
     weightDecay: config.weightDecay,
     rmspropAlpha: config.rmspropAlpha,

@@ -54,6 +54,8 @@ export interface TrainOptions {
    * changes; with it, the changes are recorded in <outputDir>/events.jsonl and warned about.
    */
   allowConfigChange?: boolean;
+  /** @internal The caller holds outputDir's run lock (the CLI, which also writes the final model there). */
+  folderLocked?: boolean;
 }
 
 export interface TrainResult {
@@ -123,7 +125,7 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
     const call = `${this.constructor.name}.train`;
     if (rows.length === 0) throw new SpinNativeError("trainer: no training rows", "INVALID_ARGUMENT", "trainer.train");
     return this.model.usage.hold(call, async () => {
-      const lock = await lockRunFolder(this.config.outputDir, runCommand(call), this.distributed);
+      const lock = options.folderLocked ? null : await lockRunFolder(this.config.outputDir, runCommand(call), this.distributed);
       try {
         return await this.#train(rows, options);
       } finally {
@@ -178,6 +180,16 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
             { rows: saved.numRows, stepsPerEpoch: saved.stepsPerEpoch, seed: saved.seed },
             { rows: rows.length, stepsPerEpoch, seed: c.seed },
           );
+      // Where the run stands is counted in updates of the saved layout: with another number of
+      // updates per epoch (rows, batch, accumulation) it has no place to resume at.
+      if (options.allowConfigChange && saved.stepsPerEpoch !== stepsPerEpoch) {
+        throw new SpinNativeError(
+          `resume: ${resumeDir} has ${saved.stepsPerEpoch} updates per epoch, this run ${stepsPerEpoch} (rows, batch or accumulation changed); ` +
+            "a run cannot resume at its position with another epoch layout, even with allowConfigChange: start over in another output folder",
+          "INVALID_ARGUMENT",
+          "trainer.resume",
+        );
+      }
       if (changes.length > 0 && !options.allowConfigChange) {
         throw new SpinNativeError(
           `resume: ${resumeDir} was written with other settings than this run's:\n  ${changes.join("\n  ")}\n` +
