@@ -208,7 +208,8 @@ function output(flag) {
         `-std=c++${lib.cxxStandard}`,
         `-D_GLIBCXX_USE_CXX11_ABI=${lib.abi}`,
         ...(lib.ncclInclude ? ["-DSPIN_WITH_NCCL"] : []),
-        ...[...lib.include, lib.cudaInclude, lib.ncclInclude]
+        // The wheels' CUDA headers include the toolkit's own (crt/host_config.h): both, wheels first.
+        ...[...lib.include, lib.cudaInclude, lib.cudaToolkit && path.join(lib.cudaToolkit, "include"), lib.ncclInclude]
           .filter((d) => d && d !== "/usr/include")
           .map((d) => `-isystem${d}`),
       ].join(" ");
