@@ -6,7 +6,7 @@ import { performance } from "node:perf_hooks";
 
 import type { Distributed } from "./distributed.js";
 import { lockRunFolder, runCommand } from "./io/run-lock.js";
-import { type GenerationProgress, SelfPlayGenerator, type SelfPlayGeneratorInit, mergeFractions } from "./generator.js";
+import { type GenerationProgress, type GenerationSummary, SelfPlayGenerator, type SelfPlayGeneratorInit, mergeFractions } from "./generator.js";
 
 export interface DataParallelGeneration {
   /** Rows of the split across all ranks (those of earlier runs included). */
@@ -32,7 +32,10 @@ export async function generateDataParallel(
   onProgress?: (progress: GenerationProgress) => void,
 ): Promise<DataParallelGeneration> {
   const alone = !distributed || distributed.worldSize === 1;
-  if (alone) return generateAlone(init, sftRows, outDir, onProgress);
+  if (alone) {
+    const summary = await runGenerator(init, sftRows, outDir, onProgress);
+    return { rows: summary.rows, file: null, eosRate: summary.eosRate, meanGeneratedTokens: summary.meanGeneratedTokens, seconds: summary.seconds };
+  }
   const options = { ...init.options, fracLen: Math.ceil(sftRows.length / distributed.worldSize), dataFrac: distributed.rank };
   // Rank 0 holds the output folder for the whole job; every rank writes its fraction under it.
   const lock = await lockRunFolder(path.join(outDir, options.split ?? "train"), runCommand("generateDataParallel"), distributed);
@@ -43,16 +46,16 @@ export async function generateDataParallel(
   }
 }
 
-async function generateAlone(
+/** Runs one generator on `init`'s fraction, reporting progress. */
+async function runGenerator(
   init: SelfPlayGeneratorInit,
   sftRows: readonly unknown[],
   outDir: string,
   onProgress?: (progress: GenerationProgress) => void,
-): Promise<DataParallelGeneration> {
+): Promise<GenerationSummary> {
   const generator = new SelfPlayGenerator(init);
   if (onProgress) generator.on("progress", onProgress);
-  const summary = await generator.run(sftRows, outDir);
-  return { rows: summary.rows, file: null, eosRate: summary.eosRate, meanGeneratedTokens: summary.meanGeneratedTokens, seconds: summary.seconds };
+  return generator.run(sftRows, outDir);
 }
 
 async function generateFraction(
@@ -62,10 +65,8 @@ async function generateFraction(
   distributed: Distributed,
   onProgress?: (progress: GenerationProgress) => void,
 ): Promise<DataParallelGeneration> {
-  const generator = new SelfPlayGenerator(init);
-  if (onProgress) generator.on("progress", onProgress);
   const started = performance.now();
-  const summary = await generator.run(sftRows, outDir);
+  const summary = await runGenerator(init, sftRows, outDir, onProgress);
   // The run's rows over all ranks (this sum also waits until every fraction is complete).
   const totals = await distributed.sum({
     generated: summary.generatedRows,
