@@ -1,7 +1,7 @@
 // The SPIN demo through the library API — what `spin-native demo` does, in a dozen lines:
-// θ0 (the embedded tiny model, an under-trained SFT model for two-number addition) → SPIN
-// iterations, each scored on held-out prompts, against continued SFT with the same number of
-// updates; then the table and the run report.
+// θ0 (the embedded tiny model, under-trained on letter reversal and digit sorting) → SPIN
+// iterations and SPIN with an SFT term, each scored on held-out prompts, against continued SFT
+// with the same number of updates; then the table and the run report.
 //
 // Run it from the repository root (a few minutes on a 2-core CPU):
 //   npx tsc -p tsconfig.build.json
@@ -14,7 +14,6 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 
 import { formatDemoTable, runDemo } from "../lib/demo/run.js";
-import { writeReport } from "../lib/report.js";
 
 const USAGE = `usage: node dist/examples/demo-api.js [run-folder] [iterations]
   run-folder  where the run lives (default ./spin-demo-api-run); re-running resumes it
@@ -41,11 +40,11 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   console.log(`\nSPIN demo, ${iterations} iteration(s), ${result.seconds.toFixed(0)} s (run folder ${runDir})\n`);
   console.log(formatDemoTable(result.rows));
-  // result.rows holds the same numbers as data: label, updates, accuracy, meanLogprob, margins.
-  const best = result.rows.reduce((a, b) => (b.accuracy > a.accuracy ? b : a));
-  console.log(`\nbest held-out exact match: ${(100 * best.accuracy).toFixed(1)}% (${best.label})`);
-  console.log(`final model: ${result.pipeline.finalModel}`);
-  console.log(`report: ${await writeReport(runDir)}`);
+  // result.rows holds the same numbers as data: label, updates, scores (overall and per task), margins.
+  const best = result.rows.reduce((a, b) => (b.scores.accuracy > a.scores.accuracy ? b : a));
+  console.log(`\nbest held-out exact match: ${(100 * best.scores.accuracy).toFixed(1)}% (${best.label})`);
+  console.log(`final SPIN model: ${result.spin.finalModel}`);
+  console.log(`report: ${path.join(runDir, "report.html")}`);
   return 0;
 }
 

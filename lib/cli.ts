@@ -36,8 +36,8 @@ const USAGE: Record<string, string> = {
   Converts a dataset between jsonl, json and parquet (by extension), in the original's schema.`,
   eval: `spin-native eval [config.yaml] --model_name_or_path=DIR --input=DATA [--split=test --opponent=DIR]
   Held-out metrics: mean NLL of the real responses; with --opponent, the SPIN metrics against it.`,
-  demo: `spin-native demo [--out=DIR] [--iterations=3]
-  The SPIN demo on the embedded tiny model and data: SFT θ0 → SPIN iterations → table of held-out exact match, mean log-prob of the ground truth and reward margins, against continued SFT with the same number of updates.`,
+  demo: `spin-native demo [--out=DIR] [--iterations=3] [--seed=42]
+  The SPIN demo on the embedded tiny model and data: θ0 → SPIN iterations, and SPIN with an SFT term → table of held-out exact match (per task), mean log-prob of the ground truth, reward margins and identical pairs, against continued SFT with the same updates (at SPIN's lr and at the best of a sweep); report.html plots them.`,
   launch: `spin-native launch --nproc-per-node=N [--nnodes=M --node-rank=R --master-addr=A --master-port=P --rdzv-id=ID] -- <command ...>
   Starts N worker processes with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (torchrun-style), and OMP_NUM_THREADS = cores / N unless already set; output is prefixed by rank; if a rank fails the others are stopped and the exit code is non-zero. Each job has an id (--rdzv-id, SPIN_JOB_ID, or random for one node): a rank of another job on the same port is refused.`,
   info: `spin-native info
@@ -187,10 +187,11 @@ async function main(argv: string[]): Promise<void> {
       const option = (name: string) => flags.find((f) => f.startsWith(`--${name}=`))?.split("=")[1];
       const runDir = path.resolve(option("out") ?? "spin-demo-run");
       const { formatDemoTable, runDemo } = await import("./demo/run.js");
-      const result = await runDemo({ runDir, iterations: Number(option("iterations") ?? 3) });
+      const result = await runDemo({ runDir, iterations: Number(option("iterations") ?? 3), seed: Number(option("seed") ?? 42) });
       console.log(`\nSPIN demo (run folder ${runDir}, ${result.seconds.toFixed(0)} s)\n`);
       console.log(formatDemoTable(result.rows));
-      console.log(`\nreport: ${await writeReport(runDir)}`);
+      console.log(`\ncontinued SFT, held-out exact match by lr: ${result.sweep.map((s) => `${s.learningRate.toExponential()}: ${(100 * s.accuracy).toFixed(1)}%`).join(", ")}`);
+      console.log(`report: ${path.join(runDir, "report.html")}`);
       return;
     }
     case "convert": {

@@ -47,7 +47,7 @@ export {
 export { Optimizer, type OptimizerOptions } from "./optim.js";
 export { lrMultiplier, warmupSteps, type SchedulerType } from "./schedule.js";
 export { SpinCollator, stepsPerEpoch, totalSteps, type SpinBatch, type SftBatch } from "./data/collator.js";
-export { toSpinRow, splitPrompt, type SpinRow, type RowLocation } from "./data/rows.js";
+export { toSpinRow, splitPrompt, identicalPairShare, type SpinRow, type RowLocation } from "./data/rows.js";
 export {
   SpinTrainer,
   SftTrainer,

@@ -8,6 +8,7 @@ import path from "node:path";
 
 import { readSpinRows } from "./data/dataset-read.js";
 import { mixDatasets } from "./data/mixer.js";
+import { identicalPairShare } from "./data/rows.js";
 import { SpinNativeError } from "./errors.js";
 import type { Distributed } from "./distributed.js";
 import { generateDataParallel } from "./distributed-generation.js";
@@ -61,7 +62,8 @@ export const ORIGINAL_SCHEDULE: Partial<SpinConfig>[] = [
 ];
 
 export interface IterationRecord {
-  generate?: Pick<GenerationSummary, "rows" | "eosRate" | "meanGeneratedTokens" | "seconds">;
+  /** identicalPairs: share of the iteration's own pairs whose generated response equals the real one. */
+  generate?: Pick<GenerationSummary, "rows" | "eosRate" | "meanGeneratedTokens" | "seconds"> & { identicalPairs?: number };
   train?: { steps: number; rows: number; metrics: Metrics };
   eval?: Metrics;
 }
@@ -151,7 +153,8 @@ async function runStages(options: PipelineOptions, log: (line: string) => void, 
       log(`iteration ${t}: generating with ${current}`);
       const init = (model: CausalLM) => ({ model, tokenizer, options: { ...options.generation, split: "train" } });
       const result = await withModel(current, (model) => generateDataParallel(init(model), options.sftRows, paths.data, dist ?? null));
-      record.generate = { rows: result.rows, eosRate: result.eosRate, meanGeneratedTokens: result.meanGeneratedTokens, seconds: result.seconds };
+      const identicalPairs = identicalPairShare(await readSpinRows(paths.data, "train"));
+      record.generate = { rows: result.rows, eosRate: result.eosRate, meanGeneratedTokens: result.meanGeneratedTokens, seconds: result.seconds, identicalPairs };
       await save();
     }
     if (options.signal?.aborted) return { state, aborted: true, finalModel: current };

@@ -18,6 +18,18 @@ export interface RenderOptions {
   generatedAt?: Date;
   /** Shown in the header: where the run lives. */
   runDir?: string;
+  /**
+   * Other models to plot beside this run's held-out metrics, per iteration: evals[t] is the
+   * model at x = t (θt's position; undefined where there is none), e.g. a second SPIN run, or a
+   * baseline with the updates of t iterations.
+   */
+  comparison?: readonly ComparedModel[];
+}
+
+/** A series of held-out metrics drawn beside the run's own (RenderOptions.comparison). */
+export interface ComparedModel {
+  name: string;
+  evals: readonly (Record<string, number> | undefined)[];
 }
 
 /** The metrics plotted per update step, in order. */
@@ -403,6 +415,7 @@ export function renderReport(state: RunState, logs: readonly (readonly LogLine[]
       escapeHtml(formatNumber(g?.rows)),
       g ? escapeHtml(`${(100 * g.eosRate).toFixed(1)}%`) : "—",
       escapeHtml(formatNumber(g?.meanGeneratedTokens)),
+      g?.identicalPairs === undefined ? "—" : escapeHtml(`${(100 * g.identicalPairs).toFixed(1)}%`),
       g ? escapeHtml(g.seconds.toFixed(1)) : "—",
       escapeHtml(formatNumber(tr?.rows)),
       escapeHtml(formatNumber(tr?.steps ?? (logs[t]?.length ? lastStep(logs[t]) : undefined))),
@@ -414,7 +427,7 @@ export function renderReport(state: RunState, logs: readonly (readonly LogLine[]
   out.push(
     summaryRows.length > 0
       ? table(
-          ["iteration", "status", "generated rows", "EOS rate", "mean generated tokens", "generation seconds", "training pairs", "updates", "loss (last log)", "margins (last log)", "accuracies (last log)"],
+          ["iteration", "status", "generated rows", "EOS rate", "mean generated tokens", "identical pairs", "generation seconds", "training pairs", "updates", "loss (last log)", "margins (last log)", "accuracies (last log)"],
           summaryRows,
           "summary",
         )
@@ -488,8 +501,25 @@ export function renderReport(state: RunState, logs: readonly (readonly LogLine[]
     ]);
     out.push(table(["model", ...names], rows, "eval"));
     if (base) out.push(`<p class="meta">In parentheses: the change from θ0.</p>`);
+    out.push(heldOutPlots(names, [{ name: "this run", evals: evalRows.map((row) => row.metrics) }, ...(options.comparison ?? [])]));
   }
   out.push(`</body></html>\n`);
+  return out.join("\n");
+}
+
+/** One plot per held-out metric: x is the model θt, one series per compared model. */
+function heldOutPlots(names: readonly string[], models: readonly ComparedModel[]): string {
+  const out = [`<div class="grid">`];
+  for (const key of names) {
+    const series: PlotSeries[] = models.map((m, i) => ({
+      name: m.name,
+      color: PALETTE[(PALETTE.length - 1 - i) % PALETTE.length]!,
+      points: m.evals.map((e, t): [number, number | null] => [t, isNum(e?.[key]) ? e[key] : null]),
+    }));
+    const svg = svgLinePlot({ title: key, xLabel: "model θt (t = SPIN iterations, or the same updates)", yLabel: key, series });
+    out.push(`<figure data-heldout="${escapeHtml(key)}">${svg}</figure>`);
+  }
+  out.push(`</div>`);
   return out.join("\n");
 }
 
@@ -558,9 +588,9 @@ export async function readRun(runDir: string): Promise<{ state: RunState; logs: 
 }
 
 /** Writes `<runDir>/report.html` (atomically) from the run folder as it is now; returns its path. */
-export async function writeReport(runDir: string): Promise<string> {
+export async function writeReport(runDir: string, options: Pick<RenderOptions, "title" | "comparison"> = {}): Promise<string> {
   const { state, logs } = await readRun(runDir);
   const file = path.join(runDir, "report.html");
-  await writeFileAtomic(file, renderReport(state, logs, { generatedAt: new Date(), runDir: path.resolve(runDir) }));
+  await writeFileAtomic(file, renderReport(state, logs, { ...options, generatedAt: new Date(), runDir: path.resolve(runDir) }));
   return file;
 }

@@ -204,7 +204,11 @@ describe("spin-native iterate: 2 iterations, SIGKILL and resume", () => {
     expect(state.iteration).toHaveLength(2);
     expect(state.iteration[0]).toMatchObject({ generate: { rows: PROMPTS }, train: { steps: STEPS[0], rows: PROMPTS } });
     expect(state.iteration[1]).toMatchObject({ generate: { rows: PROMPTS }, train: { steps: STEPS[1], rows: 2 * PROMPTS } });
-    for (const r of state.iteration) {
+    for (const [t, r] of state.iteration.entries()) {
+      // identicalPairs, recounted from the rows as written: the generated answer's text equals the real one's.
+      const written = readFileSync(path.join(plainRun, `iter${t}`, "data", "train", "train-0.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as SpinRow);
+      const same = written.filter((row) => row.generated.at(-1)!.content === row.real.at(-1)!.content).length;
+      expect(r.generate!.identicalPairs).toBe(same / PROMPTS);
       expect(r.generate!.eosRate).toBeGreaterThanOrEqual(0);
       expect(r.generate!.meanGeneratedTokens).toBeGreaterThan(0);
       expect(r.generate!.meanGeneratedTokens).toBeLessThanOrEqual(4);

@@ -190,7 +190,9 @@ describe("writeReport", () => {
   test("one <svg> per plot; a polyline per iteration with a point per log line", () => {
     const plots = plotsOf(html);
     expect([...plots.keys()]).toEqual([...REPORT_PLOTS.map((p) => p.key), "meanGeneratedTokens", "eosRate"]);
-    expect(html.match(/<svg\b/g)).toHaveLength(REPORT_PLOTS.length + 2);
+    // … and one per held-out metric (accuracy, meanLogprob), θ0..θ2 on x.
+    expect([...html.matchAll(/<figure data-heldout="([^"]+)">/g)].map((m) => m[1])).toEqual(["accuracy", "meanLogprob"]);
+    expect(html.match(/<svg\b/g)).toHaveLength(REPORT_PLOTS.length + 2 + 2);
     for (const plot of REPORT_PLOTS) {
       const svg = plots.get(plot.key)!;
       expect(polylinePoints(svg), plot.key).toEqual([ITER0_LINES, ITER1_LINES]);
@@ -286,8 +288,8 @@ describe("in headless Chromium", () => {
 
     const profile2 = mkdtempSync(path.join(root, "chromium-profile-"));
     const { stdout: dom } = await run(CHROMIUM, [...chromiumArgs(profile2), "--dump-dom", url]);
-    expect(dom.match(/<svg\b/g)).toHaveLength(REPORT_PLOTS.length + 2);
-    expect(dom.match(/<polyline\b/g)).toHaveLength(REPORT_PLOTS.length * 2);
+    expect(dom.match(/<svg\b/g)).toHaveLength(REPORT_PLOTS.length + 2 + 2);
+    expect(dom.match(/<polyline\b/g)).toHaveLength(REPORT_PLOTS.length * 2 + 2);
     expect(dom).toContain('<table class="eval">');
     if (process.env.REPORT_SCREENSHOT) writeFileSync(process.env.REPORT_SCREENSHOT, bytes);
     console.log(`chromium (${version}): screenshot + DOM dump in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

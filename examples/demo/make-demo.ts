@@ -1,5 +1,6 @@
 // Builds the demo's shipped assets (run once; the outputs are committed):
-//   examples/demo/data/{train,test}.jsonl   addition prompts as chat rows
+//   examples/demo/data/{train,test}.jsonl   reversal and sorting prompts as chat rows
+//                                           (1 000 and 150 per task)
 //   examples/demo/model/                    θ0: a tiny Llama, deliberately under-trained by
 //                                           spin-native's own SftTrainer, with its tokenizer
 // node dist/examples/demo/make-demo.js
@@ -9,12 +10,12 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { CausalLM, SftTrainer, Tokenizer, manualSeed, ones, randn, saveSafetensors, scope, setNumThreads, type Tensor } from "../../lib/index.js";
-import { DEMO_BASE_SFT_STEPS, DEMO_SFT, DEMO_VOCAB_SIZE, additionSplits, sftRow, spinRow, writeDemoTokenizer } from "../../lib/demo/task.js";
+import { DEMO_BASE_SFT_STEPS, DEMO_SFT, DEMO_VOCAB_SIZE, demoSplits, sftRow, spinRow, writeDemoTokenizer } from "../../lib/demo/task.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const demoDir = path.resolve(here, "..", "..", "..", "examples", "demo");
 
-/** The demo architecture: small enough for a 2-core CPU, large enough to learn addition. */
+/** The demo architecture: small enough for a 2-core CPU, large enough to learn both tasks. */
 export const DEMO_CONFIG = {
   architectures: ["LlamaForCausalLM"],
   model_type: "llama",
@@ -63,7 +64,7 @@ function randomWeights(): Record<string, Tensor> {
 async function main(): Promise<void> {
   const sftSteps = Number(process.argv[2] ?? DEMO_BASE_SFT_STEPS);
   setNumThreads(1); // a model this small runs fastest on one thread
-  const { train, test } = additionSplits(2000, 200);
+  const { train, test } = demoSplits(1000, 150);
   mkdirSync(path.join(demoDir, "data"), { recursive: true });
   writeFileSync(path.join(demoDir, "data", "train.jsonl"), train.map((e) => JSON.stringify(sftRow(e))).join("\n") + "\n");
   writeFileSync(path.join(demoDir, "data", "test.jsonl"), test.map((e) => JSON.stringify(sftRow(e))).join("\n") + "\n");
@@ -82,7 +83,7 @@ async function main(): Promise<void> {
   const trainer = new SftTrainer({
     model,
     tokenizer,
-    config: { ...DEMO_SFT, outputDir: out, maxSteps: sftSteps, saveStrategy: "no", loggingSteps: 50, logToConsole: true },
+    config: { ...DEMO_SFT, outputDir: out, maxSteps: sftSteps, saveStrategy: "no", loggingSteps: 50, logToConsole: true, maxLength: 64, maxPromptLength: 48 },
   });
   await trainer.train(train.map(spinRow));
   await model.save(path.join(demoDir, "model"));

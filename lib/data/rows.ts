@@ -231,3 +231,14 @@ export function toSpinRow(raw: unknown, where: RowLocation): SpinRow {
       `{prompt, response}, {prompt, completion}; ${foundKeys(raw)}`,
   );
 }
+
+/**
+ * Share of pairs whose generated response equals the real one. Such a pair has zero SPIN
+ * gradient (its two log-prob differences are the same numbers), so this is the share of the
+ * data that teaches the model nothing; near 1 means the model already reproduces its data.
+ */
+export function identicalPairShare(rows: readonly SpinRow[]): number {
+  if (rows.length === 0) return 0;
+  const same = rows.filter((row) => JSON.stringify(row.real) === JSON.stringify(row.generated)).length;
+  return same / rows.length;
+}

@@ -1,20 +1,25 @@
-// The demo — spin-native's main job on the embedded tiny model and data: θ0 (an
-// under-trained SFT model for two-number addition) → SPIN iterations 0..T−1, each scored
-// on held-out prompts, and the same number of updates spent on continued SFT as the
-// baseline the paper compares against.
-import { readFileSync } from "node:fs";
-import { existsSync } from "node:fs";
+// The demo — spin-native's main job on the embedded tiny model and data. From θ0 (a tiny
+// Llama under-trained on letter reversal and digit sorting):
+//   - SPIN, iterations 0..T−1 (the original method);
+//   - SPIN with an SFT term (sftWeight α: + α × the real answer's mean NLL), the same way;
+//   - continued SFT from θ0 with SPIN's optimizer, batch and total updates: at SPIN's lr
+//     ("matched") and at the best lr of a small sweep,
+// every model scored on held-out prompts, per task. Each arm lives in its own folder of the run
+// folder and is resumed, not redone, when the demo is run again.
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { SpinNativeError } from "../errors.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { CausalLM } from "../model.js";
-import { type PipelineResult, runPipeline } from "../pipeline.js";
+import { type PipelineResult, type RunState, runPipeline } from "../pipeline.js";
+import { type ComparedModel, writeReport } from "../report.js";
 import { setNumThreads } from "../runtime.js";
 import { Tokenizer } from "../tokenizer.js";
 import { type Metrics, SftTrainer } from "../trainer.js";
-import { type DemoScores, scoreModel } from "./evaluate.js";
-import { DEMO_SFT, readExamples, spinRow } from "./task.js";
+import { DEMO_MAX_NEW_TOKENS, type DemoScores, scoreModel } from "./evaluate.js";
+import { DEMO_TASKS, type DemoExample, readExamples, spinRow } from "./task.js";
 
 /** examples/demo in the package: the base model and the data. */
 export function demoAssets(): { model: string; train: string; test: string } {
@@ -27,101 +32,183 @@ export function demoAssets(): { model: string; train: string; test: string } {
 export interface DemoOptions {
   runDir: string;
   iterations?: number;
+  /** Seed of the data order and of the t/t−1 mixing (θ0 and the data are fixed). */
+  seed?: number;
   log?: (line: string) => void;
 }
 
 export interface DemoRow {
   label: string;
+  /** Updates from θ0 to this model. */
   updates: number;
-  accuracy: number;
-  meanLogprob: number;
+  scores: DemoScores;
+  /** rewards/margins of the iteration's last log (SPIN rows). */
   margins: number | null;
+  /** Share of the iteration's pairs whose generated answer equals the real one (SPIN rows). */
+  identicalPairs: number | null;
 }
 
 export interface DemoResult {
-  pipeline: PipelineResult;
+  spin: PipelineResult;
+  spinWithSft: PipelineResult;
   rows: DemoRow[];
+  /** Held-out exact match of continued SFT at every learning rate of the sweep. */
+  sweep: { learningRate: number; accuracy: number }[];
   seconds: number;
 }
 
 /**
- * SPIN settings of the demo: β 1 and RMSprop (docs/method.md, "Small-scale behaviour"), at 1/1000
- * of the SFT lr — measured here, 1/100 drove real and generated log-probs down together.
+ * SPIN settings of the demo: β 1 and RMSprop, as the original (docs/method.md, "Small-scale
+ * behaviour"), 2 epochs per iteration at a global batch of 64.
  */
 export const DEMO_SPIN = {
   optim: "rmsprop" as const,
-  learningRate: DEMO_SFT.learningRate / 1000,
+  learningRate: 1e-5,
   beta: 1.0,
-  numTrainEpochs: 1,
-  perDeviceTrainBatchSize: 32,
+  numTrainEpochs: 2,
+  perDeviceTrainBatchSize: 64,
   warmupRatio: 0.1,
   lrSchedulerType: "linear" as const,
-  loggingSteps: 10,
+  loggingSteps: 5,
   saveStrategy: "epoch" as const,
   maxLength: 64,
   maxPromptLength: 48,
 };
 
-const asMetrics = (s: DemoScores): Metrics => ({ accuracy: s.accuracy, meanLogprob: s.meanLogprob });
+/** α of the SPIN + SFT term arm. */
+export const DEMO_SFT_WEIGHT = 1;
+
+/** Learning rates of the continued-SFT sweep; the first is SPIN's (the matched baseline). */
+export const DEMO_SFT_SWEEP = [DEMO_SPIN.learningRate, 1e-4, 1e-3];
+
+/** Training prompts the SPIN iterations answer (the first of train.jsonl, both tasks mixed). */
+export const DEMO_SPIN_PROMPTS = 900;
+
+const asMetrics = (s: DemoScores): Metrics => ({ accuracy: s.accuracy, ...Object.fromEntries(DEMO_TASKS.map((t) => [t, s.taskAccuracy[t]])), meanLogprob: s.meanLogprob });
+const asScores = (m: Metrics | undefined): DemoScores => ({
+  accuracy: m?.accuracy ?? NaN,
+  taskAccuracy: Object.fromEntries(DEMO_TASKS.map((t) => [t, m?.[t] ?? NaN])) as DemoScores["taskAccuracy"],
+  meanLogprob: m?.meanLogprob ?? NaN,
+});
 
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const started = Date.now();
   const log = options.log ?? console.log;
+  const iterations = options.iterations ?? 3;
+  const seed = options.seed ?? 42;
+  if (!Number.isInteger(iterations) || iterations < 1) throw new SpinNativeError(`demo: iterations must be an integer >= 1, got ${iterations}`, "INVALID_ARGUMENT", "demo");
+  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new SpinNativeError(`demo: seed must be an integer in [0, 2^32), got ${seed}`, "INVALID_ARGUMENT", "demo");
   setNumThreads(1); // measured: a model this small runs several times faster on one thread
   const assets = demoAssets();
-  const sftRows = readFileSync(assets.train, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as unknown);
+  const train = readExamples(assets.train).slice(0, DEMO_SPIN_PROMPTS);
   const test = readExamples(assets.test);
+  const sftRows = train.map((e) => ({ messages: [{ role: "user", content: e.prompt }, { role: "assistant", content: e.answer }] }));
   const evaluate = async (model: CausalLM, tokenizer: Tokenizer) => asMetrics(await scoreModel(model, tokenizer, test));
-  const iterations = options.iterations ?? 3;
+  const spinRun = (runDir: string, sftWeight: number, label: string) =>
+    runPipeline({
+      runDir,
+      baseModel: assets.model,
+      sftRows,
+      iterations,
+      training: { ...DEMO_SPIN, sftWeight, seed, logToConsole: false },
+      mixSeed: seed,
+      generation: { batchSize: 300, maxNewTokens: DEMO_MAX_NEW_TOKENS, doSample: false },
+      evaluate,
+      log: (line) => log(`${label}: ${line}`),
+    });
 
-  const pipeline = await runPipeline({
-    runDir: options.runDir,
-    baseModel: assets.model,
-    sftRows,
-    iterations,
-    training: { ...DEMO_SPIN, logToConsole: false },
-    generation: { batchSize: 250, maxNewTokens: 6, doSample: false },
-    evaluate,
-    log,
-  });
-
-  // The baseline: the same number of updates as all SPIN iterations, spent on more SFT.
-  const spinUpdates = pipeline.state.iteration.reduce((sum, r) => sum + (r.train?.steps ?? 0), 0);
-  const baselineFile = path.join(options.runDir, "sft-baseline.json");
-  let baseline: Metrics;
-  if (existsSync(baselineFile)) {
-    baseline = JSON.parse(readFileSync(baselineFile, "utf8")) as Metrics;
-  } else {
-    log(`continued SFT baseline: ${spinUpdates} updates from θ0`);
-    const model = await CausalLM.load(assets.model);
-    const tokenizer = await Tokenizer.fromDir(assets.model);
-    const trainer = new SftTrainer({ model, tokenizer, config: { ...DEMO_SFT, maxSteps: spinUpdates, outputDir: path.join(options.runDir, "sft-baseline"), saveStrategy: "no", maxLength: 64, maxPromptLength: 48 } });
-    const examples = readExamples(assets.train);
-    await trainer.train(examples.map(spinRow));
-    baseline = await evaluate(model, tokenizer);
-    model.dispose();
-    await writeFileAtomic(baselineFile, JSON.stringify(baseline) + "\n");
+  // The two SPIN arms are independent single-threaded runs: one per core.
+  const [spin, spinWithSft] = await Promise.all([
+    spinRun(options.runDir, 0, "SPIN"),
+    spinRun(path.join(options.runDir, "sft-term"), DEMO_SFT_WEIGHT, `SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`),
+  ]);
+  const updates = spin.state.iteration.reduce((sum, r) => sum + (r.train?.steps ?? 0), 0);
+  const sweep: { learningRate: number; scores: DemoScores }[] = [];
+  for (let i = 0; i < DEMO_SFT_SWEEP.length; i += 2) {
+    const pair = DEMO_SFT_SWEEP.slice(i, i + 2);
+    const scores = await Promise.all(pair.map((lr) => continuedSft(options.runDir, train, lr, updates, seed, evaluate, log)));
+    pair.forEach((learningRate, k) => sweep.push({ learningRate, scores: scores[k]! }));
   }
+  const matched = sweep[0]!;
+  const best = sweep.reduce((a, b) => (b.scores.accuracy > a.scores.accuracy ? b : a));
 
-  const state = pipeline.state;
   const rows: DemoRow[] = [
-    { label: "θ0 (SFT, under-trained)", updates: 0, accuracy: state.baseEval!.accuracy!, meanLogprob: state.baseEval!.meanLogprob!, margins: null },
-    ...state.iteration.map((r, t) => ({
-      label: `SPIN iteration ${t} → θ${t + 1}`,
-      updates: r.train?.steps ?? 0,
-      accuracy: r.eval?.accuracy ?? NaN,
-      meanLogprob: r.eval?.meanLogprob ?? NaN,
-      margins: r.train?.metrics["rewards/margins"] ?? null,
-    })),
-    { label: `continued SFT (${spinUpdates} updates)`, updates: spinUpdates, accuracy: baseline.accuracy!, meanLogprob: baseline.meanLogprob!, margins: null },
+    { label: "θ0 (SFT, under-trained)", updates: 0, scores: asScores(spin.state.baseEval), margins: null, identicalPairs: null },
+    ...spinRows("SPIN", spin.state),
+    ...spinRows(`SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`, spinWithSft.state),
+    { label: `continued SFT, matched (lr ${matched.learningRate.toExponential()})`, updates, scores: matched.scores, margins: null, identicalPairs: null },
+    { label: `continued SFT, best lr of sweep (lr ${best.learningRate.toExponential()})`, updates, scores: best.scores, margins: null, identicalPairs: null },
   ];
-  return { pipeline, rows, seconds: (Date.now() - started) / 1000 };
+  const atEnd = (scores: DemoScores) => Array.from({ length: iterations + 1 }, (_, t) => (t === iterations ? asMetrics(scores) : undefined));
+  const comparison: ComparedModel[] = [
+    { name: `SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`, evals: [spinWithSft.state.baseEval, ...spinWithSft.state.iteration.map((r) => r.eval)] },
+    { name: "continued SFT, matched", evals: atEnd(matched.scores) },
+    { name: `continued SFT, lr ${best.learningRate.toExponential()}`, evals: atEnd(best.scores) },
+  ];
+  await writeReport(options.runDir, { title: "SPIN demo", comparison });
+  return { spin, spinWithSft, rows, sweep: sweep.map((s) => ({ learningRate: s.learningRate, accuracy: s.scores.accuracy })), seconds: (Date.now() - started) / 1000 };
 }
+
+function spinRows(label: string, state: RunState): DemoRow[] {
+  let updates = 0;
+  return state.iteration.map((r, t) => {
+    updates += r.train?.steps ?? 0;
+    return {
+      label: `${label}, iteration ${t} → θ${t + 1}`,
+      updates,
+      scores: asScores(r.eval),
+      margins: r.train?.metrics["rewards/margins"] ?? null,
+      identicalPairs: r.generate?.identicalPairs ?? null,
+    };
+  });
+}
+
+/** Continued SFT from θ0 on the SPIN prompts' real answers: SPIN's optimizer, batch and updates at `learningRate`. */
+async function continuedSft(
+  runDir: string,
+  train: DemoExample[],
+  learningRate: number,
+  updates: number,
+  seed: number,
+  evaluate: (model: CausalLM, tokenizer: Tokenizer) => Promise<Metrics>,
+  log: (line: string) => void,
+): Promise<DemoScores> {
+  const dir = path.join(runDir, "continued-sft", `lr-${learningRate}`);
+  const resultFile = path.join(dir, "result.json");
+  if (existsSync(resultFile)) {
+    const saved = JSON.parse(readFileSync(resultFile, "utf8")) as { updates: number; seed: number; metrics: Metrics };
+    if (saved.updates === updates && saved.seed === seed) return asScores(saved.metrics);
+  }
+  log(`continued SFT: ${updates} updates from θ0 at lr ${learningRate}`);
+  const assets = demoAssets();
+  const model = await CausalLM.load(assets.model);
+  try {
+    const tokenizer = await Tokenizer.fromDir(assets.model);
+    const { optim, perDeviceTrainBatchSize, warmupRatio, lrSchedulerType, maxLength, maxPromptLength } = DEMO_SPIN;
+    const config = { optim, perDeviceTrainBatchSize, warmupRatio, lrSchedulerType, maxLength, maxPromptLength, learningRate, seed, maxSteps: updates, outputDir: path.join(dir, "train"), saveStrategy: "no" as const, logToConsole: false };
+    await new SftTrainer({ model, tokenizer, config }).train(train.map(spinRow));
+    const metrics = await evaluate(model, tokenizer);
+    await writeFileAtomic(resultFile, JSON.stringify({ updates, seed, metrics }) + "\n");
+    return asScores(metrics);
+  } finally {
+    model.dispose();
+  }
+}
+
+const percent = (v: number) => (Number.isFinite(v) ? `${(100 * v).toFixed(1)}%` : "—");
 
 /** The demo's table, as printed by `spin-native demo`. */
 export function formatDemoTable(rows: DemoRow[]): string {
-  const header = ["model", "updates", "held-out exact match", "mean log p(ground truth)", "rewards/margins (last log)"];
-  const cells = rows.map((r) => [r.label, String(r.updates), `${(100 * r.accuracy).toFixed(1)}%`, r.meanLogprob.toFixed(3), r.margins === null ? "" : r.margins.toFixed(3)]);
+  const header = ["model", "updates", "held-out exact match", ...DEMO_TASKS.map((t) => `  ${t}`), "mean log p(ground truth)", "rewards/margins", "identical pairs"];
+  const cells = rows.map((r) => [
+    r.label,
+    String(r.updates),
+    percent(r.scores.accuracy),
+    ...DEMO_TASKS.map((t) => percent(r.scores.taskAccuracy[t])),
+    r.scores.meanLogprob.toFixed(3),
+    r.margins === null ? "" : r.margins.toFixed(3),
+    r.identicalPairs === null ? "" : percent(r.identicalPairs),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (values: string[]) => "| " + values.map((v, i) => v.padEnd(widths[i]!)).join(" | ") + " |";
   return [line(header), "|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|", ...cells.map(line)].join("\n");

@@ -1,15 +1,22 @@
-// The demo task: two-number addition written as chat prompts ("37+45" → "82"), with a
-// character-level tokenizer. Answers can be scored exactly, so the effect of SPIN on a
-// deliberately under-trained model is measurable on a 2-core CPU in minutes.
+// The demo task: a mix of two character-level tasks written as chat prompts —
+//   reversal  "reverse qbkmz"  → "zmkbq"   (3 to 7 letters)
+//   sorting   "sort 315926"    → "123569"  (4 to 9 digits)
+// with a one-token-per-character tokenizer. Answers can be scored exactly, and an
+// under-trained model gets the short instances right and the long ones partly wrong (a
+// swapped letter, a dropped digit): errors close to the ground truth, which the SPIN loss
+// can act on. (Two-digit addition, the earlier demo's task, gave SPIN nothing: θ0 got the
+// units digit at chance, and SPIN only moved that wrong answer around.)
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
+import { SpinNativeError } from "../errors.js";
 import type { SpinRow } from "../data/rows.js";
 import { mulberry32 } from "../random.js";
 
-/** Special tokens first (ids 0..5), then "\n", the digits and "+". */
+/** Special tokens first (ids 0..5), then "\n", the digits, the letters and " ". */
 const SPECIALS = ["<unk>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"];
-const CHARACTERS = [..."\n0123456789+"];
+const LETTERS = "abcdefghijklmnopqrstuvwxyz";
+const CHARACTERS = [..."\n0123456789", ...LETTERS, ..." "];
 export const DEMO_VOCAB_SIZE = SPECIALS.length + CHARACTERS.length;
 
 /** tokenizer.json: one token per character (BPE without merges) plus the chat markers. */
@@ -39,39 +46,88 @@ export function writeDemoTokenizer(dir: string): void {
   writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(DEMO_TOKENIZER_CONFIG, null, 2));
 }
 
-export interface AdditionExample {
+export const DEMO_TASKS = ["reverse", "sort"] as const;
+export type DemoTask = (typeof DEMO_TASKS)[number];
+
+export interface DemoExample {
+  task: DemoTask;
   prompt: string;
   answer: string;
 }
 
-/** Disjoint train and test sets of "a+b" with a, b in [0, 99]. */
-export function additionSplits(trainSize: number, testSize: number, seed = 7): { train: AdditionExample[]; test: AdditionExample[] } {
-  const random = mulberry32(seed);
-  const all: AdditionExample[] = [];
-  for (let a = 0; a < 100; a++) for (let b = 0; b < 100; b++) all.push({ prompt: `${a}+${b}`, answer: String(a + b) });
-  for (let i = all.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [all[i], all[j]] = [all[j]!, all[i]!];
+/** The task of a prompt, from its first word. */
+export function taskOf(prompt: string): DemoTask {
+  const word = prompt.split(" ", 1)[0];
+  const task = DEMO_TASKS.find((t) => t === word);
+  if (!task) throw new SpinNativeError(`demo: "${prompt}" is not a prompt of the demo's tasks (${DEMO_TASKS.join(", ")})`, "INVALID_ARGUMENT", "demo");
+  return task;
+}
+
+/** Lengths of the instances: short ones are learnt first, so θ0 is partly right. */
+const LENGTHS: Record<DemoTask, [number, number]> = { reverse: [3, 7], sort: [4, 9] };
+
+function example(task: DemoTask, random: () => number): DemoExample {
+  const [min, max] = LENGTHS[task];
+  const n = min + Math.floor(random() * (max - min + 1));
+  const pick = (alphabet: string) => Array.from({ length: n }, () => alphabet[Math.floor(random() * alphabet.length)]!).join("");
+  if (task === "reverse") {
+    const word = pick(LETTERS);
+    return { task, prompt: `reverse ${word}`, answer: [...word].reverse().join("") };
   }
-  return { train: all.slice(0, trainSize), test: all.slice(trainSize, trainSize + testSize) };
+  const digits = pick("0123456789");
+  return { task, prompt: `sort ${digits}`, answer: [...digits].sort().join("") };
+}
+
+/**
+ * Disjoint train and test sets with the same number of examples of each task (no prompt
+ * appears twice or in both sets).
+ */
+export function demoSplits(trainPerTask: number, testPerTask: number, seed = 7): { train: DemoExample[]; test: DemoExample[] } {
+  const random = mulberry32(seed);
+  const seen = new Set<string>();
+  const draw = (task: DemoTask, n: number) => {
+    const out: DemoExample[] = [];
+    while (out.length < n) {
+      const e = example(task, random);
+      if (seen.has(e.prompt)) continue;
+      seen.add(e.prompt);
+      out.push(e);
+    }
+    return out;
+  };
+  const train: DemoExample[] = [];
+  const test: DemoExample[] = [];
+  for (const task of DEMO_TASKS) {
+    train.push(...draw(task, trainPerTask));
+    test.push(...draw(task, testPerTask));
+  }
+  // Interleave the tasks so that every batch holds all three.
+  const shuffle = (xs: DemoExample[]) => {
+    for (let i = xs.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [xs[i], xs[j]] = [xs[j]!, xs[i]!];
+    }
+    return xs;
+  };
+  return { train: shuffle(train), test: shuffle(test) };
 }
 
 /** An SFT row in UltraChat form ({messages}), which every spin-native reader accepts. */
-export function sftRow(example: AdditionExample): { messages: { role: string; content: string }[] } {
+export function sftRow(example: DemoExample): { messages: { role: string; content: string }[] } {
   return { messages: [{ role: "user", content: example.prompt }, { role: "assistant", content: example.answer }] };
 }
 
 /** The same example as a SPIN row before generation (generated response empty). */
-export function spinRow(example: AdditionExample): SpinRow {
+export function spinRow(example: DemoExample): SpinRow {
   const user = { role: "user", content: example.prompt };
   return { real: [user, { role: "assistant", content: example.answer }], generated: [user, { role: "assistant", content: "" }] };
 }
 
-/** How θ0 was made (examples/demo/make-demo.ts) — and so how "continued SFT" continues. */
+/** How θ0 was made (examples/demo/make-demo.ts). */
 export const DEMO_SFT = {
   optim: "adamw" as const,
   learningRate: 3e-3,
-  perDeviceTrainBatchSize: 32,
+  perDeviceTrainBatchSize: 64,
   warmupRatio: 0.05,
   lrSchedulerType: "linear" as const,
 };
@@ -79,12 +135,16 @@ export const DEMO_SFT = {
 /** Updates of SFT that made θ0: deliberately too few (under-trained). */
 export const DEMO_BASE_SFT_STEPS = 300;
 
-export function readExamples(file: string): AdditionExample[] {
+/** Reads a demo split (chat rows as written by make-demo.ts), naming the file and line of a bad row. */
+export function readExamples(file: string): DemoExample[] {
   return readFileSync(file, "utf8")
     .split("\n")
-    .filter((line) => line.trim() !== "")
-    .map((line) => {
-      const row = JSON.parse(line) as { messages: { role: string; content: string }[] };
-      return { prompt: row.messages[0]!.content, answer: row.messages[1]!.content };
+    .map((line, i) => ({ line, i }))
+    .filter(({ line }) => line.trim() !== "")
+    .map(({ line, i }) => {
+      const row = JSON.parse(line) as { messages?: { role: string; content: string }[] };
+      const [user, assistant] = row.messages ?? [];
+      if (!user || !assistant) throw new SpinNativeError(`${file}:${i + 1}: a demo row needs a user and an assistant message`, "INVALID_ARGUMENT", "demo");
+      return { task: taskOf(user.content), prompt: user.content, answer: assistant.content };
     });
 }
