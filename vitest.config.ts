@@ -9,9 +9,9 @@ export default defineConfig({
     // Two cores: files run one after another so timing-sensitive tests (event loop) are fair.
     fileParallelism: false,
     testTimeout: 120_000,
-    // CI (CI=true) retries a failed test once: one test of ~2 150 across the three legs failed
-    // once and passed on its re-runs (multi-process timing). A retried test is still reported,
-    // and .ci/run lists every failure by name.
+    // CI (.ci/run sets CI=true) retries a failed test once: one of ~2 150 tests across the three
+    // legs failed once and not on re-runs (multi-process timing). .ci/run names every failure,
+    // and every test that passed only on its retry, at the end of its output.
     retry: process.env.CI ? 1 : 0,
   },
 });

@@ -188,6 +188,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       });
       trainer.on("log", (line) => log(`iteration ${t}: step ${line.step} loss ${line.loss?.toFixed(4)} margins ${line["rewards/margins"]?.toFixed(4)}`));
       const result = await trainer.train(rows, { resumeFrom: "latest", signal: abort.signal });
+      trainer.dispose(); // the optimizer state is model-sized: free it before the next iteration
       if (result.aborted) {
         log(`stopped at update ${result.globalStep} of iteration ${t}`);
         return 130;

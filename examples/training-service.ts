@@ -169,6 +169,7 @@ export function createTrainingService(options: { log?: (line: string) => void } 
       run.status = "training";
       publish(run, "run", { status: "training", kind: r.kind, rows: rows.length, outputDir: r.outputDir, config: trainer.config });
       const result = await trainer.train(rows, { signal: run.controller.signal, ...(r.resume ? { resumeFrom: "latest" } : {}) });
+      trainer.dispose(); // its optimizer state is model-sized: free it before the next run
       let saved: string | null = null;
       if (!result.aborted) {
         run.status = "saving";

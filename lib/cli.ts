@@ -137,10 +137,11 @@ async function trainAndSave(config: RawConfig, kind: "spin" | "sft", outputDir: 
   const trainer =
     kind === "spin" ? new SpinTrainer({ model, tokenizer, config: fields, distributed }) : new SftTrainer({ model, tokenizer, config: fields, distributed });
   const progress = createProgress(kind === "spin" ? "SPIN" : "SFT");
-  trainer.on("step", (s) => progress.update(s.step, trainer.config.maxSteps || Math.ceil(rows.length / (trainer.config.perDeviceTrainBatchSize * trainer.config.gradientAccumulationSteps)) * trainer.config.numTrainEpochs, `loss ${s.metrics.loss?.toFixed(4)}`));
+  trainer.on("step", (s) => progress.update(s.step, s.totalSteps, `loss ${s.metrics.loss?.toFixed(4)}`));
   const abort = new AbortController();
   process.once("SIGINT", () => abort.abort());
   const result = await trainer.train(rows, { resumeFrom: "latest", signal: abort.signal, allowConfigChange: config.allow_config_change === true, folderLocked: true });
+  trainer.dispose();
   if (result.aborted) interrupted(`stopped after update ${result.globalStep}, checkpoint saved in ${outputDir}`);
   else progress.done(`${result.globalStep} updates`);
   if (!result.aborted && (distributed?.isMain ?? true)) await model.save(path.join(outputDir, "model"));
@@ -187,7 +188,14 @@ async function main(argv: string[]): Promise<void> {
       const option = (name: string) => flags.find((f) => f.startsWith(`--${name}=`))?.split("=")[1];
       const runDir = path.resolve(option("out") ?? "spin-demo-run");
       const { formatDemoTable, runDemo } = await import("./demo/run.js");
-      const result = await runDemo({ runDir, iterations: Number(option("iterations") ?? 3), seed: Number(option("seed") ?? 42) });
+      const integer = (name: string, fallback: number, min: number) => {
+        const text = option(name);
+        if (text !== undefined && (!/^\d+$/.test(text) || Number(text) < min || Number(text) >= 2 ** 32)) {
+          throw new SpinNativeError(`demo: --${name} takes an integer in [${min}, 2^32), got '${text}'\n${USAGE.demo}`, "INVALID_ARGUMENT", "cli");
+        }
+        return text === undefined ? fallback : Number(text);
+      };
+      const result = await runDemo({ runDir, iterations: integer("iterations", 3, 1), seed: integer("seed", 42, 0) });
       console.log(`\nSPIN demo (run folder ${runDir}, ${result.seconds.toFixed(0)} s)\n`);
       console.log(formatDemoTable(result.rows));
       console.log(`\ncontinued SFT, held-out exact match by lr: ${result.sweep.map((s) => `${s.learningRate.toExponential()}: ${(100 * s.accuracy).toFixed(1)}%`).join(", ")}`);
@@ -286,11 +294,13 @@ async function main(argv: string[]): Promise<void> {
       const outputDir = path.join(stringKey(config, "output_dir") ?? ".spin-eval");
       const sft = new SftTrainer({ model, tokenizer, config: { ...trainingFields(config), outputDir } });
       const metrics: Record<string, number> = await sft.evaluate(rows);
+      sft.dispose();
       const opponentDir = stringKey(config, "opponent");
       if (opponentDir) {
         const opponent = await CausalLM.load(opponentDir, loadOptions(config));
         const spin = new SpinTrainer({ model, tokenizer, opponent, config: { ...trainingFields(config), outputDir, precomputeOpponent: false } });
         Object.assign(metrics, await spin.evaluate(rows));
+        spin.dispose();
         opponent.dispose();
       }
       console.log(JSON.stringify(metrics, null, 2));

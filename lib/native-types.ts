@@ -146,6 +146,8 @@ export interface NativeOptimizerOptions {
 
 export interface NativeOptimizer {
   readonly steps: number;
+  readonly disposed: boolean;
+  dispose(): void;
   step(lr: number, maxGradNorm: number): Promise<{ gradNorm: number; applied: boolean }>;
   state(): Record<string, NativeTensor>;
   loadState(state: Record<string, NativeTensor>, steps: number): void;
@@ -241,6 +243,10 @@ export interface MemoryStats {
   liveTensors: number;
   /** Host bytes those handles report to V8's garbage collector. */
   reportedBytes: number;
+  /** Optimizers not yet disposed or collected. */
+  liveOptimizers: number;
+  /** Bytes of their state, reported to V8 as well. */
+  optimizerBytes: number;
 }
 
 export interface NativeBinding {

@@ -18,7 +18,12 @@ const OPTION_RULES: Record<"alpha" | "beta1" | "beta2" | "eps" | "weightDecay", 
   weightDecay: { min: 0 },
 };
 
-export class Optimizer {
+/**
+ * Holds a reference to every parameter of its model and a state as large as the model
+ * (RMSprop) or twice (AdamW): dispose it when training ends — the weights it references
+ * outlive `CausalLM.dispose()` until then.
+ */
+export class Optimizer implements Disposable {
   readonly #native: NativeOptimizer;
   readonly #model: CausalLM;
 
@@ -45,6 +50,22 @@ export class Optimizer {
   /** Updates done so far. */
   get steps(): number {
     return this.#native.steps;
+  }
+
+  get disposed(): boolean {
+    return this.#native.disposed;
+  }
+
+  /**
+   * Frees the state and drops the references to the model's parameters (idempotent). A step
+   * in flight finishes first; every later call is refused with `DISPOSED`.
+   */
+  dispose(): void {
+    this.#native.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   /**

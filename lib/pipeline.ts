@@ -172,15 +172,20 @@ async function runStages(options: PipelineOptions, log: (line: string) => void, 
             );
       log(`iteration ${t}: training on ${rows.length} pairs from ${current}`);
       const result = await withModel(current, async (model) => {
+        // Each iteration's trainer (its optimizer state is model-sized) is freed before the next.
         const trainer = new SpinTrainer({ model, tokenizer, distributed: dist, config: { ...options.training, ...options.perIteration?.[t], outputDir: paths.train } });
-        const trained = await trainer.train(rows, {
-          resumeFrom: "latest",
-          ...(options.signal ? { signal: options.signal } : {}),
-          ...(options.allowConfigChange ? { allowConfigChange: true } : {}),
-        });
-        if (!trained.aborted && main) await model.save(paths.model);
-        await dist?.barrier();
-        return trained;
+        try {
+          const trained = await trainer.train(rows, {
+            resumeFrom: "latest",
+            ...(options.signal ? { signal: options.signal } : {}),
+            ...(options.allowConfigChange ? { allowConfigChange: true } : {}),
+          });
+          if (!trained.aborted && main) await model.save(paths.model);
+          await dist?.barrier();
+          return trained;
+        } finally {
+          trainer.dispose();
+        }
       });
       if (result.aborted) return { state, aborted: true, finalModel: current };
       if (main) await copyFile(path.join(paths.train, "metrics.jsonl"), paths.metrics).catch(() => undefined);

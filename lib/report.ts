@@ -513,7 +513,7 @@ function heldOutPlots(names: readonly string[], models: readonly ComparedModel[]
   for (const key of names) {
     const series: PlotSeries[] = models.map((m, i) => ({
       name: m.name,
-      color: PALETTE[(PALETTE.length - 1 - i) % PALETTE.length]!,
+      color: colorOf(PALETTE.length - 1 - (i % PALETTE.length)), // from the palette's end: iteration colours come from its start
       points: m.evals.map((e, t): [number, number | null] => [t, isNum(e?.[key]) ? e[key] : null]),
     }));
     const svg = svgLinePlot({ title: key, xLabel: "model θt (t = SPIN iterations, or the same updates)", yLabel: key, series });

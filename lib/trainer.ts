@@ -66,6 +66,10 @@ export class SpinTrainer extends TrainingLoop<SpinConfig> {
     this.#collator = new SpinCollator({ tokenizer: this.tokenizer, maxLength: this.config.maxLength, maxPromptLength: this.config.maxPromptLength });
   }
 
+  protected override releaseCaches(): void {
+    this.#opponentLogps.clear();
+  }
+
   get #cacheFile(): string {
     return path.join(this.config.outputDir, "opponent_logps.json");
   }

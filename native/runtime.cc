@@ -14,6 +14,7 @@
 #include "dist.h"
 #include "errors.h"
 #include "tensor.h"
+#include "train_binding.h"
 
 namespace spin {
 
@@ -120,6 +121,8 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   Napi::Object result = Napi::Object::New(info.Env());
   result.Set("liveTensors", static_cast<double>(Tensor::LiveCount()));
   result.Set("reportedBytes", static_cast<double>(Tensor::ReportedBytes()));
+  result.Set("liveOptimizers", static_cast<double>(OptimizerHandle::LiveCount()));
+  result.Set("optimizerBytes", static_cast<double>(OptimizerHandle::ReportedBytes()));
   return result;
 }
 

@@ -158,15 +158,52 @@ Napi::Function OptimizerHandle::Define(Napi::Env env) {
                                    {InstanceMethod<&OptimizerHandle::Step>("step"),
                                     InstanceMethod<&OptimizerHandle::State>("state"),
                                     InstanceMethod<&OptimizerHandle::LoadState>("loadState"),
-                                    InstanceAccessor<&OptimizerHandle::Steps>("steps")});
+                                    InstanceMethod<&OptimizerHandle::Dispose>("dispose"),
+                                    InstanceAccessor<&OptimizerHandle::Steps>("steps"),
+                                    InstanceAccessor<&OptimizerHandle::Disposed>("disposed")});
   Instance(env).optimizer_class = Napi::Persistent(cls);
   return cls;
 }
 
+std::atomic<int64_t> OptimizerHandle::live_count_{0};
+std::atomic<int64_t> OptimizerHandle::reported_bytes_{0};
+
 OptimizerHandle::OptimizerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OptimizerHandle>(info) {
   if (info.Length() != 1 || !info[0].IsExternal()) ThrowTypeError(info.Env(), "Optimizer", "created by createOptimizer()");
   optimizer_ = *info[0].As<Napi::External<std::shared_ptr<Optimizer>>>().Data();
+  ++live_count_;
+  // The state is as large as the model (RMSprop) or twice (AdamW): V8 must see it, or a
+  // dropped optimizer is collected long after its memory is needed.
+  for (const auto& [name, tensor] : optimizer_->State()) {
+    if (tensor.defined() && tensor.has_storage() && tensor.device().is_cpu()) reported_bytes_here_ += static_cast<int64_t>(tensor.storage().nbytes());
+  }
+  reported_bytes_ += reported_bytes_here_;
+  Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reported_bytes_here_);
 }
+
+OptimizerHandle::~OptimizerHandle() { Release(); }
+
+void OptimizerHandle::Release() {
+  if (!optimizer_) return;
+  // A step in flight holds its own reference: the state is freed when it ends.
+  optimizer_.reset();
+  --live_count_;
+  reported_bytes_ -= reported_bytes_here_;
+  Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_bytes_here_);
+  reported_bytes_here_ = 0;
+}
+
+Optimizer& OptimizerHandle::Get(const char* call) const {
+  if (!optimizer_) throw SpinError(ErrorCode::kDisposed, std::string(call) + ": the optimizer was disposed");
+  return *optimizer_;
+}
+
+Napi::Value OptimizerHandle::Dispose(const Napi::CallbackInfo& info) {
+  Release();
+  return info.Env().Undefined();
+}
+
+Napi::Value OptimizerHandle::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !optimizer_); }
 
 Napi::Value OptimizerHandle::Create(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("createOptimizer", {
@@ -202,6 +239,7 @@ Napi::Value OptimizerHandle::Step(const Napi::CallbackInfo& info) {
     const double lr = args.Number(0, "lr");
     const double max_norm = args.present(1) ? args.Number(1, "maxGradNorm") : 0.0;
     if (!(lr >= 0)) throw SpinError(ErrorCode::kInvalidArgument, "lr must be a non-negative number");
+    Get("optimizer.step");
     auto optimizer = optimizer_;
     return RunAsync<StepResult>(
         info.Env(), args.call(), c10::Device(c10::kCPU), [optimizer, lr, max_norm]() { return optimizer->Step(lr, max_norm); },
@@ -217,13 +255,13 @@ Napi::Value OptimizerHandle::Step(const Napi::CallbackInfo& info) {
 Napi::Value OptimizerHandle::State(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("optimizer.state", {
     Napi::Object out = Napi::Object::New(info.Env());
-    for (const auto& [name, tensor] : optimizer_->State()) out.Set(name, Tensor::Wrap(info.Env(), tensor));
+    for (const auto& [name, tensor] : Get("optimizer.state").State()) out.Set(name, Tensor::Wrap(info.Env(), tensor));
     return out;
   });
 }
 
 Napi::Value OptimizerHandle::Steps(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(optimizer_->steps()));
+  SPIN_ENTRY("optimizer.steps", { return Napi::Number::New(info.Env(), static_cast<double>(Get("optimizer.steps").steps())); });
 }
 
 // loadState(state: Record<string, NativeTensor>, steps)
@@ -239,7 +277,7 @@ Napi::Value OptimizerHandle::LoadState(const Napi::CallbackInfo& info) {
       if (!Tensor::Is(info.Env(), given.Get(name))) args.Fail(0, "state", "an object of Tensors");
       state[name] = Tensor::FromValue(given.Get(name), args.call());
     }
-    optimizer_->LoadState(state, args.Int(1, "steps"));
+    Get("optimizer.loadState").LoadState(state, args.Int(1, "steps"));
     return info.Env().Undefined();
   });
 }

@@ -4,6 +4,8 @@
 
 #include <napi.h>
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 
 #include "optim.h"
@@ -16,13 +18,27 @@ class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
   // createOptimizer(model, {kind, alpha, beta1, beta2, eps, weightDecay})
   static Napi::Value Create(const Napi::CallbackInfo& info);
   explicit OptimizerHandle(const Napi::CallbackInfo& info);
+  ~OptimizerHandle() override;
+
+  // Optimizers not yet disposed or collected, and the state bytes they report to V8.
+  static int64_t LiveCount() { return live_count_.load(); }
+  static int64_t ReportedBytes() { return reported_bytes_.load(); }
 
  private:
   Napi::Value Step(const Napi::CallbackInfo& info);
   Napi::Value State(const Napi::CallbackInfo& info);
   Napi::Value LoadState(const Napi::CallbackInfo& info);
   Napi::Value Steps(const Napi::CallbackInfo& info);
+  // dispose(): drops the state and the references to the model's parameters (idempotent).
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value Disposed(const Napi::CallbackInfo& info);
+  Optimizer& Get(const char* call) const;
+  void Release();
+
   std::shared_ptr<Optimizer> optimizer_;
+  int64_t reported_bytes_here_ = 0;
+  static std::atomic<int64_t> live_count_;
+  static std::atomic<int64_t> reported_bytes_;
 };
 
 // spinTrainStep(model, ids, mask, labels, opponentReal, opponentGenerated, identical?, options)

@@ -19,7 +19,7 @@ import { globFiles, naturalCompare, resolveSplitFiles } from "../lib/data/datase
 import { ROW_SHAPE_COLUMNS, readRows, readSpinRows, streamSpinRows } from "../lib/data/dataset-read.js";
 import { appendJsonl, convertDataset, SPIN_PARQUET_SCHEMA, writeJsonl, writeParquet } from "../lib/data/dataset-write.js";
 import { fractionCount, mixDatasetFiles, mixDatasets, seededShuffle } from "../lib/data/mixer.js";
-import type { SpinRow } from "../lib/data/rows.js";
+import { type SpinRow, identicalPairShare } from "../lib/data/rows.js";
 import { SpinNativeError } from "../lib/errors.js";
 
 let tmp: string;
@@ -663,4 +663,23 @@ describe("mixer", () => {
 
 test("SPIN_PARQUET_SCHEMA has the two list columns", () => {
   expect(SPIN_PARQUET_SCHEMA.map((e) => e.name)).toEqual(["schema", "real", "list", "element", "content", "role", "generated", "list", "element", "content", "role"]);
+});
+
+describe("identicalPairShare", () => {
+  const pair = (prompt: string, real: string, generated: string): SpinRow => ({
+    real: [{ role: "user", content: prompt }, { role: "assistant", content: real }],
+    generated: [{ role: "user", content: prompt }, { role: "assistant", content: generated }],
+  });
+
+  test("counts pairs whose whole conversations are equal", () => {
+    const rows = [pair("a", "x", "x"), pair("b", "y", "z"), pair("c", "w", "w "), pair("d", "v", "v")];
+    expect(identicalPairShare(rows)).toBe(2 / 4);
+    expect(identicalPairShare([])).toBe(0);
+    // A multi-turn prompt: only equal when every turn is.
+    const multi: SpinRow = {
+      real: [{ role: "system", content: "s" }, { role: "user", content: "q" }, { role: "assistant", content: "r" }],
+      generated: [{ role: "system", content: "s" }, { role: "user", content: "q" }, { role: "assistant", content: "r" }],
+    };
+    expect(identicalPairShare([multi, pair("e", "1", "2"), pair("f", "1", "2")])).toBeCloseTo(1 / 3, 15);
+  });
 });

@@ -30,13 +30,15 @@ describe("errors", () => {
     writeFileSync(badJson, '{"prompt": "a", "resp\n');
     // Each run its own output folder: they run at once, and a folder takes one writer.
     const common = (tag: string) => [`--model_name_or_path=${model}`, `--output_dir=${path.join(root, `errors-${tag}`)}`];
-    const [unknownCommand, badValue, missingKey, rowError, jsonError, missingModel] = await Promise.all([
+    const [unknownCommand, badValue, missingKey, rowError, jsonError, missingModel, demoSeed, demoIterations] = await Promise.all([
       runCli(["trian"]),
       runCli(["train", ...common("value"), `--input=${data}`, "--learning_rate=.inf"]),
       runCli(["train", `--input=${data}`]),
       runCli(["train", ...common("row"), `--input=${badRow}`]),
       runCli(["generate", ...common("json"), `--input=${badJson}`]),
       runCli(["train", `--model_name_or_path=${path.join(root, "no-model")}`, `--output_dir=${path.join(root, "errors-model")}`, `--input=${data}`]),
+      runCli(["demo", `--out=${path.join(root, "demo-seed")}`, "--seed="]),
+      runCli(["demo", `--out=${path.join(root, "demo-iterations")}`, "--iterations=0"]),
     ]);
     expect(unknownCommand.code, show(unknownCommand)).toBe(2);
     expect(badValue.code, show(badValue)).toBe(2);
@@ -47,6 +49,10 @@ describe("errors", () => {
     expect(jsonError.code, show(jsonError)).toBe(1);
     expect(jsonError.stderr).toContain(`${badJson}: line 1 is not valid JSON`);
     expect(missingModel.code, show(missingModel)).toBe(1);
+    expect(demoSeed.code, show(demoSeed)).toBe(2);
+    expect(demoSeed.stderr).toContain("--seed takes an integer in [0, 2^32), got ''");
+    expect(demoIterations.code, show(demoIterations)).toBe(2);
+    expect(demoIterations.stderr).toContain("--iterations takes an integer in [1, 2^32), got '0'");
   });
 });
 

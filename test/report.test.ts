@@ -295,3 +295,29 @@ describe("in headless Chromium", () => {
     console.log(`chromium (${version}): screenshot + DOM dump in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   });
 });
+
+describe("the report's held-out comparison", () => {
+  test("one plot per held-out metric, with a series per compared model and a point where it has a value", () => {
+    const state = {
+      version: 1 as const,
+      baseModel: "/m",
+      iterations: 2,
+      baseEval: { accuracy: 0.4, meanLogprob: -4 },
+      iteration: [
+        { generate: { rows: 10, eosRate: 1, meanGeneratedTokens: 4, seconds: 1, identicalPairs: 0.3 }, eval: { accuracy: 0.45, meanLogprob: -3.9 } },
+        { generate: { rows: 10, eosRate: 1, meanGeneratedTokens: 4, seconds: 1, identicalPairs: 0.5 }, eval: { accuracy: 0.5, meanLogprob: -3.8 } },
+      ],
+    };
+    const html = renderReport(state, [[], []], { comparison: [{ name: "baseline B", evals: [undefined, undefined, { accuracy: 0.6, meanLogprob: -3 }] }] });
+    for (const key of ["accuracy", "meanLogprob"]) {
+      const figure = new RegExp(`<figure data-heldout="${key}">([\\s\\S]*?)</figure>`).exec(html)?.[1];
+      expect(figure, key).toBeDefined();
+      expect(figure).toContain("this run");
+      expect(figure).toContain("baseline B");
+      expect(figure!.match(/<polyline/g)).toHaveLength(2); // the run's three points, the baseline's one
+      expect(figure!.match(/<circle/g)).toHaveLength(1); // a lone point is marked
+    }
+    expect(html).toContain("<td>30.0%</td>");
+    expect(html).toContain("<td>50.0%</td>");
+  });
+});

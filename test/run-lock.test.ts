@@ -2,7 +2,7 @@
 // another call in this one — is refused naming the holder; a stale lock (its process gone)
 // is taken over and reported; data-parallel jobs lock once, on rank 0.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
@@ -121,13 +121,16 @@ describe("two writers of one output folder", () => {
     mkdirSync(input, { recursive: true });
     const n = 200;
     writeFileSync(path.join(input, "train.jsonl"), sftRows(n).map((r) => JSON.stringify(r)).join("\n") + "\n");
-    const out = path.join(root, "gen-out");
+    const out = mkdtempSync(path.join(root, "gen-out-")); // its own folder on a retry too
     const args = ["generate", `--model_name_or_path=${modelDir}`, `--input=${input}`, `--output_dir=${out}`, "--batch_size=1", "--max_new_tokens=16"];
     const first = spawnNode(path.join("dist", "lib", "cli.js"), args);
-    // Start the second once the first holds the folder.
+    // Once the first holds the folder, pause it, so that it cannot finish (and release the
+    // folder) before the second has started on a fast machine.
     for (let i = 0; i < 400 && !existsSync(path.join(out, "train", ".spin-native.train-0.lock")); i++) await new Promise((r) => setTimeout(r, 25));
+    first.process.kill("SIGSTOP");
     const second = await runCli(args);
-    expect(second.code).toBe(1);
+    first.process.kill("SIGCONT");
+    expect(second.code, second.stderr).toBe(1);
     expect(second.stderr).toMatch(/is in use by pid \d+ .*generate/);
     // The first still holds the folder and writes; stop it (as Ctrl-C) and check its output.
     first.process.kill("SIGINT");

@@ -86,6 +86,7 @@ async function main(): Promise<void> {
     config: { ...DEMO_SFT, outputDir: out, maxSteps: sftSteps, saveStrategy: "no", loggingSteps: 50, logToConsole: true, maxLength: 64, maxPromptLength: 48 },
   });
   await trainer.train(train.map(spinRow));
+  trainer.dispose();
   await model.save(path.join(demoDir, "model"));
   rmSync(init, { recursive: true, force: true });
   rmSync(out, { recursive: true, force: true });

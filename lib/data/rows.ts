@@ -233,12 +233,15 @@ export function toSpinRow(raw: unknown, where: RowLocation): SpinRow {
 }
 
 /**
- * Share of pairs whose generated response equals the real one. Such a pair has zero SPIN
- * gradient (its two log-prob differences are the same numbers), so this is the share of the
- * data that teaches the model nothing; near 1 means the model already reproduces its data.
+ * Share of pairs whose generated response equals the real one, as text (roles and contents).
+ * Such a pair has zero SPIN gradient (its two log-prob differences are the same numbers), so
+ * this is the share of the data that teaches the model nothing; near 1 means the model already
+ * reproduces its data. (The trainer's `pairs/identical` compares token ids of the truncated
+ * batch; the two agree unless truncation cuts two different texts to the same tokens.)
  */
 export function identicalPairShare(rows: readonly SpinRow[]): number {
   if (rows.length === 0) return 0;
-  const same = rows.filter((row) => JSON.stringify(row.real) === JSON.stringify(row.generated)).length;
+  const sameMessages = (a: ChatMessage[], b: ChatMessage[]) => a.length === b.length && a.every((m, i) => m.role === b[i]!.role && m.content === b[i]!.content);
+  const same = rows.filter((row) => sameMessages(row.real, row.generated)).length;
   return same / rows.length;
 }

@@ -13,6 +13,7 @@ export interface DemoScores {
 /** Longest demo answer (9 characters) plus EOS, with one token to spare. */
 export const DEMO_MAX_NEW_TOKENS = 11;
 
+/** Held-out scores of `model` on `examples`: greedy exact match (overall and per task) and mean log p(ground truth). */
 export async function scoreModel(model: CausalLM, tokenizer: Tokenizer, examples: DemoExample[], batchSize = 150): Promise<DemoScores> {
   const correct = Object.fromEntries(DEMO_TASKS.map((t) => [t, 0])) as Record<DemoTask, number>;
   const count = Object.fromEntries(DEMO_TASKS.map((t) => [t, 0])) as Record<DemoTask, number>;

@@ -6,20 +6,22 @@
 //     ("matched") and at the best lr of a small sweep,
 // every model scored on held-out prompts, per task. Each arm lives in its own folder of the run
 // folder and is resumed, not redone, when the demo is run again.
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { SpinNativeError } from "../errors.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { CausalLM } from "../model.js";
-import { type PipelineResult, type RunState, runPipeline } from "../pipeline.js";
+import { type IterationRecord, type PipelineResult, runPipeline } from "../pipeline.js";
 import { type ComparedModel, writeReport } from "../report.js";
 import { setNumThreads } from "../runtime.js";
 import { Tokenizer } from "../tokenizer.js";
 import { type Metrics, SftTrainer } from "../trainer.js";
 import { DEMO_MAX_NEW_TOKENS, type DemoScores, scoreModel } from "./evaluate.js";
-import { DEMO_TASKS, type DemoExample, readExamples, spinRow } from "./task.js";
+import { DEMO_TASKS, type DemoExample, readExamples, sftRow, spinRow } from "./task.js";
 
 /** examples/demo in the package: the base model and the data. */
 export function demoAssets(): { model: string; train: string; test: string } {
@@ -29,14 +31,19 @@ export function demoAssets(): { model: string; train: string; test: string } {
   return { model: path.join(demo, "model"), train: path.join(demo, "data", "train.jsonl"), test: path.join(demo, "data", "test.jsonl") };
 }
 
+/** Options of {@link runDemo}. */
 export interface DemoOptions {
+  /** The run folder; re-running with the same options resumes it. */
   runDir: string;
+  /** SPIN iterations (default 3). */
   iterations?: number;
   /** Seed of the data order and of the t/t−1 mixing (θ0 and the data are fixed). */
   seed?: number;
+  /** Progress lines (default console.log). */
   log?: (line: string) => void;
 }
 
+/** One line of the demo's table. */
 export interface DemoRow {
   label: string;
   /** Updates from θ0 to this model. */
@@ -48,6 +55,7 @@ export interface DemoRow {
   identicalPairs: number | null;
 }
 
+/** What {@link runDemo} returns: both SPIN runs, the table's rows and the sweep. */
 export interface DemoResult {
   spin: PipelineResult;
   spinWithSft: PipelineResult;
@@ -58,8 +66,9 @@ export interface DemoResult {
 }
 
 /**
- * SPIN settings of the demo: β 1 and RMSprop, as the original (docs/method.md, "Small-scale
- * behaviour"), 2 epochs per iteration at a global batch of 64.
+ * SPIN settings of the demo: the original's RMSprop and global batch of 64, with β 1 (the
+ * original's 0.1 gives a saw-tooth on short answers: docs/method.md, "Small-scale behaviour")
+ * and 2 epochs per iteration.
  */
 export const DEMO_SPIN = {
   optim: "rmsprop" as const,
@@ -91,6 +100,12 @@ const asScores = (m: Metrics | undefined): DemoScores => ({
   meanLogprob: m?.meanLogprob ?? NaN,
 });
 
+/**
+ * Runs (or resumes) the demo in `options.runDir` and writes its report.html.
+ *
+ * @throws SpinNativeError `INVALID_ARGUMENT` for bad options, or a run folder made with other
+ *   settings, another seed or another θ0.
+ */
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const started = Date.now();
   const log = options.log ?? console.log;
@@ -100,33 +115,50 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new SpinNativeError(`demo: seed must be an integer in [0, 2^32), got ${seed}`, "INVALID_ARGUMENT", "demo");
   setNumThreads(1); // measured: a model this small runs several times faster on one thread
   const assets = demoAssets();
+  const fingerprint = demoFingerprint(assets, seed);
+  await claimRunFolder(options.runDir, fingerprint);
   const train = readExamples(assets.train).slice(0, DEMO_SPIN_PROMPTS);
   const test = readExamples(assets.test);
-  const sftRows = train.map((e) => ({ messages: [{ role: "user", content: e.prompt }, { role: "assistant", content: e.answer }] }));
   const evaluate = async (model: CausalLM, tokenizer: Tokenizer) => asMetrics(await scoreModel(model, tokenizer, test));
-  const spinRun = (runDir: string, sftWeight: number, label: string) =>
-    runPipeline({
-      runDir,
-      baseModel: assets.model,
-      sftRows,
-      iterations,
-      training: { ...DEMO_SPIN, sftWeight, seed, logToConsole: false },
-      mixSeed: seed,
-      generation: { batchSize: 300, maxNewTokens: DEMO_MAX_NEW_TOKENS, doSample: false },
-      evaluate,
-      log: (line) => log(`${label}: ${line}`),
-    });
+  // One failing arm stops the other (it would otherwise train on, unseen, until it ends).
+  const abort = new AbortController();
+  const spinRun = async (runDir: string, sftWeight: number, label: string) => {
+    try {
+      return await runPipeline({
+        runDir,
+        baseModel: assets.model,
+        sftRows: train.map(sftRow),
+        iterations,
+        training: { ...DEMO_SPIN, sftWeight, seed, logToConsole: false },
+        mixSeed: seed,
+        generation: { batchSize: 300, maxNewTokens: DEMO_MAX_NEW_TOKENS, doSample: false },
+        evaluate,
+        signal: abort.signal,
+        log: (line) => log(`${label}: ${line}`),
+        onStage: async () => void (await writeReport(options.runDir, { title: "SPIN demo" })),
+      }); // aborted only when the other arm failed, whose error is thrown below
+    } catch (error) {
+      abort.abort();
+      throw error;
+    }
+  };
 
   // The two SPIN arms are independent single-threaded runs: one per core.
-  const [spin, spinWithSft] = await Promise.all([
+  const arms = await Promise.allSettled([
     spinRun(options.runDir, 0, "SPIN"),
     spinRun(path.join(options.runDir, "sft-term"), DEMO_SFT_WEIGHT, `SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`),
   ]);
-  const updates = spin.state.iteration.reduce((sum, r) => sum + (r.train?.steps ?? 0), 0);
+  const failed = arms.find((a) => a.status === "rejected");
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  const [spin, spinWithSft] = arms.map((a) => (a as PromiseFulfilledResult<PipelineResult>).value) as [PipelineResult, PipelineResult];
+  // A run folder may hold more iterations from an earlier, longer run: only the first `iterations` count.
+  const spinIterations = spin.state.iteration.slice(0, iterations);
+  const sftTermIterations = spinWithSft.state.iteration.slice(0, iterations);
+  const updates = spinIterations.reduce((sum, r) => sum + (r.train?.steps ?? 0), 0);
   const sweep: { learningRate: number; scores: DemoScores }[] = [];
   for (let i = 0; i < DEMO_SFT_SWEEP.length; i += 2) {
     const pair = DEMO_SFT_SWEEP.slice(i, i + 2);
-    const scores = await Promise.all(pair.map((lr) => continuedSft(options.runDir, train, lr, updates, seed, evaluate, log)));
+    const scores = await Promise.all(pair.map((lr) => continuedSft(options.runDir, train, lr, updates, seed, fingerprint, evaluate, log)));
     pair.forEach((learningRate, k) => sweep.push({ learningRate, scores: scores[k]! }));
   }
   const matched = sweep[0]!;
@@ -134,14 +166,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
 
   const rows: DemoRow[] = [
     { label: "θ0 (SFT, under-trained)", updates: 0, scores: asScores(spin.state.baseEval), margins: null, identicalPairs: null },
-    ...spinRows("SPIN", spin.state),
-    ...spinRows(`SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`, spinWithSft.state),
+    ...spinRows("SPIN", spinIterations),
+    ...spinRows(`SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`, sftTermIterations),
     { label: `continued SFT, matched (lr ${matched.learningRate.toExponential()})`, updates, scores: matched.scores, margins: null, identicalPairs: null },
     { label: `continued SFT, best lr of sweep (lr ${best.learningRate.toExponential()})`, updates, scores: best.scores, margins: null, identicalPairs: null },
   ];
   const atEnd = (scores: DemoScores) => Array.from({ length: iterations + 1 }, (_, t) => (t === iterations ? asMetrics(scores) : undefined));
   const comparison: ComparedModel[] = [
-    { name: `SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`, evals: [spinWithSft.state.baseEval, ...spinWithSft.state.iteration.map((r) => r.eval)] },
+    { name: `SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`, evals: [spinWithSft.state.baseEval, ...sftTermIterations.map((r) => r.eval)] },
     { name: "continued SFT, matched", evals: atEnd(matched.scores) },
     { name: `continued SFT, lr ${best.learningRate.toExponential()}`, evals: atEnd(best.scores) },
   ];
@@ -149,9 +181,31 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   return { spin, spinWithSft, rows, sweep: sweep.map((s) => ({ learningRate: s.learningRate, accuracy: s.scores.accuracy })), seconds: (Date.now() - started) / 1000 };
 }
 
-function spinRows(label: string, state: RunState): DemoRow[] {
+/** Everything a demo run's numbers depend on besides the code: settings, seed, θ0 and data. */
+function demoFingerprint(assets: ReturnType<typeof demoAssets>, seed: number): string {
+  const hash = createHash("sha256");
+  hash.update(JSON.stringify({ DEMO_SPIN, DEMO_SFT_WEIGHT, DEMO_SFT_SWEEP, DEMO_SPIN_PROMPTS, seed }));
+  for (const file of [path.join(assets.model, "model.safetensors"), assets.train, assets.test]) hash.update(readFileSync(file));
+  return hash.digest("hex").slice(0, 16);
+}
+
+/** Records the fingerprint in a new run folder; refuses a folder made with other settings, seed or θ0. */
+async function claimRunFolder(runDir: string, fingerprint: string): Promise<void> {
+  const file = path.join(runDir, "demo.json");
+  await mkdir(runDir, { recursive: true });
+  const saved = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as { fingerprint?: string }).fingerprint : undefined;
+  if (saved === undefined && existsSync(path.join(runDir, "run.json"))) {
+    throw new SpinNativeError(`demo: ${runDir} holds a run of an earlier demo; use another --out or remove it`, "INVALID_ARGUMENT", "demo");
+  }
+  if (saved !== undefined && saved !== fingerprint) {
+    throw new SpinNativeError(`demo: ${runDir} holds a demo run with other settings, another seed or another θ0; use another --out or remove it`, "INVALID_ARGUMENT", "demo");
+  }
+  if (saved === undefined) await writeFileAtomic(file, JSON.stringify({ fingerprint }) + "\n");
+}
+
+function spinRows(label: string, iterations: readonly IterationRecord[]): DemoRow[] {
   let updates = 0;
-  return state.iteration.map((r, t) => {
+  return iterations.map((r, t) => {
     updates += r.train?.steps ?? 0;
     return {
       label: `${label}, iteration ${t} → θ${t + 1}`,
@@ -170,14 +224,15 @@ async function continuedSft(
   learningRate: number,
   updates: number,
   seed: number,
+  fingerprint: string,
   evaluate: (model: CausalLM, tokenizer: Tokenizer) => Promise<Metrics>,
   log: (line: string) => void,
 ): Promise<DemoScores> {
   const dir = path.join(runDir, "continued-sft", `lr-${learningRate}`);
   const resultFile = path.join(dir, "result.json");
   if (existsSync(resultFile)) {
-    const saved = JSON.parse(readFileSync(resultFile, "utf8")) as { updates: number; seed: number; metrics: Metrics };
-    if (saved.updates === updates && saved.seed === seed) return asScores(saved.metrics);
+    const saved = JSON.parse(readFileSync(resultFile, "utf8")) as { updates: number; fingerprint: string; metrics: Metrics };
+    if (saved.updates === updates && saved.fingerprint === fingerprint) return asScores(saved.metrics);
   }
   log(`continued SFT: ${updates} updates from θ0 at lr ${learningRate}`);
   const assets = demoAssets();
@@ -186,9 +241,11 @@ async function continuedSft(
     const tokenizer = await Tokenizer.fromDir(assets.model);
     const { optim, perDeviceTrainBatchSize, warmupRatio, lrSchedulerType, maxLength, maxPromptLength } = DEMO_SPIN;
     const config = { optim, perDeviceTrainBatchSize, warmupRatio, lrSchedulerType, maxLength, maxPromptLength, learningRate, seed, maxSteps: updates, outputDir: path.join(dir, "train"), saveStrategy: "no" as const, logToConsole: false };
-    await new SftTrainer({ model, tokenizer, config }).train(train.map(spinRow));
+    const trainer = new SftTrainer({ model, tokenizer, config });
+    await trainer.train(train.map(spinRow));
+    trainer.dispose();
     const metrics = await evaluate(model, tokenizer);
-    await writeFileAtomic(resultFile, JSON.stringify({ updates, seed, metrics }) + "\n");
+    await writeFileAtomic(resultFile, JSON.stringify({ updates, fingerprint, metrics }) + "\n");
     return asScores(metrics);
   } finally {
     model.dispose();
@@ -205,7 +262,7 @@ export function formatDemoTable(rows: DemoRow[]): string {
     String(r.updates),
     percent(r.scores.accuracy),
     ...DEMO_TASKS.map((t) => percent(r.scores.taskAccuracy[t])),
-    r.scores.meanLogprob.toFixed(3),
+    Number.isFinite(r.scores.meanLogprob) ? r.scores.meanLogprob.toFixed(3) : "—",
     r.margins === null ? "" : r.margins.toFixed(3),
     r.identicalPairs === null ? "" : percent(r.identicalPairs),
   ]);

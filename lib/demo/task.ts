@@ -40,6 +40,7 @@ export function demoTokenizerJson(): object {
 /** tokenizer_config.json: no chat_template, so the Zephyr template of the original applies. */
 export const DEMO_TOKENIZER_CONFIG = { eos_token: "</s>", unk_token: "<unk>", pad_token: "<pad>", model_max_length: 64 };
 
+/** Writes the demo's tokenizer.json and tokenizer_config.json into `dir`. */
 export function writeDemoTokenizer(dir: string): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(demoTokenizerJson()));
@@ -101,7 +102,7 @@ export function demoSplits(trainPerTask: number, testPerTask: number, seed = 7):
     train.push(...draw(task, trainPerTask));
     test.push(...draw(task, testPerTask));
   }
-  // Interleave the tasks so that every batch holds all three.
+  // Shuffle the tasks together: a slice of the rows (the demo's 900 SPIN prompts) holds both.
   const shuffle = (xs: DemoExample[]) => {
     for (let i = xs.length - 1; i > 0; i--) {
       const j = Math.floor(random() * (i + 1));
@@ -123,7 +124,7 @@ export function spinRow(example: DemoExample): SpinRow {
   return { real: [user, { role: "assistant", content: example.answer }], generated: [user, { role: "assistant", content: "" }] };
 }
 
-/** How θ0 was made (examples/demo/make-demo.ts). */
+/** How θ0 was made (examples/demo/make-demo.ts, with maxLength 64 and maxPromptLength 48). */
 export const DEMO_SFT = {
   optim: "adamw" as const,
   learningRate: 3e-3,
@@ -137,14 +138,19 @@ export const DEMO_BASE_SFT_STEPS = 300;
 
 /** Reads a demo split (chat rows as written by make-demo.ts), naming the file and line of a bad row. */
 export function readExamples(file: string): DemoExample[] {
-  return readFileSync(file, "utf8")
+  const examples: DemoExample[] = [];
+  readFileSync(file, "utf8")
     .split("\n")
-    .map((line, i) => ({ line, i }))
-    .filter(({ line }) => line.trim() !== "")
-    .map(({ line, i }) => {
-      const row = JSON.parse(line) as { messages?: { role: string; content: string }[] };
-      const [user, assistant] = row.messages ?? [];
-      if (!user || !assistant) throw new SpinNativeError(`${file}:${i + 1}: a demo row needs a user and an assistant message`, "INVALID_ARGUMENT", "demo");
-      return { task: taskOf(user.content), prompt: user.content, answer: assistant.content };
+    .forEach((line, i) => {
+      if (line.trim() === "") return;
+      try {
+        const row = JSON.parse(line) as { messages?: { role: string; content: string }[] };
+        const [user, assistant] = row.messages ?? [];
+        if (!user || !assistant) throw new Error("a demo row needs a user and an assistant message");
+        examples.push({ task: taskOf(user.content), prompt: user.content, answer: assistant.content });
+      } catch (error) {
+        throw new SpinNativeError(`${file}:${i + 1}: ${(error as Error).message}`, "INVALID_ARGUMENT", "demo");
+      }
     });
+  return examples;
 }

@@ -6,6 +6,7 @@ import { appendFile, readFile } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 
+import { stepsPerEpoch as updatesPerEpoch } from "../data/collator.js";
 import type { SpinRow } from "../data/rows.js";
 import { SpinNativeError } from "../errors.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -32,7 +33,7 @@ export type Metrics = Record<string, number>;
 /** Payloads of the trainer's events. */
 export interface TrainerEvents {
   /** After every optimizer update. */
-  step: { step: number; epoch: number; metrics: Metrics; learningRate: number; gradNorm: number };
+  step: { step: number; totalSteps: number; epoch: number; metrics: Metrics; learningRate: number; gradNorm: number };
   /** Every loggingSteps updates: metrics averaged since the last log. */
   log: Metrics & { step: number; epoch: number };
   /** After an evaluation: eval_-prefixed metrics. */
@@ -89,9 +90,12 @@ class MetricAverager {
   }
 }
 
-export abstract class TrainingLoop<C extends TrainingConfig> {
+export abstract class TrainingLoop<C extends TrainingConfig> implements Disposable {
   readonly #events = new EventEmitter();
   protected optimizer: Optimizer | null = null;
+  /** train() calls not yet settled (a second one is refused by the model's usage ledger). */
+  #calls = 0;
+  #disposed = false;
 
   constructor(
     readonly model: CausalLM,
@@ -123,16 +127,47 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
    */
   async train(rows: SpinRow[], options: TrainOptions = {}): Promise<TrainResult> {
     const call = `${this.constructor.name}.train`;
+    if (this.#disposed) throw new SpinNativeError(`${call}: the trainer was disposed`, "DISPOSED", call);
     if (rows.length === 0) throw new SpinNativeError("trainer: no training rows", "INVALID_ARGUMENT", "trainer.train");
-    return this.model.usage.hold(call, async () => {
-      const lock = options.folderLocked ? null : await lockRunFolder(this.config.outputDir, runCommand(call), this.distributed);
-      try {
-        return await this.#train(rows, options);
-      } finally {
-        lock?.release();
-      }
-    });
+    this.#calls++;
+    try {
+      return await this.model.usage.hold(call, async () => {
+        const lock = options.folderLocked ? null : await lockRunFolder(this.config.outputDir, runCommand(call), this.distributed);
+        try {
+          return await this.#train(rows, options);
+        } finally {
+          lock?.release();
+        }
+      });
+    } finally {
+      this.#calls--;
+    }
   }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /**
+   * Frees the optimizer (its state, and its references to the model's weights) and what the
+   * trainer cached; the model stays the caller's. Idempotent; refused with `BUSY` while a
+   * train() call runs (abort it through its signal and await it first).
+   */
+  dispose(): void {
+    const call = `${this.constructor.name}.dispose`;
+    if (this.#calls > 0) throw new SpinNativeError(`${call}: train() is running; abort it (TrainOptions.signal) and await it first`, "BUSY", call);
+    this.optimizer?.dispose();
+    this.optimizer = null;
+    this.releaseCaches();
+    this.#disposed = true;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Drops what a subclass keeps between train() calls (e.g. the opponent's log-probs). */
+  protected releaseCaches(): void {}
 
   async #train(rows: SpinRow[], options: TrainOptions): Promise<TrainResult> {
     const c = this.config;
@@ -142,7 +177,7 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
     const main = rank === 0;
     const perMicro = c.perDeviceTrainBatchSize * world; // one micro-batch of every rank
     const perUpdate = perMicro * c.gradientAccumulationSteps;
-    const stepsPerEpoch = Math.ceil(rows.length / perUpdate);
+    const stepsPerEpoch = updatesPerEpoch(rows.length, c.perDeviceTrainBatchSize, world, c.gradientAccumulationSteps);
     const totalSteps = c.maxSteps > 0 ? c.maxSteps : c.numTrainEpochs * stepsPerEpoch;
     const warmup = c.warmupSteps ?? warmupSteps(totalSteps, c.warmupRatio);
     // maxSteps > 0 runs as many epochs as those updates need (HF's max_steps).
@@ -287,7 +322,7 @@ export abstract class TrainingLoop<C extends TrainingConfig> {
         const epoch = state.epoch + state.stepInEpoch / stepsPerEpoch;
         const metrics = { ...localMetrics, learning_rate: learningRate, grad_norm: gradNorm };
         averager.add(metrics);
-        this.emit("step", { step: state.globalStep, epoch, metrics, learningRate, gradNorm });
+        this.emit("step", { step: state.globalStep, totalSteps, epoch, metrics, learningRate, gradNorm });
 
         if (state.globalStep % c.loggingSteps === 0) {
           const seconds = (performance.now() - since) / 1000;
