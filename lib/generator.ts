@@ -27,10 +27,9 @@
 //   fraction's (shuffled) order, appended and fsynced as soon as a prefix of rows is complete.
 // - parquet: parquet files cannot be appended, so every flush writes a new file
 //   `<split>-<k>-<n>.parquet` (n = 00000, 00001, … in order; each written atomically) holding the
-//   next rows; the fraction is the concatenation of its files. Schema: `real` and `generated` as
-//   LIST<STRUCT<content: STRING, role: STRING>> (the 3-level list layout pyarrow writes, as the
-//   original's released datasets, and as lib/data/dataset-write.ts writes); message fields
-//   other than role and content are not stored.
+//   next rows; the fraction is the concatenation of its files. Both formats are
+//   lib/data/dataset-write.ts's (the parquet schema of the original's released datasets);
+//   lib/data/fraction-output.ts writes and recovers a fraction's files.
 // {@link mergeFractions} concatenates fractions 0..k into `<outDir>/<split>.jsonl|parquet`.
 //
 // Batching: with lengthSortedBatching (default), rows are taken in windows of
@@ -44,13 +43,12 @@
 // running out of memory).
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { mkdir, open, readFile, readdir, rm, stat, truncate } from "node:fs/promises";
+import { mkdir, readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 
-import { parquetReadObjects } from "hyparquet";
-import { parquetWriteBuffer } from "hyparquet-writer";
-
+import { writeParquet } from "./data/dataset-write.js";
+import { FractionOutput, escapeRegExp, parquetParts, readParquetRows } from "./data/fraction-output.js";
 import { type ChatMessage, type RowLocation, type SpinRow, locateRow, toSpinRow } from "./data/rows.js";
 import { SpinNativeError } from "./errors.js";
 import type { Generation, GenerateOptions } from "./generation.js";
@@ -408,64 +406,6 @@ function copyMessages(messages: readonly ChatMessage[]): ChatMessage[] {
   return messages.map((m) => ({ ...m }));
 }
 
-function jsonlLine(row: SpinRow): string {
-  return JSON.stringify({ real: row.real, generated: row.generated }) + "\n";
-}
-
-const PARQUET_SCHEMA = (() => {
-  const column = (name: string) => [
-    { name, repetition_type: "OPTIONAL" as const, converted_type: "LIST" as const, num_children: 1 },
-    { name: "list", repetition_type: "REPEATED" as const, num_children: 1 },
-    { name: "element", repetition_type: "OPTIONAL" as const, num_children: 2 },
-    { name: "content", repetition_type: "OPTIONAL" as const, type: "BYTE_ARRAY" as const, converted_type: "UTF8" as const },
-    { name: "role", repetition_type: "OPTIONAL" as const, type: "BYTE_ARRAY" as const, converted_type: "UTF8" as const },
-  ];
-  return [{ name: "schema", num_children: 2 }, ...column("real"), ...column("generated")];
-})();
-
-function parquetBytes(rows: readonly SpinRow[]): Uint8Array {
-  const plain = (messages: readonly ChatMessage[]) => messages.map((m) => ({ content: m.content, role: m.role }));
-  const buffer = parquetWriteBuffer({
-    columnData: [
-      { name: "real", data: rows.map((r) => plain(r.real)) },
-      { name: "generated", data: rows.map((r) => plain(r.generated)) },
-    ],
-    schema: PARQUET_SCHEMA,
-  });
-  return new Uint8Array(buffer);
-}
-
-function toArrayBuffer(bytes: Buffer): ArrayBuffer {
-  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-}
-
-/** The {real, generated} rows of a parquet file written by the generator (or any file with those columns). */
-async function readParquetRows(file: string): Promise<SpinRow[]> {
-  let buffer: ArrayBuffer;
-  try {
-    buffer = toArrayBuffer(await readFile(file));
-  } catch (error) {
-    throw new SpinNativeError(`cannot read ${file}: ${(error as Error).message}`, "IO", CALL);
-  }
-  let rows: Record<string, unknown>[];
-  try {
-    rows = await parquetReadObjects({ file: buffer, columns: ["real", "generated"] });
-  } catch (error) {
-    throw new SpinNativeError(`${file} is not a readable parquet file: ${(error as Error).message}`, "IO", CALL);
-  }
-  return rows.map((r, i) => toSpinRow(r, { file, row: i }));
-}
-
-async function appendDurably(file: string, text: string): Promise<void> {
-  const handle = await open(file, "a");
-  try {
-    await handle.write(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 async function readJsonIfExists(file: string): Promise<unknown> {
   let text: string;
   try {
@@ -481,128 +421,6 @@ async function readJsonIfExists(file: string): Promise<unknown> {
   }
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
-/** Parquet files of one fraction, in order; throws on a gap. */
-async function parquetParts(dir: string, split: string, fraction: number): Promise<string[]> {
-  const pattern = new RegExp(`^${escapeRegExp(split)}-${fraction}-(\\d{5,})\\.parquet$`);
-  const entries = await readdir(dir).catch(() => [] as string[]);
-  const parts = entries
-    .map((name) => ({ name, m: pattern.exec(name) }))
-    .filter((e) => e.m !== null)
-    .map((e) => ({ name: e.name, n: Number(e.m![1]) }))
-    .sort((a, b) => a.n - b.n);
-  parts.forEach((p, i) => {
-    if (p.n !== i) throw new SpinNativeError(`${dir}: ${split}-${fraction}-${String(i).padStart(5, "0")}.parquet is missing before ${p.name}`, "IO", CALL);
-  });
-  return parts.map((p) => path.join(dir, p.name));
-}
-
-function parquetPartName(split: string, fraction: number, n: number): string {
-  return `${split}-${fraction}-${String(n).padStart(5, "0")}.parquet`;
-}
-
-/** A fraction's output files. */
-class FractionOutput {
-  readonly meta: string;
-  readonly jsonl: string;
-  #parts = 0;
-
-  constructor(
-    readonly dir: string,
-    readonly split: string,
-    readonly fraction: number,
-    readonly format: "jsonl" | "parquet",
-  ) {
-    this.meta = path.join(dir, `${split}-${fraction}.meta.json`);
-    this.jsonl = path.join(dir, `${split}-${fraction}.jsonl`);
-  }
-
-  /** Whether the fraction has output rows on disk. */
-  async hasData(): Promise<boolean> {
-    if (this.format === "parquet") return (await parquetParts(this.dir, this.split, this.fraction)).length > 0;
-    return (await stat(this.jsonl).catch(() => null))?.size ? true : false;
-  }
-
-  async files(): Promise<string[]> {
-    if (this.format === "parquet") return parquetParts(this.dir, this.split, this.fraction);
-    return (await stat(this.jsonl).catch(() => null)) ? [this.jsonl] : [];
-  }
-
-  /**
-   * Rows already written, checked against the plan (each must be the planned row's `real`);
-   * a torn last jsonl line is cut off. Returns how many rows are done.
-   */
-  async recover(plan: Plan): Promise<number> {
-    const expect = (rows: SpinRow[], file: string, first: number) => {
-      rows.forEach((row, i) => {
-        const planned = plan.rows[first + i];
-        if (planned === undefined) throw invalid(`${file}: holds more rows than the fraction's ${plan.rows.length}`);
-        if (JSON.stringify(plainReal(row.real)) !== JSON.stringify(plainReal(planned.row.real))) {
-          throw invalid(`${file}: row ${first + i} is not the fraction's row ${first + i} (input row ${planned.source}); the output belongs to other inputs`);
-        }
-      });
-    };
-    if (this.format === "parquet") {
-      // Stale temp files of an interrupted atomic write.
-      for (const name of await readdir(this.dir)) {
-        if (name.startsWith(`${this.split}-${this.fraction}-`) && name.includes(".parquet.tmp-")) await rm(path.join(this.dir, name), { force: true });
-      }
-      const parts = await parquetParts(this.dir, this.split, this.fraction);
-      let done = 0;
-      for (const part of parts) {
-        const rows = await readParquetRows(part);
-        expect(rows, part, done);
-        done += rows.length;
-      }
-      this.#parts = parts.length;
-      return done;
-    }
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(this.jsonl);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
-      throw new SpinNativeError(`cannot read ${this.jsonl}: ${(error as Error).message}`, "IO", CALL);
-    }
-    let end = bytes.length;
-    if (end > 0 && bytes[end - 1] !== 0x0a) {
-      // A torn last line: keep the complete lines only.
-      end = bytes.lastIndexOf(0x0a) + 1;
-      await truncate(this.jsonl, end);
-      const handle = await open(this.jsonl, "r+");
-      await handle.sync().finally(() => handle.close());
-    }
-    const text = bytes.subarray(0, end).toString("utf8");
-    const lines = text.length === 0 ? [] : text.slice(0, -1).split("\n");
-    const rows = lines.map((line, i) => {
-      try {
-        return toSpinRow(JSON.parse(line), { file: this.jsonl, row: i });
-      } catch (error) {
-        if (error instanceof SpinNativeError) throw error;
-        throw new SpinNativeError(`${this.jsonl}: line ${i + 1} is not valid JSON`, "IO", CALL);
-      }
-    });
-    expect(rows, this.jsonl, 0);
-    return rows.length;
-  }
-
-  async append(rows: readonly SpinRow[]): Promise<void> {
-    if (rows.length === 0) return;
-    if (this.format === "jsonl") {
-      await appendDurably(this.jsonl, rows.map(jsonlLine).join(""));
-    } else {
-      await writeFileAtomic(path.join(this.dir, parquetPartName(this.split, this.fraction, this.#parts)), parquetBytes(rows));
-      this.#parts++;
-    }
-  }
-}
-
-function plainReal(messages: readonly ChatMessage[]): { role: string; content: string }[] {
-  return messages.map((m) => ({ role: m.role, content: m.content }));
-}
 
 /**
  * Self-play generation: the model answers the SFT prompts and each answer becomes a SPIN row
@@ -1011,7 +829,7 @@ export async function mergeFractions(outDir: string, split = "train", options: {
       if (all.length - before !== meta.rows) throw invalid(`${call}: fraction ${k} holds ${all.length - before} rows, its meta says ${meta.rows}`, call);
     }
     rows = all.length;
-    await writeFileAtomic(file, parquetBytes(all));
+    await writeParquet(file, all);
   }
   const covered = metas[0]!.fracLen === 0 ? metas[0]!.totalPrompts : Math.min(metas[0]!.totalPrompts, metas.length * metas[0]!.fracLen);
   return { file, rows, fractions: metas.length, complete: covered === metas[0]!.totalPrompts };

@@ -12,13 +12,13 @@
 //   are not stored. Written one row group at a time (parquetWriteRows) to a temp file that is
 //   fsynced and renamed over the target, so a writer never holds more than a row group of rows
 //   when given an (async) iterable.
-import { randomBytes } from "node:crypto";
-import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, stat } from "node:fs/promises";
 import path from "node:path";
 
-import { fileWriter, parquetWriteRows, type SchemaElement } from "hyparquet-writer";
+import { fileWriter, parquetWriteBuffer, parquetWriteRows, type SchemaElement } from "hyparquet-writer";
 
 import { SpinNativeError } from "../errors.js";
+import { replaceFileAtomic } from "../io/atomic.js";
 import { dataFormatOf, type DataSplit } from "./dataset-files.js";
 import { streamSpinRows } from "./dataset-read.js";
 import type { ChatMessage, SpinRow } from "./rows.js";
@@ -51,30 +51,12 @@ function ioError(call: string, file: string, error: unknown): SpinNativeError {
   return new SpinNativeError(`${call}: cannot write ${file}: ${(error as Error).message}`, "IO", call);
 }
 
-async function fsyncPath(p: string, flags = "r"): Promise<void> {
-  const handle = await open(p, flags);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * Fills a temp file beside `file` through `fill`, fsyncs it, renames it over `file` and fsyncs
- * the folder; on failure the temp file is removed and `file` is untouched.
- */
+/** Creates the parent folders, then replaces `file` atomically through `fill` (lib/io/atomic.ts). */
 async function replaceAtomically(file: string, call: string, fill: (temp: string) => Promise<void>): Promise<void> {
-  const dir = path.dirname(path.resolve(file));
-  const temp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
   try {
-    await mkdir(dir, { recursive: true });
-    await fill(temp);
-    await fsyncPath(temp, "r+");
-    await rename(temp, file);
-    await fsyncPath(dir);
+    await mkdir(path.dirname(path.resolve(file)), { recursive: true });
+    await replaceFileAtomic(file, fill);
   } catch (error) {
-    await rm(temp, { force: true });
     throw ioError(call, file, error);
   }
 }
@@ -84,7 +66,8 @@ function ordered(messages: readonly ChatMessage[]): ChatMessage[] {
   return messages.map(({ role, content, ...rest }) => ({ role, content, ...rest }));
 }
 
-function jsonlLine(row: SpinRow): string {
+/** One JSON Lines row, newline included: the one serialization every jsonl writer uses. */
+export function jsonlLine(row: SpinRow): string {
   return JSON.stringify({ real: ordered(row.real), generated: ordered(row.generated) }) + "\n";
 }
 
@@ -142,20 +125,21 @@ export async function appendJsonl(file: string, rows: RowSource): Promise<number
     const size = (await stat(file).catch(() => null))?.size ?? 0;
     const handle = await open(file, "a+");
     try {
-      if (size > 0) {
+      const lastByte = Buffer.alloc(1);
+      if (size > 0) await handle.read(lastByte, 0, 1, size - 1);
+      // Only a last line without its newline needs the tail read (an append is usually to a complete file).
+      if (size > 0 && lastByte[0] !== 0x0a) {
         const tail = Buffer.alloc(Math.min(size, 1 << 20));
         await handle.read(tail, 0, tail.length, size - tail.length);
-        if (tail[tail.length - 1] !== 0x0a) {
-          const cut = tail.lastIndexOf(0x0a);
-          if (cut < 0 && tail.length < size) throw new SpinNativeError(`${call}: ${file} ends with a line longer than 1 MiB without a newline`, "IO", call);
-          const last = tail.subarray(cut + 1).toString("utf8");
-          try {
-            JSON.parse(last);
-          } catch {
-            throw new SpinNativeError(`${call}: ${file} ends with a torn line (not valid JSON, no newline); repair or truncate it before appending`, "IO", call);
-          }
-          text = "\n" + text;
+        const cut = tail.lastIndexOf(0x0a);
+        if (cut < 0 && tail.length < size) throw new SpinNativeError(`${call}: ${file} ends with a line longer than 1 MiB without a newline`, "IO", call);
+        const last = tail.subarray(cut + 1).toString("utf8");
+        try {
+          JSON.parse(last);
+        } catch {
+          throw new SpinNativeError(`${call}: ${file} ends with a torn line (not valid JSON, no newline); repair or truncate it before appending`, "IO", call);
         }
+        text = "\n" + text;
       }
       if (text !== "") await handle.write(text);
       await handle.sync();
@@ -170,6 +154,18 @@ export async function appendJsonl(file: string, rows: RowSource): Promise<number
 
 function plain(messages: readonly ChatMessage[]): { content: string; role: string }[] {
   return messages.map((m) => ({ content: m.content, role: m.role }));
+}
+
+/** Rows as one in-memory parquet file (one row group) in {@link SPIN_PARQUET_SCHEMA}. */
+export function parquetBuffer(rows: readonly SpinRow[]): Uint8Array {
+  const buffer = parquetWriteBuffer({
+    columnData: [
+      { name: "real", data: rows.map((r) => plain(r.real)) },
+      { name: "generated", data: rows.map((r) => plain(r.generated)) },
+    ],
+    schema: SPIN_PARQUET_SCHEMA,
+  });
+  return new Uint8Array(buffer);
 }
 
 /**

@@ -1,6 +1,6 @@
 // Atomic writes: a reader never sees a half-written file or folder where a good one was.
 import { randomBytes } from "node:crypto";
-import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 async function fsyncDir(dir: string): Promise<void> {
@@ -12,21 +12,31 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Writes `data` to a temp file beside `file`, fsyncs it, and renames it over `file`. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Fills a temp file beside `file` through `fill`, fsyncs it, renames it over `file` and fsyncs
+ * the folder. On failure the temp file is removed and `file` is untouched.
+ */
+export async function replaceFileAtomic(file: string, fill: (temp: string) => Promise<void>): Promise<void> {
   const temp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-  const handle = await open(temp, "w");
   try {
-    await handle.writeFile(data);
-    await handle.sync();
+    await fill(temp);
+    const handle = await open(temp, "r+");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, file);
   } catch (error) {
-    await handle.close();
     await rm(temp, { force: true });
     throw error;
   }
-  await handle.close();
-  await rename(temp, file);
-  await fsyncDir(path.dirname(file));
+  await fsyncDir(path.dirname(path.resolve(file)));
+}
+
+/** Writes `data` to a temp file beside `file`, fsyncs it, and renames it over `file`. */
+export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  await replaceFileAtomic(file, (temp) => writeFile(temp, data));
 }
 
 async function exists(p: string): Promise<boolean> {
