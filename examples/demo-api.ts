@@ -43,7 +43,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   // result.rows holds the same numbers as data: label, updates, scores (overall and per task), margins.
   const best = result.rows.reduce((a, b) => (b.scores.accuracy > a.scores.accuracy ? b : a));
   console.log(`\nbest held-out exact match: ${(100 * best.scores.accuracy).toFixed(1)}% (${best.label})`);
-  console.log(`final SPIN model: ${result.spin.finalModel}`);
+  console.log(`final SPIN model: ${result.spins[0]!.finalModel}`);
   console.log(`report: ${path.join(runDir, "report.html")}`);
   return 0;
 }

@@ -1,7 +1,8 @@
 // The demo — spin-native's main job on the embedded tiny model and data. From θ0 (a tiny
 // Llama under-trained on letter reversal and digit sorting):
-//   - SPIN, iterations 0..T−1 (the original method);
-//   - SPIN with an SFT term (sftWeight α: + α × the real answer's mean NLL), the same way;
+//   - SPIN, iterations 0..T−1 (the original method, logistic loss);
+//   - the same with the IPO loss (lossType "ipo": (Δ − 1/(2β))², a bounded margin);
+//   - SPIN with an SFT term (sftWeight α: + α × the real answer's mean NLL);
 //   - continued SFT from θ0 with SPIN's optimizer, batch and total updates: at SPIN's lr
 //     ("matched") and at the best lr of a small sweep,
 // every model scored on held-out prompts, per task. Each arm lives in its own folder of the run
@@ -57,8 +58,8 @@ export interface DemoRow {
 
 /** What {@link runDemo} returns: both SPIN runs, the table's rows and the sweep. */
 export interface DemoResult {
-  spin: PipelineResult;
-  spinWithSft: PipelineResult;
+  /** The SPIN runs, in {@link DEMO_ARMS}' order (spins[0]: the original method). */
+  spins: PipelineResult[];
   rows: DemoRow[];
   /** Held-out exact match of continued SFT at every learning rate of the sweep. */
   sweep: { learningRate: number; accuracy: number }[];
@@ -86,6 +87,16 @@ export const DEMO_SPIN = {
 
 /** α of the SPIN + SFT term arm. */
 export const DEMO_SFT_WEIGHT = 1;
+
+/**
+ * The SPIN runs of the demo, each DEMO_SPIN with `training` on top, in `folder` of the run
+ * folder ("" = the run folder itself, whose report.html compares them all).
+ */
+export const DEMO_ARMS: readonly { label: string; folder: string; training: { sftWeight?: number; lossType?: "sigmoid" | "ipo" } }[] = [
+  { label: "SPIN", folder: "", training: {} },
+  { label: "SPIN, IPO loss", folder: "ipo", training: { lossType: "ipo" } },
+  { label: `SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`, folder: "sft-term", training: { sftWeight: DEMO_SFT_WEIGHT } },
+];
 
 /** Learning rates of the continued-SFT sweep; the first is SPIN's (the matched baseline). */
 export const DEMO_SFT_SWEEP = [DEMO_SPIN.learningRate, 1e-4, 1e-3];
@@ -120,41 +131,37 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const train = readExamples(assets.train).slice(0, DEMO_SPIN_PROMPTS);
   const test = readExamples(assets.test);
   const evaluate = async (model: CausalLM, tokenizer: Tokenizer) => asMetrics(await scoreModel(model, tokenizer, test));
-  // One failing arm stops the other (it would otherwise train on, unseen, until it ends).
+  // One failing arm stops the others (they would otherwise train on, unseen, until they end).
   const abort = new AbortController();
-  const spinRun = async (runDir: string, sftWeight: number, label: string) => {
+  const spinRun = async (arm: (typeof DEMO_ARMS)[number]) => {
     try {
       return await runPipeline({
-        runDir,
+        runDir: path.join(options.runDir, arm.folder),
         baseModel: assets.model,
         sftRows: train.map(sftRow),
         iterations,
-        training: { ...DEMO_SPIN, sftWeight, seed, logToConsole: false },
+        training: { ...DEMO_SPIN, ...arm.training, seed, logToConsole: false },
         mixSeed: seed,
         generation: { batchSize: 300, maxNewTokens: DEMO_MAX_NEW_TOKENS, doSample: false },
         evaluate,
         signal: abort.signal,
-        log: (line) => log(`${label}: ${line}`),
+        log: (line) => log(`${arm.label}: ${line}`),
         onStage: async () => void (await writeReport(options.runDir, { title: "SPIN demo" })),
-      }); // aborted only when the other arm failed, whose error is thrown below
+      }); // aborted only when another arm failed, whose error is thrown below
     } catch (error) {
       abort.abort();
       throw error;
     }
   };
 
-  // The two SPIN arms are independent single-threaded runs: one per core.
-  const arms = await Promise.allSettled([
-    spinRun(options.runDir, 0, "SPIN"),
-    spinRun(path.join(options.runDir, "sft-term"), DEMO_SFT_WEIGHT, `SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`),
-  ]);
-  const failed = arms.find((a) => a.status === "rejected");
+  // The SPIN arms are independent single-threaded runs, side by side on the cores.
+  const settled = await Promise.allSettled(DEMO_ARMS.map(spinRun));
+  const failed = settled.find((a) => a.status === "rejected");
   if (failed) throw (failed as PromiseRejectedResult).reason;
-  const [spin, spinWithSft] = arms.map((a) => (a as PromiseFulfilledResult<PipelineResult>).value) as [PipelineResult, PipelineResult];
+  const spins = settled.map((a) => (a as PromiseFulfilledResult<PipelineResult>).value);
   // A run folder may hold more iterations from an earlier, longer run: only the first `iterations` count.
-  const spinIterations = spin.state.iteration.slice(0, iterations);
-  const sftTermIterations = spinWithSft.state.iteration.slice(0, iterations);
-  const updates = spinIterations.reduce((sum, r) => sum + (r.train?.steps ?? 0), 0);
+  const armIterations = spins.map((run) => run.state.iteration.slice(0, iterations));
+  const updates = armIterations[0]!.reduce((sum, r) => sum + (r.train?.steps ?? 0), 0);
   const sweep: { learningRate: number; scores: DemoScores }[] = [];
   for (let i = 0; i < DEMO_SFT_SWEEP.length; i += 2) {
     const pair = DEMO_SFT_SWEEP.slice(i, i + 2);
@@ -165,26 +172,25 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const best = sweep.reduce((a, b) => (b.scores.accuracy > a.scores.accuracy ? b : a));
 
   const rows: DemoRow[] = [
-    { label: "θ0 (SFT, under-trained)", updates: 0, scores: asScores(spin.state.baseEval), margins: null, identicalPairs: null },
-    ...spinRows("SPIN", spinIterations),
-    ...spinRows(`SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`, sftTermIterations),
+    { label: "θ0 (SFT, under-trained)", updates: 0, scores: asScores(spins[0]!.state.baseEval), margins: null, identicalPairs: null },
+    ...DEMO_ARMS.flatMap((arm, i) => spinRows(arm.label, armIterations[i]!)),
     { label: `continued SFT, matched (lr ${matched.learningRate.toExponential()})`, updates, scores: matched.scores, margins: null, identicalPairs: null },
     { label: `continued SFT, best lr of sweep (lr ${best.learningRate.toExponential()})`, updates, scores: best.scores, margins: null, identicalPairs: null },
   ];
   const atEnd = (scores: DemoScores) => Array.from({ length: iterations + 1 }, (_, t) => (t === iterations ? asMetrics(scores) : undefined));
   const comparison: ComparedModel[] = [
-    { name: `SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`, evals: [spinWithSft.state.baseEval, ...sftTermIterations.map((r) => r.eval)] },
+    ...DEMO_ARMS.slice(1).map((arm, i) => ({ name: arm.label, evals: [spins[i + 1]!.state.baseEval, ...armIterations[i + 1]!.map((r) => r.eval)] })),
     { name: "continued SFT, matched", evals: atEnd(matched.scores) },
     { name: `continued SFT, lr ${best.learningRate.toExponential()}`, evals: atEnd(best.scores) },
   ];
   await writeReport(options.runDir, { title: "SPIN demo", comparison });
-  return { spin, spinWithSft, rows, sweep: sweep.map((s) => ({ learningRate: s.learningRate, accuracy: s.scores.accuracy })), seconds: (Date.now() - started) / 1000 };
+  return { spins, rows, sweep: sweep.map((s) => ({ learningRate: s.learningRate, accuracy: s.scores.accuracy })), seconds: (Date.now() - started) / 1000 };
 }
 
 /** Everything a demo run's numbers depend on besides the code: settings, seed, θ0 and data. */
 function demoFingerprint(assets: ReturnType<typeof demoAssets>, seed: number): string {
   const hash = createHash("sha256");
-  hash.update(JSON.stringify({ DEMO_SPIN, DEMO_SFT_WEIGHT, DEMO_SFT_SWEEP, DEMO_SPIN_PROMPTS, seed }));
+  hash.update(JSON.stringify({ DEMO_SPIN, DEMO_ARMS, DEMO_SFT_SWEEP, DEMO_SPIN_PROMPTS, seed }));
   for (const file of [path.join(assets.model, "model.safetensors"), assets.train, assets.test]) hash.update(readFileSync(file));
   return hash.digest("hex").slice(0, 16);
 }
