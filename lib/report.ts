@@ -24,6 +24,8 @@ export interface RenderOptions {
    * baseline with the updates of t iterations.
    */
   comparison?: readonly ComparedModel[];
+  /** The legend name of this run's own series beside the comparison (default "this run"). */
+  runName?: string;
 }
 
 /** A series of held-out metrics drawn beside the run's own (RenderOptions.comparison). */
@@ -501,7 +503,7 @@ export function renderReport(state: RunState, logs: readonly (readonly LogLine[]
     ]);
     out.push(table(["model", ...names], rows, "eval"));
     if (base) out.push(`<p class="meta">In parentheses: the change from θ0.</p>`);
-    out.push(heldOutPlots(names, [{ name: "this run", evals: evalRows.map((row) => row.metrics) }, ...(options.comparison ?? [])]));
+    out.push(heldOutPlots(names, [{ name: options.runName ?? "this run", evals: evalRows.map((row) => row.metrics) }, ...(options.comparison ?? [])]));
   }
   out.push(`</body></html>\n`);
   return out.join("\n");
@@ -588,7 +590,7 @@ export async function readRun(runDir: string): Promise<{ state: RunState; logs: 
 }
 
 /** Writes `<runDir>/report.html` (atomically) from the run folder as it is now; returns its path. */
-export async function writeReport(runDir: string, options: Pick<RenderOptions, "title" | "comparison"> = {}): Promise<string> {
+export async function writeReport(runDir: string, options: Pick<RenderOptions, "title" | "comparison" | "runName"> = {}): Promise<string> {
   const { state, logs } = await readRun(runDir);
   const file = path.join(runDir, "report.html");
   await writeFileAtomic(file, renderReport(state, logs, { ...options, generatedAt: new Date(), runDir: path.resolve(runDir) }));

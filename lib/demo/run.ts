@@ -183,7 +183,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     { name: "continued SFT, matched", evals: atEnd(matched.scores) },
     { name: `continued SFT, lr ${best.learningRate.toExponential()}`, evals: atEnd(best.scores) },
   ];
-  await writeReport(options.runDir, { title: "SPIN demo", comparison });
+  await writeReport(options.runDir, { title: "SPIN demo", comparison, runName: DEMO_ARMS[0]!.label });
   return { spins, rows, sweep: sweep.map((s) => ({ learningRate: s.learningRate, accuracy: s.scores.accuracy })), seconds: (Date.now() - started) / 1000 };
 }
 
