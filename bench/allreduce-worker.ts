@@ -5,8 +5,8 @@
 import { performance } from "node:perf_hooks";
 
 import { CausalLM, Distributed, arange, ones, randn, scope, tensor, zeros } from "../lib/index.js";
-import { native } from "../lib/native.js";
-import { Tensor } from "../lib/tensor.js";
+import { native } from "../lib/core/native.js";
+import { Tensor } from "../lib/core/tensor.js";
 import { benchCheckpoint } from "./checkpoints.js";
 
 const dist = await Distributed.fromEnv(process.env, { timeoutMs: 600_000 });

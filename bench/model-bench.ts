@@ -182,7 +182,7 @@ export async function generateRows(limits: { matmulGflops: number; bandwidthGBs:
 
 /** Gradient all-reduce of bench-60m on 2 local ranks, after and overlapped with backward, as a share of the step time. */
 export async function allReduceRows(): Promise<Row[]> {
-  const { launch } = await import("../lib/launch.js");
+  const { launch } = await import("../lib/distributed/launch.js");
   const { fileURLToPath } = await import("node:url");
   await benchCheckpoint("bench-60m");
   const lines: string[] = [];

@@ -6,8 +6,8 @@ import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 
 import { CausalLM, Optimizer, arange, noGrad, ones, randn, scope, zeros } from "../lib/index.js";
-import { native } from "../lib/native.js";
-import { Tensor } from "../lib/tensor.js";
+import { native } from "../lib/core/native.js";
+import { Tensor } from "../lib/core/tensor.js";
 import { SHAPES, benchCheckpoint, parameterCount } from "./checkpoints.js";
 
 function peakRssBytes(): number {

@@ -13,7 +13,7 @@
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 
-import { formatDemoTable, runDemo } from "../lib/demo/run.js";
+import { formatDemoTable, runDemo } from "../lib/run/demo/run.js";
 
 const USAGE = `usage: node dist/examples/demo-api.js [run-folder] [iterations]
   run-folder  where the run lives (default ./spin-demo-api-run); re-running resumes it

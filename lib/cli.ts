@@ -1,27 +1,27 @@
 #!/usr/bin/env node
 // The spin-native command line: generate | train | sft | iterate | convert | eval | demo | info.
-// Run configs use the original SPIN config.yaml keys (lib/cli-config.ts), with --key=value
+// Run configs use the original SPIN config.yaml keys (lib/run/config.ts), with --key=value
 // overrides; unknown keys are errors that name the nearest valid key.
 // The modules that load libtorch (model, generator, trainer, pipeline, runtime, demo) are
 // imported by the commands that use them, so usage, config errors and `convert` start fast.
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 
-import { distributedOptions, iterationSchedule, loadRunConfig, numberKey, type RawConfig, stringKey, trainingFields } from "./cli-config.js";
+import { distributedOptions, iterationSchedule, loadRunConfig, numberKey, type RawConfig, stringKey, trainingFields } from "./run/config.js";
 import { resolveSplitFiles } from "./data/dataset-files.js";
 import { type RawRow, readRows, readSpinRows } from "./data/dataset-read.js";
 import { convertDataset } from "./data/dataset-write.js";
 import { fractionCount, mixDatasets } from "./data/mixer.js";
-import { SpinNativeError } from "./errors.js";
-import type { SelfPlayOptions } from "./generator.js";
-import type { LoadModelOptions } from "./model.js";
-import { launch, rankDevice } from "./launch.js";
-import { createProgress } from "./progress.js";
-import { writeReport } from "./report.js";
-import type { SpinConfig } from "./trainer.js";
-import type { DType } from "./dtype.js";
-import type { Distributed } from "./distributed.js";
-import { lockRunFolder, runCommand } from "./io/run-lock.js";
+import { SpinNativeError } from "./core/errors.js";
+import type { SelfPlayOptions } from "./spin/generator.js";
+import type { LoadModelOptions } from "./model/causal-lm.js";
+import { launch, rankDevice } from "./distributed/launch.js";
+import { createProgress } from "./run/progress.js";
+import { writeReport } from "./run/report.js";
+import type { SpinConfig } from "./spin/trainer.js";
+import type { DType } from "./core/dtype.js";
+import type { Distributed } from "./distributed/distributed.js";
+import { lockRunFolder, runCommand } from "./core/run-lock.js";
 
 const USAGE: Record<string, string> = {
   generate: `spin-native generate [config.yaml] --model_name_or_path=DIR --input=DATA --output_dir=DIR [--split=train --batch_size=16 --frac_len=0 --data_frac=0 --max_new_tokens=256 --prompt_format=chat|spin-instruction --do_sample=false --temperature=1 --top_p=1 --format=jsonl|parquet]
@@ -114,7 +114,7 @@ async function trainCommand(config: RawConfig, kind: "spin" | "sft"): Promise<vo
   const modelDir = stringKey(config, "model_name_or_path", true);
   const outputDir = stringKey(config, "output_dir", true);
   await makeOutputFolder(outputDir);
-  const { Distributed } = await import("./distributed.js");
+  const { Distributed } = await import("./distributed/distributed.js");
   // Under `spin-native launch` (WORLD_SIZE > 1) the run is data-parallel.
   const distributed = await Distributed.fromEnv(process.env, distributedOptions(config));
   // The folder is held from before the load (a refused duplicate wastes nothing) until the
@@ -129,7 +129,7 @@ async function trainCommand(config: RawConfig, kind: "spin" | "sft"): Promise<vo
 }
 
 async function trainAndSave(config: RawConfig, kind: "spin" | "sft", outputDir: string, modelDir: string, distributed: Distributed | null): Promise<void> {
-  const [{ CausalLM }, { Tokenizer }, { SftTrainer, SpinTrainer }] = await Promise.all([import("./model.js"), import("./tokenizer.js"), import("./trainer.js")]);
+  const [{ CausalLM }, { Tokenizer }, { SftTrainer, SpinTrainer }] = await Promise.all([import("./model/causal-lm.js"), import("./model/tokenizer.js"), import("./spin/trainer.js")]);
   const rows = await mixedRows(config, "train");
   const model = await CausalLM.load(modelDir, loadOptions(config));
   const tokenizer = await Tokenizer.fromDir(modelDir);
@@ -180,14 +180,14 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case "info": {
-      const { runtimeInfo } = await import("./runtime.js");
+      const { runtimeInfo } = await import("./core/runtime.js");
       console.log(JSON.stringify({ ...runtimeInfo(), ompWaitPolicy: process.env.OMP_WAIT_POLICY }, null, 2));
       return;
     }
     case "demo": {
       const option = (name: string) => flags.find((f) => f.startsWith(`--${name}=`))?.split("=")[1];
       const runDir = path.resolve(option("out") ?? "spin-demo-run");
-      const { formatDemoTable, runDemo } = await import("./demo/run.js");
+      const { formatDemoTable, runDemo } = await import("./run/demo/run.js");
       const integer = (name: string, fallback: number, min: number) => {
         const text = option(name);
         if (text !== undefined && (!/^\d+$/.test(text) || Number(text) < min || Number(text) >= 2 ** 32)) {
@@ -211,11 +211,11 @@ async function main(argv: string[]): Promise<void> {
   }
   const config = await loadRunConfig(file, flags);
   const threads = numberKey(config, "threads");
-  if (threads) (await import("./runtime.js")).setNumThreads(threads);
+  if (threads) (await import("./core/runtime.js")).setNumThreads(threads);
   switch (command) {
     case "generate": {
       const modelDir = stringKey(config, "model_name_or_path", true);
-      const [{ CausalLM }, { Tokenizer }, { SelfPlayGenerator }] = await Promise.all([import("./model.js"), import("./tokenizer.js"), import("./generator.js")]);
+      const [{ CausalLM }, { Tokenizer }, { SelfPlayGenerator }] = await Promise.all([import("./model/causal-lm.js"), import("./model/tokenizer.js"), import("./spin/generator.js")]);
       const split = stringKey(config, "split") ?? "train";
       const outputDir = stringKey(config, "output_dir", true);
       await makeOutputFolder(outputDir);
@@ -259,8 +259,8 @@ async function main(argv: string[]): Promise<void> {
         for await (const row of streamRawRows(source, "train")) raw.push(row);
         rows.push(...raw.slice(0, fractionCount(fraction, raw.length)));
       }
-      const { runPipeline } = await import("./pipeline.js");
-      const { Distributed } = await import("./distributed.js");
+      const { runPipeline } = await import("./run/pipeline.js");
+      const { Distributed } = await import("./distributed/distributed.js");
       const distributed = await Distributed.fromEnv(process.env, distributedOptions(config));
       const abort = new AbortController();
       process.once("SIGINT", () => abort.abort());
@@ -287,7 +287,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case "eval": {
       const modelDir = stringKey(config, "model_name_or_path", true);
-      const [{ CausalLM }, { Tokenizer }, { SftTrainer, SpinTrainer }] = await Promise.all([import("./model.js"), import("./tokenizer.js"), import("./trainer.js")]);
+      const [{ CausalLM }, { Tokenizer }, { SftTrainer, SpinTrainer }] = await Promise.all([import("./model/causal-lm.js"), import("./model/tokenizer.js"), import("./spin/trainer.js")]);
       const rows = await readSpinRows(stringKey(config, "input", true), (stringKey(config, "split") ?? "test") as "train" | "test");
       const model = await CausalLM.load(modelDir, loadOptions(config));
       const tokenizer = await Tokenizer.fromDir(modelDir);

@@ -2,9 +2,9 @@
  * spin-native: Self-Play Fine-Tuning (SPIN) of causal language models on a libtorch addon.
  * @packageDocumentation
  */
-export { SpinNativeError, type ErrorCode } from "./errors.js";
-export { DTYPES, type DType, type TensorData } from "./dtype.js";
-export { Tensor, type Device, type NestedList, type TensorLike } from "./tensor.js";
+export { SpinNativeError, type ErrorCode } from "./core/errors.js";
+export { DTYPES, type DType, type TensorData } from "./core/dtype.js";
+export { Tensor, type Device, type NestedList, type TensorLike } from "./core/tensor.js";
 export {
   tensor,
   full,
@@ -18,8 +18,8 @@ export {
   stack,
   where,
   type TensorOptions,
-} from "./create.js";
-export { scope, keep } from "./memory.js";
+} from "./core/create.js";
+export { scope, keep } from "./core/memory.js";
 export {
   setNumThreads,
   getNumThreads,
@@ -31,10 +31,10 @@ export {
   memoryStats,
   type MemoryStats,
   type RuntimeInfo,
-} from "./runtime.js";
-export { Tokenizer, ZEPHYR_CHAT_TEMPLATE, type ChatMessage } from "./tokenizer.js";
-export { CausalLM, KVCache, type ForwardOptions, type LoadModelOptions, type ResponseLogprobs } from "./model.js";
-export { parseModelConfig, SUPPORTED_MODEL_TYPES, type ModelConfig } from "./model-config.js";
+} from "./core/runtime.js";
+export { Tokenizer, ZEPHYR_CHAT_TEMPLATE, type ChatMessage } from "./model/tokenizer.js";
+export { CausalLM, KVCache, type ForwardOptions, type LoadModelOptions, type ResponseLogprobs } from "./model/causal-lm.js";
+export { parseModelConfig, SUPPORTED_MODEL_TYPES, type ModelConfig } from "./model/config.js";
 export {
   loadSafetensors,
   saveSafetensors,
@@ -43,10 +43,10 @@ export {
   saveCheckpointTensors,
   type SafetensorsHeader,
   type SafetensorsRecord,
-} from "./safetensors.js";
-export { Optimizer, type OptimizerOptions } from "./optim.js";
-export { lrMultiplier, warmupSteps, type SchedulerType } from "./schedule.js";
-export { SpinCollator, stepsPerEpoch, totalSteps, type SpinBatch, type SftBatch } from "./data/collator.js";
+} from "./model/safetensors.js";
+export { Optimizer, type OptimizerOptions } from "./spin/optim.js";
+export { lrMultiplier, warmupSteps, type SchedulerType } from "./spin/schedule.js";
+export { SpinCollator, stepsPerEpoch, totalSteps, type SpinBatch, type SftBatch } from "./spin/collator.js";
 export { toSpinRow, splitPrompt, identicalPairShare, type SpinRow, type RowLocation } from "./data/rows.js";
 export {
   SpinTrainer,
@@ -62,8 +62,8 @@ export {
   type TrainOptions,
   type TrainResult,
   type TrainerEvents,
-} from "./trainer.js";
-export { type GenerateOptions, type GenerateResult, type Generation, type StreamedToken } from "./generation.js";
+} from "./spin/trainer.js";
+export { type GenerateOptions, type GenerateResult, type Generation, type StreamedToken } from "./model/generation.js";
 export {
   SelfPlayGenerator,
   mergeFractions,
@@ -76,7 +76,7 @@ export {
   type GenerationBatch,
   type GenerationSummary,
   type MergeResult,
-} from "./generator.js";
+} from "./spin/generator.js";
 export {
   resolveSplitFiles,
   globFiles,
@@ -106,9 +106,9 @@ export {
   type MixFilesOptions,
 } from "./data/mixer.js";
 export { ROW_SHAPE_COLUMNS, type RawReadOptions } from "./data/dataset-read.js";
-export { Distributed, type DistributedOptions, GradientReducer, type ReductionStats } from "./distributed.js";
-export { launch, type LaunchOptions, type LaunchResult, rankDevice } from "./launch.js";
-export { generateDataParallel, type DataParallelGeneration } from "./distributed-generation.js";
+export { Distributed, type DistributedOptions, GradientReducer, type ReductionStats } from "./distributed/distributed.js";
+export { launch, type LaunchOptions, type LaunchResult, rankDevice } from "./distributed/launch.js";
+export { generateDataParallel, type DataParallelGeneration } from "./spin/distributed-generation.js";
 export {
   runPipeline,
   ORIGINAL_SCHEDULE,
@@ -117,4 +117,4 @@ export {
   type PipelineResult,
   type IterationRecord,
   type RunState,
-} from "./pipeline.js";
+} from "./run/pipeline.js";

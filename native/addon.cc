@@ -17,7 +17,7 @@
 namespace spin {
 namespace {
 
-// registerErrorClass(SpinNativeError): lib/native.ts hands over the JS error class once.
+// registerErrorClass(SpinNativeError): lib/core/native.ts hands over the JS error class once.
 Napi::Value RegisterErrorClassEntry(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("registerErrorClass", {
     args.ExpectAtMost(1);

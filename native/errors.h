@@ -1,4 +1,4 @@
-// Every C++ failure reaches JavaScript as a SpinNativeError (lib/errors.ts) with a code,
+// Every C++ failure reaches JavaScript as a SpinNativeError (lib/core/errors.ts) with a code,
 // the name of the call, and libtorch's reason without its C++ backtrace.
 #pragma once
 
@@ -9,7 +9,7 @@
 
 namespace spin {
 
-// Keep in sync with ErrorCode in lib/errors.ts.
+// Keep in sync with ErrorCode in lib/core/errors.ts.
 enum class ErrorCode {
   kShapeMismatch,
   kDType,

@@ -11,7 +11,7 @@ struct InstanceData {
   Napi::FunctionReference kv_cache_class;
   Napi::FunctionReference optimizer_class;
   Napi::FunctionReference gradient_reducer_class;
-  Napi::FunctionReference error_class;  // SpinNativeError, handed over by lib/native.ts
+  Napi::FunctionReference error_class;  // SpinNativeError, handed over by lib/core/native.ts
 };
 
 InstanceData& Instance(Napi::Env env);

@@ -1,4 +1,4 @@
-// safetensors I/O. lib/safetensors.ts parses and validates the JSON header (and builds it
+// safetensors I/O. lib/model/safetensors.ts parses and validates the JSON header (and builds it
 // for writing); this file reads (or maps) tensor bytes from disk and writes files atomically.
 // It re-checks every byte range against the file, so a bad header can never read outside it.
 #pragma once

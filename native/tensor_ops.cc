@@ -1,6 +1,6 @@
 // The curated op set: enough to write a custom loss or metric in TypeScript. Op families
 // share one entry point each (unary, binary, reduce) so the native surface stays small;
-// lib/tensor.ts gives every op its own typed method.
+// lib/core/tensor.ts gives every op its own typed method.
 #include "tensor_ops.h"
 
 #include <ATen/ATen.h>

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm install` hook. A packed spin-native carries a prebuilt addon (prebuilds/<platform>-<arch>/)
 // compiled against one libtorch. Use it when it loads against the libtorch of this machine
-// and that libtorch is the version it was built for (lib/native.ts checks); otherwise compile
+// and that libtorch is the version it was built for (lib/core/native.ts checks); otherwise compile
 // from source against the libtorch scripts/libtorch.mjs finds, saying why. A clone has no
 // prebuild and always compiles. `npm install --build-from-source` skips the prebuild.
 import { spawnSync } from "node:child_process";
@@ -26,7 +26,7 @@ function tryPrebuild(file) {
     [
       "--input-type=module",
       "-e",
-      'const { runtimeInfo } = await import("./dist/lib/runtime.js"); console.log(runtimeInfo().torchVersion);',
+      'const { runtimeInfo } = await import("./dist/lib/core/runtime.js"); console.log(runtimeInfo().torchVersion);',
     ],
     { cwd: root, env: { ...process.env, SPIN_NATIVE_ADDON: file }, encoding: "utf8", timeout: 120_000 },
   );

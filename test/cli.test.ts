@@ -1,4 +1,4 @@
-// The spin-native command line (lib/cli.ts, lib/cli-config.ts), run as the installed binary
+// The spin-native command line (lib/cli.ts, lib/run/config.ts), run as the installed binary
 // would be: `node dist/lib/cli.js …` in a child process. Usage and exit codes, config errors
 // (an unknown key in the YAML file, in a --key=value override or in iteration_schedule is
 // exit code 2 naming the nearest valid key), `convert` round trips and `info`. The SPIN loop
@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { readSpinRows } from "../lib/index.js";
-import { KNOWN_KEYS, distributedOptions, nearestKey } from "../lib/cli-config.js";
+import { KNOWN_KEYS, distributedOptions, nearestKey } from "../lib/run/config.js";
 import { type Exit, ensureDist, runCli } from "./cli-helpers.js";
 import { removeRoot, tempRoot } from "./fixtures.js";
 

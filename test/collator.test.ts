@@ -1,4 +1,4 @@
-// SPIN data: row shapes (lib/data/rows.ts) and the collator (lib/data/collator.ts), checked
+// SPIN data: row shapes (lib/data/rows.ts) and the collator (lib/spin/collator.ts), checked
 // against token layouts written out by hand (docs/method.md, "Data", "Chat templates" and
 // "Tokenization and truncation"). The hand layouts use a tiny character-level tokenizer (BPE without merges: one
 // token per character) whose ids are listed below, with eos "</s>" and no chat_template in its
@@ -8,11 +8,11 @@ import { dirname } from "node:path";
 
 import { beforeAll, describe, expect, test } from "vitest";
 
-import { IGNORE_INDEX, SpinCollator, stepsPerEpoch, totalSteps, type SpinBatch } from "../lib/data/collator.js";
+import { IGNORE_INDEX, SpinCollator, stepsPerEpoch, totalSteps, type SpinBatch } from "../lib/spin/collator.js";
 import { type ChatMessage, type SpinRow, splitPrompt, toSpinRow } from "../lib/data/rows.js";
-import { SpinNativeError } from "../lib/errors.js";
-import type { Tensor } from "../lib/tensor.js";
-import { Tokenizer } from "../lib/tokenizer.js";
+import { SpinNativeError } from "../lib/core/errors.js";
+import type { Tensor } from "../lib/core/tensor.js";
+import { Tokenizer } from "../lib/model/tokenizer.js";
 import { tinyTokenizerJson } from "./tiny-tokenizer.js";
 
 // ---- the tiny tokenizer ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ import { ROW_SHAPE_COLUMNS, readRows, readSpinRows, streamSpinRows } from "../li
 import { appendJsonl, convertDataset, SPIN_PARQUET_SCHEMA, writeJsonl, writeParquet } from "../lib/data/dataset-write.js";
 import { fractionCount, mixDatasetFiles, mixDatasets, seededShuffle } from "../lib/data/mixer.js";
 import { type SpinRow, identicalPairShare } from "../lib/data/rows.js";
-import { SpinNativeError } from "../lib/errors.js";
+import { SpinNativeError } from "../lib/core/errors.js";
 
 let tmp: string;
 let counter = 0;
@@ -622,7 +622,7 @@ describe("mixer", () => {
   });
 
   test("the shuffle is the generator's construction (mulberry32 + Fisher–Yates, shuffledOrder)", async () => {
-    const { shuffledOrder } = await import("../lib/generator.js");
+    const { shuffledOrder } = await import("../lib/spin/generator.js");
     for (const [n, seed] of [[1, 42], [17, 42], [1000, 42], [100, 7]] as const) {
       expect(seededShuffle(Array.from({ length: n }, (_, i) => i), seed)).toEqual(shuffledOrder(n, seed));
     }

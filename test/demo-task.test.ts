@@ -5,7 +5,7 @@ import path from "node:path";
 
 import { describe, expect, test } from "vitest";
 
-import { DEMO_TASKS, demoSplits, readExamples, sftRow, taskOf } from "../lib/demo/task.js";
+import { DEMO_TASKS, demoSplits, readExamples, sftRow, taskOf } from "../lib/run/demo/task.js";
 import { SpinNativeError } from "../lib/index.js";
 
 describe("demo task", () => {

@@ -6,8 +6,8 @@ import path from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 
 import { CausalLM, cudaAvailable, noGrad, ones, randn, scope, tensor } from "../lib/index.js";
-import { native } from "../lib/native.js";
-import { Tensor } from "../lib/tensor.js";
+import { native } from "../lib/core/native.js";
+import { Tensor } from "../lib/core/tensor.js";
 import { removeRoot, tempRoot, writeFixture } from "./fixtures.js";
 
 const root = tempRoot("device");

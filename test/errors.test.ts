@@ -18,7 +18,7 @@ import {
   where,
   zeros,
 } from "../lib/index.js";
-import { native } from "../lib/native.js";
+import { native } from "../lib/core/native.js";
 import { catchNative, expectCode } from "./helpers.js";
 
 const BACKTRACE = [/Exception raised from/, /frame #\d+/, /most recent call first/];
@@ -135,7 +135,7 @@ describe("DTYPE", () => {
 
   test("an unknown dtype is reported as DTYPE even for non-integer data", () =>
     scope(() => {
-      // lib/create.ts checks "integer dtype needs integers" before validating the dtype name
+      // lib/core/create.ts checks "integer dtype needs integers" before validating the dtype name
       expectCode(() => tensor([1.5], { dtype: "float8" as never }), "DTYPE");
     }));
 
@@ -302,7 +302,7 @@ describe("TypeError for wrongly typed arguments", () => {
   test("those TypeErrors name the call, like the native ones", () =>
     scope(() => {
       const a = zeros([2, 2]);
-      // lib/tensor.ts reads `other.#handle` directly, which throws V8's
+      // lib/core/tensor.ts reads `other.#handle` directly, which throws V8's
       // "Cannot read private member #handle from an object whose class did not declare it"
       expect(expectTypeError(() => a.matmul(3 as never)).message).toMatch(/^tensor\.matmul: /);
       expect(expectTypeError(() => a.gather(1, 3 as never)).message).toMatch(/^tensor\.gather: /);

@@ -1,4 +1,4 @@
-// model.generate / generateStream (native/generate.cc, native/sampling.cc, lib/generation.ts)
+// model.generate / generateStream (native/generate.cc, native/sampling.cc, lib/model/generation.ts)
 // on the tiny fixtures, against plain-JS references computed from full forwards (no KV cache):
 // greedy = step-by-step argmax for a left-padded batch of different prompt lengths; the
 // sampling limits (temperature → 0, top-k 1) equal greedy; top-k / top-p / min-p never emit a
@@ -402,7 +402,7 @@ describe("stop conditions", () => {
 });
 
 describe("text output", () => {
-  // BUG (lib/generation.ts, generate()): the text is decoded with tokenizer.decode, which throws
+  // BUG (lib/model/generation.ts, generate()): the text is decoded with tokenizer.decode, which throws
   // for ids the tokenizer does not have, so one such id loses the whole batch's result. Models
   // whose vocabulary is padded beyond the tokenizer's (Qwen2: vocab_size 151936, 151665 tokens)
   // can sample those ids. transformers' decode skips unknown ids; so should the text here.

@@ -1,4 +1,4 @@
-// SelfPlayGenerator (lib/generator.ts): SFT rows of every accepted shape → SPIN rows
+// SelfPlayGenerator (lib/spin/generator.ts): SFT rows of every accepted shape → SPIN rows
 // {real, generated} from a tiny llama whose vocabulary is the tiny char tokenizer's. Checks the
 // rows themselves (real = the input, generated = the same prompt + the model's answer, each
 // answer equal to generating that prompt alone), the seeded shuffle and fractions (merged
@@ -27,7 +27,7 @@ import {
   spinInstructionPrompt,
   toSpinRow,
 } from "../lib/index.js";
-import type { ChatMessage } from "../lib/tokenizer.js";
+import type { ChatMessage } from "../lib/model/tokenizer.js";
 import { removeRoot, tempRoot } from "./fixtures.js";
 import { rejection } from "./helpers.js";
 import { writeCharModel } from "./tiny-char-model.js";

@@ -1,4 +1,4 @@
-// One user of a model at a time (lib/model-usage.ts): a call that would race with another on
+// One user of a model at a time (lib/model/usage.ts): a call that would race with another on
 // the same model's parameters is refused at once, naming both; reads overlap freely.
 import path from "node:path";
 

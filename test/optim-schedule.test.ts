@@ -1,4 +1,4 @@
-// The optimizer (lib/optim.ts over native/optim.cc) against float64 JS re-implementations of
+// The optimizer (lib/spin/optim.ts over native/optim.cc) against float64 JS re-implementations of
 // torch.optim.RMSprop and torch.optim.AdamW and of torch.nn.utils.clip_grad_norm_, on a
 // float64 model's parameters with gradients read back before each step; the non-finite
 // guard; and the learning-rate schedules and step arithmetic against transformers' formulas

@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 
 import { CausalLM, SpinNativeError, ones, readSafetensorsHeader, tensor } from "../lib/index.js";
-import { native } from "../lib/native.js";
+import { native } from "../lib/core/native.js";
 import { removeRoot, tempRoot, writeFixture } from "./fixtures.js";
 import { rejection } from "./helpers.js";
 

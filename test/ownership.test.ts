@@ -6,7 +6,7 @@ import path from "node:path";
 import { describe, expect, test } from "vitest";
 
 import { CausalLM, Optimizer, SpinNativeError, SpinTrainer, type Tokenizer, memoryStats } from "../lib/index.js";
-import { runPipeline } from "../lib/pipeline.js";
+import { runPipeline } from "../lib/run/pipeline.js";
 import { sftRows, writeTinyCheckpoint } from "./cli-helpers.js";
 import { tinyLlamaRun } from "./fixtures.js";
 import { rejection } from "./helpers.js";

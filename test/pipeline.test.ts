@@ -15,7 +15,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { type SpinRow, readSpinRows, writeParquet } from "../lib/index.js";
-import type { RunState } from "../lib/pipeline.js";
+import type { RunState } from "../lib/run/pipeline.js";
 import { CLI, type Exit, ensureDist, sftRows, spawnNode, writeTinyCheckpoint } from "./cli-helpers.js";
 import { removeRoot, tempRoot } from "./fixtures.js";
 import { assistant, tinyTokenizer, user } from "./tiny-tokenizer.js";

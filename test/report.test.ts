@@ -1,4 +1,4 @@
-// The run report (lib/report.ts): a synthetic two-iteration run folder with known values is
+// The run report (lib/run/report.ts): a synthetic two-iteration run folder with known values is
 // rendered; the page holds the table values and one <svg> per plot with a polyline per
 // iteration whose points are the log lines. Then headless Chromium loads the page: a
 // screenshot of the expected size, and the DOM it parsed holds the SVG elements. Chromium is
@@ -11,8 +11,8 @@ import { pathToFileURL } from "node:url";
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
-import type { RunState } from "../lib/pipeline.js";
-import { type LogLine, REPORT_PLOTS, escapeHtml, formatNumber, niceTicks, parseMetricsJsonl, renderReport, writeReport } from "../lib/report.js";
+import type { RunState } from "../lib/run/pipeline.js";
+import { type LogLine, REPORT_PLOTS, escapeHtml, formatNumber, niceTicks, parseMetricsJsonl, renderReport, writeReport } from "../lib/run/report.js";
 
 const CHROMIUM = process.env.CHROMIUM ?? "chromium";
 const root = mkdtempSync(path.join(os.tmpdir(), "spin-test-report-"));

@@ -1,4 +1,4 @@
-// A resume keeps the settings it was started with (lib/training/checkpoint.ts
+// A resume keeps the settings it was started with (lib/spin/checkpoint.ts
 // trainingFingerprint): a checkpoint resumed with another learning rate, β, batch, data, … is
 // refused with the list of changes; allowConfigChange resumes and records them.
 import { readFileSync } from "node:fs";

@@ -1,4 +1,4 @@
-// One writer per output folder (lib/io/run-lock.ts): a second writer — another process or
+// One writer per output folder (lib/core/run-lock.ts): a second writer — another process or
 // another call in this one — is refused naming the holder; a stale lock (its process gone)
 // is taken over and reported; data-parallel jobs lock once, on rank 0.
 import { spawnSync } from "node:child_process";
@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { CausalLM, SelfPlayGenerator, SpinNativeError, SpinTrainer, type Tokenizer, setNumThreads } from "../lib/index.js";
-import { LOCK_FILE, RunLock } from "../lib/io/run-lock.js";
+import { LOCK_FILE, RunLock } from "../lib/core/run-lock.js";
 import { ensureDist, runCli, sftRows, spawnNode, writeTinyCheckpoint } from "./cli-helpers.js";
 import { removeRoot, tempRoot } from "./fixtures.js";
 import { rejection } from "./helpers.js";

@@ -25,7 +25,7 @@ import {
   setNumThreads,
   tensor,
 } from "../lib/index.js";
-import { native } from "../lib/native.js";
+import { native } from "../lib/core/native.js";
 import { VOCAB, removeRoot, tempRoot, writeFixture } from "./fixtures.js";
 import { SPIN_STEP_METRICS, logSigmoidRef, valuesOf } from "./helpers.js";
 import { pairOf, tinyTokenizer } from "./tiny-tokenizer.js";

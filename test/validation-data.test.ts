@@ -9,7 +9,7 @@ import { parquetWriteBuffer } from "hyparquet-writer";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { readRows, readSpinRows } from "../lib/data/dataset-read.js";
-import { SpinNativeError } from "../lib/errors.js";
+import { SpinNativeError } from "../lib/core/errors.js";
 import { type Exit, ensureDist, runCli, writeTinyCheckpoint } from "./cli-helpers.js";
 import { removeRoot, tempRoot } from "./fixtures.js";
 import { rejection } from "./helpers.js";

@@ -10,7 +10,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { CausalLM, SftTrainer, Tokenizer, manualSeed, ones, randn, saveSafetensors, scope, setNumThreads, type Tensor } from "../../lib/index.js";
-import { DEMO_BASE_SFT_STEPS, DEMO_SFT, DEMO_VOCAB_SIZE, demoSplits, sftRow, spinRow, writeDemoTokenizer } from "../../lib/demo/task.js";
+import { DEMO_BASE_SFT_STEPS, DEMO_SFT, DEMO_VOCAB_SIZE, demoSplits, sftRow, spinRow, writeDemoTokenizer } from "../../lib/run/demo/task.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const demoDir = path.resolve(here, "..", "..", "..", "examples", "demo");

@@ -25,7 +25,7 @@ import type { Dirent } from "node:fs";
 import { readdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 
-import { SpinNativeError } from "../errors.js";
+import { SpinNativeError } from "../core/errors.js";
 
 /** A dataset split. */
 export type DataSplit = "train" | "test";

@@ -22,7 +22,7 @@ import { readFile, stat } from "node:fs/promises";
 
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type AsyncBuffer, type FileMetaData } from "hyparquet";
 
-import { SpinNativeError } from "../errors.js";
+import { SpinNativeError } from "../core/errors.js";
 import { dataFormatOf, resolveSplitFiles, type DataSplit } from "./dataset-files.js";
 import { toSpinRow, type SpinRow } from "./rows.js";
 

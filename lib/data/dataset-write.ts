@@ -17,8 +17,8 @@ import path from "node:path";
 
 import { fileWriter, parquetWriteBuffer, parquetWriteRows, type SchemaElement } from "hyparquet-writer";
 
-import { SpinNativeError } from "../errors.js";
-import { replaceFileAtomic } from "../io/atomic.js";
+import { SpinNativeError } from "../core/errors.js";
+import { replaceFileAtomic } from "../core/atomic.js";
 import { dataFormatOf, type DataSplit } from "./dataset-files.js";
 import { streamSpinRows } from "./dataset-read.js";
 import type { ChatMessage, SpinRow } from "./rows.js";
@@ -51,7 +51,7 @@ function ioError(call: string, file: string, error: unknown): SpinNativeError {
   return new SpinNativeError(`${call}: cannot write ${file}: ${(error as Error).message}`, "IO", call);
 }
 
-/** Creates the parent folders, then replaces `file` atomically through `fill` (lib/io/atomic.ts). */
+/** Creates the parent folders, then replaces `file` atomically through `fill` (lib/core/atomic.ts). */
 async function replaceAtomically(file: string, call: string, fill: (temp: string) => Promise<void>): Promise<void> {
   try {
     await mkdir(path.dirname(path.resolve(file)), { recursive: true });

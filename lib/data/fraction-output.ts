@@ -1,4 +1,4 @@
-// The files of one generated fraction (lib/generator.ts writes them): `<split>-<k>.jsonl`,
+// The files of one generated fraction (lib/spin/generator.ts writes them): `<split>-<k>.jsonl`,
 // appended and fsynced as rows complete, or numbered parquet parts `<split>-<k>-<n>.parquet`,
 // each written atomically; and their recovery after a crash (a torn last jsonl line cut off,
 // stale parquet temp files removed, every row checked against the planned one).
@@ -7,8 +7,8 @@ import path from "node:path";
 
 import { parquetReadObjects } from "hyparquet";
 
-import { SpinNativeError } from "../errors.js";
-import { writeFileAtomic } from "../io/atomic.js";
+import { SpinNativeError } from "../core/errors.js";
+import { writeFileAtomic } from "../core/atomic.js";
 import { appendJsonl, parquetBuffer } from "./dataset-write.js";
 import { type ChatMessage, type SpinRow, toSpinRow } from "./rows.js";
 

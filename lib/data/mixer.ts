@@ -9,8 +9,8 @@
 // construction as the generator's shuffledOrder), NOT the `datasets` library's
 // `Dataset.shuffle(seed=42)` (numpy's PCG64 permutation): the mixed order is deterministic and
 // the same on every machine, but not the original's order.
-import { SpinNativeError } from "../errors.js";
-import { seededShuffle as shuffle } from "../random.js";
+import { SpinNativeError } from "../core/errors.js";
+import { seededShuffle as shuffle } from "../core/random.js";
 import type { DataSplit } from "./dataset-files.js";
 import { readSpinRows } from "./dataset-read.js";
 import type { SpinRow } from "./rows.js";

@@ -1,10 +1,10 @@
 // SPIN's row shapes (docs/method.md, "Data") and the conversion of every accepted input shape
 // into one: a `real` conversation (prompt + ground-truth assistant turn) and a `generated` one
 // (the same prompt + the model's assistant turn).
-import { SpinNativeError } from "../errors.js";
-import type { ChatMessage } from "../tokenizer.js";
+import { SpinNativeError } from "../core/errors.js";
+import type { ChatMessage } from "../model/tokenizer.js";
 
-export type { ChatMessage } from "../tokenizer.js";
+export type { ChatMessage } from "../model/tokenizer.js";
 
 /**
  * One SPIN training pair, one per prompt.

@@ -1,4 +1,4 @@
-// The architecture settings of a causal LM, normalised by lib/model-config.ts from a Hugging
+// The architecture settings of a causal LM, normalised by lib/model/config.ts from a Hugging
 // Face config.json and validated again here.
 #pragma once
 
@@ -42,7 +42,7 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
 };
 
-// Reads the object built by lib/model-config.ts; throws SpinError naming the bad field.
+// Reads the object built by lib/model/config.ts; throws SpinError naming the bad field.
 ModelConfig ReadModelConfig(const Napi::Object& object);
 
 }  // namespace spin

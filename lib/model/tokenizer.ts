@@ -7,7 +7,7 @@ import { basename, join, resolve } from "node:path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 
 import { ZEPHYR_CHAT_TEMPLATE, renderChatTemplate } from "./chat-template.js";
-import { SpinNativeError } from "./errors.js";
+import { SpinNativeError } from "../core/errors.js";
 
 export { ZEPHYR_CHAT_TEMPLATE } from "./chat-template.js";
 

@@ -1,5 +1,5 @@
 // The raw native binding's types (native/addon.cc), declared once and emitted with the
-// package's declarations. lib/native.ts is the only door to the binding itself.
+// package's declarations. lib/core/native.ts is the only door to the binding itself.
 
 /**
  * Codes of SpinNativeError; native/errors.cc ErrorCodeName spells the native ones. BUSY (a
@@ -77,7 +77,7 @@ export interface NativeTensor {
   zeroGrad(): void;
 }
 
-/** The decoder settings createModel takes (lib/model-config.ts ModelConfig satisfies it). */
+/** The decoder settings createModel takes (lib/model/config.ts ModelConfig satisfies it). */
 export interface NativeModelConfig {
   architecture: "llama" | "gpt2";
   vocabSize: number;

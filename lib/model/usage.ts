@@ -8,7 +8,7 @@
 //   async context) pass, every other call is refused until it ends.
 import { AsyncLocalStorage } from "node:async_hooks";
 
-import { SpinNativeError } from "./errors.js";
+import { SpinNativeError } from "../core/errors.js";
 
 interface Use {
   call: string;

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import os from "node:os";
 import readline from "node:readline";
 
-import { SpinNativeError } from "./errors.js";
+import { SpinNativeError } from "../core/errors.js";
 
 export interface LaunchOptions {
   nprocPerNode: number;

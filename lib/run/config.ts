@@ -7,8 +7,8 @@ import { readFile } from "node:fs/promises";
 
 import { parse as parseYaml } from "yaml";
 
-import { SpinNativeError } from "./errors.js";
-import { type NumberRule, type SpinConfig, describeRule, fieldProblem, fitsRule, showValue } from "./training/config.js";
+import { SpinNativeError } from "../core/errors.js";
+import { type NumberRule, type SpinConfig, describeRule, fieldProblem, fitsRule, showValue } from "../spin/config.js";
 
 type Value = string | number | boolean | null | Value[] | { [key: string]: Value };
 export type RawConfig = Record<string, Value>;

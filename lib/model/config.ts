@@ -1,9 +1,9 @@
 // Hugging Face config.json → the normalised architecture settings the native decoder takes.
 // Defaults are those of the transformers config classes (LlamaConfig, MistralConfig,
 // Qwen2Config, GPT2Config), so a minimal config.json reads as transformers reads it.
-import type { NativeModelConfig } from "./native-types.js";
-import type { DType } from "./dtype.js";
-import { SpinNativeError } from "./errors.js";
+import type { NativeModelConfig } from "../core/native-types.js";
+import type { DType } from "../core/dtype.js";
+import { SpinNativeError } from "../core/errors.js";
 
 export type Architecture = NativeModelConfig["architecture"];
 

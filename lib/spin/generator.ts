@@ -47,18 +47,18 @@ import { mkdir, readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 
-import { writeParquet } from "./data/dataset-write.js";
-import { FractionOutput, escapeRegExp, parquetParts, readParquetRows } from "./data/fraction-output.js";
-import { type ChatMessage, type RowLocation, type SpinRow, locateRow, toSpinRow } from "./data/rows.js";
-import { SpinNativeError } from "./errors.js";
-import type { Generation, GenerateOptions } from "./generation.js";
-import { writeFileAtomic } from "./io/atomic.js";
-import { RunLock, runCommand } from "./io/run-lock.js";
-import { permutation } from "./random.js";
-import { scope } from "./memory.js";
-import type { CausalLM } from "./model.js";
-import type { SpinTextOptions, Tokenizer } from "./tokenizer.js";
-import { type NumberRule, describeRule, fitsRule, showValue } from "./training/config.js";
+import { writeParquet } from "../data/dataset-write.js";
+import { FractionOutput, escapeRegExp, parquetParts, readParquetRows } from "../data/fraction-output.js";
+import { type ChatMessage, type RowLocation, type SpinRow, locateRow, toSpinRow } from "../data/rows.js";
+import { SpinNativeError } from "../core/errors.js";
+import type { Generation, GenerateOptions } from "../model/generation.js";
+import { writeFileAtomic } from "../core/atomic.js";
+import { RunLock, runCommand } from "../core/run-lock.js";
+import { permutation } from "../core/random.js";
+import { scope } from "../core/memory.js";
+import type { CausalLM } from "../model/causal-lm.js";
+import type { SpinTextOptions, Tokenizer } from "../model/tokenizer.js";
+import { type NumberRule, describeRule, fitsRule, showValue } from "./config.js";
 
 /** Options of {@link SelfPlayGenerator}. Defaults are the original generate.py's where it had the option. */
 /**
@@ -670,7 +670,7 @@ export class SelfPlayGenerator {
    */
   async run(sftRows: readonly unknown[], outDir: string): Promise<GenerationSummary> {
     const dir = path.join(outDir, this.options.split);
-    // One writer per fraction (another run of it is refused, naming it: lib/io/run-lock.ts);
+    // One writer per fraction (another run of it is refused, naming it: lib/core/run-lock.ts);
     // fractions of one folder may run side by side, as the original runs one per GPU.
     const lockFile = `.spin-native.${this.options.split}-${this.options.dataFrac}.lock`;
     const lock = this.#folderLocked ? null : await RunLock.acquire(dir, runCommand(`${CALL}.run`), { lockFile });

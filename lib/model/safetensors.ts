@@ -4,11 +4,11 @@
 import { open, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 
-import type { DType } from "./dtype.js";
-import { SpinNativeError } from "./errors.js";
-import { writeFileAtomic } from "./io/atomic.js";
-import { native } from "./native.js";
-import { Tensor } from "./tensor.js";
+import type { DType } from "../core/dtype.js";
+import { SpinNativeError } from "../core/errors.js";
+import { writeFileAtomic } from "../core/atomic.js";
+import { native } from "../core/native.js";
+import { Tensor } from "../core/tensor.js";
 
 /** Largest header accepted (the reference implementation's limit). */
 const MAX_HEADER_BYTES = 100_000_000;

@@ -1,10 +1,10 @@
 // Data parallelism over c10d (native/dist.cc): the process group from torchrun-style
 // environment variables, collectives on Tensors, and the helpers the trainer uses.
-import type { CausalLM } from "./model.js";
-import { native } from "./native.js";
-import type { NativeGradientReducer } from "./native-types.js";
-import { SpinNativeError } from "./errors.js";
-import { Tensor } from "./tensor.js";
+import type { CausalLM } from "../model/causal-lm.js";
+import { native } from "../core/native.js";
+import type { NativeGradientReducer } from "../core/native-types.js";
+import { SpinNativeError } from "../core/errors.js";
+import { Tensor } from "../core/tensor.js";
 
 export interface DistributedOptions {
   rank: number;

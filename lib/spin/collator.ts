@@ -1,11 +1,11 @@
 // The SPIN data collator: SPIN rows → token ids, attention mask and labels of one forward over
 // [real rows; generated rows], exactly as docs/method.md ("Tokenization and truncation") says —
 // which is what the original's TRL 0.7 DPO fork did in `tokenize_row` and its collator.
-import { tensor } from "../create.js";
-import { SpinNativeError } from "../errors.js";
-import type { Tensor } from "../tensor.js";
-import type { ChatMessage, SpinTextOptions, Tokenizer } from "../tokenizer.js";
-import { type SpinRow, splitPrompt } from "./rows.js";
+import { tensor } from "../core/create.js";
+import { SpinNativeError } from "../core/errors.js";
+import type { Tensor } from "../core/tensor.js";
+import type { ChatMessage, SpinTextOptions, Tokenizer } from "../model/tokenizer.js";
+import { type SpinRow, splitPrompt } from "../data/rows.js";
 
 /** The label of positions that do not count in the loss (prompt and padding), as in PyTorch. */
 export const IGNORE_INDEX = -100;

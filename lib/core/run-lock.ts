@@ -9,7 +9,7 @@ import { link, mkdir, readFile, rename, rm, unlink, writeFile } from "node:fs/pr
 import os from "node:os";
 import path from "node:path";
 
-import { SpinNativeError } from "../errors.js";
+import { SpinNativeError } from "./errors.js";
 
 /** Who holds a run folder. */
 export interface LockHolder {
@@ -160,7 +160,7 @@ export class RunLock implements Disposable {
   }
 }
 
-/** What lockRunFolder needs of a process group (lib/distributed.ts's Distributed). */
+/** What lockRunFolder needs of a process group (lib/distributed/distributed.ts's Distributed). */
 interface RankAgreement {
   readonly rank: number;
   max(values: Record<string, number>): Promise<Record<string, number>>;

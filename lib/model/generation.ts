@@ -1,10 +1,10 @@
 // Text generation over the native decode loop (native/generate.cc): options and their
 // defaults from the checkpoint's generation_config.json (as transformers), text in and out
 // through a tokenizer, and a streaming form.
-import type { NativeGenerateOptions } from "./native-types.js";
-import { SpinNativeError } from "./errors.js";
-import type { CausalLM } from "./model.js";
-import { native } from "./native.js";
+import type { NativeGenerateOptions } from "../core/native-types.js";
+import { SpinNativeError } from "../core/errors.js";
+import type { CausalLM } from "./causal-lm.js";
+import { native } from "../core/native.js";
 import type { Tokenizer } from "./tokenizer.js";
 
 export interface GenerateOptions {

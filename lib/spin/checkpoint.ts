@@ -7,12 +7,12 @@ import { appendFile, readFile, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 
 import type { SpinRow } from "../data/rows.js";
-import { SpinNativeError } from "../errors.js";
-import { writeDirAtomic, writeFileAtomic } from "../io/atomic.js";
-import type { CausalLM } from "../model.js";
-import type { Optimizer } from "../optim.js";
-import { noGrad } from "../runtime.js";
-import { loadCheckpointTensors, loadSafetensors, saveSafetensors } from "../safetensors.js";
+import { SpinNativeError } from "../core/errors.js";
+import { writeDirAtomic, writeFileAtomic } from "../core/atomic.js";
+import type { CausalLM } from "../model/causal-lm.js";
+import type { Optimizer } from "./optim.js";
+import { noGrad } from "../core/runtime.js";
+import { loadCheckpointTensors, loadSafetensors, saveSafetensors } from "../model/safetensors.js";
 import type { SpinConfig, TrainingConfig } from "./config.js";
 
 /** The settings that decide what a run computes, by field name (see trainingFingerprint). */

@@ -4,7 +4,7 @@
 // carries the template's message.
 import { Environment, Interpreter, Template } from "@huggingface/jinja";
 
-import { SpinNativeError } from "./errors.js";
+import { SpinNativeError } from "../core/errors.js";
 
 /**
  * The chat template of HuggingFaceH4/zephyr-7b-beta and the alignment-handbook (the models

@@ -1,6 +1,9 @@
 // Held-out scores of the demo: exact-match accuracy of greedy answers (overall and per task)
 // and the mean log-probability of the ground-truth response (its tokens, EOS included).
-import { type CausalLM, SpinCollator, type Tokenizer, noGrad } from "../index.js";
+import { noGrad } from "../../core/runtime.js";
+import type { CausalLM } from "../../model/causal-lm.js";
+import type { Tokenizer } from "../../model/tokenizer.js";
+import { SpinCollator } from "../../spin/collator.js";
 import { DEMO_TASKS, type DemoExample, type DemoTask, spinRow } from "./task.js";
 
 export interface DemoScores {

@@ -4,8 +4,8 @@
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 
-import type { Distributed } from "./distributed.js";
-import { lockRunFolder, runCommand } from "./io/run-lock.js";
+import type { Distributed } from "../distributed/distributed.js";
+import { lockRunFolder, runCommand } from "../core/run-lock.js";
 import { type GenerationProgress, type GenerationSummary, SelfPlayGenerator, type SelfPlayGeneratorInit, mergeFractions } from "./generator.js";
 
 export interface DataParallelGeneration {

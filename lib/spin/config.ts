@@ -1,7 +1,7 @@
 // Training configuration: names follow transformers' TrainingArguments (camelCased), the
 // defaults are the original SPIN configs' where they have one.
-import { SpinNativeError } from "../errors.js";
-import type { SchedulerType } from "../schedule.js";
+import { SpinNativeError } from "../core/errors.js";
+import type { SchedulerType } from "./schedule.js";
 
 export interface TrainingConfig {
   /** Run folder: checkpoints, metrics.jsonl, cached opponent log-probs. */

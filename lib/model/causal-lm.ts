@@ -3,16 +3,16 @@
 import { copyFile, readFile } from "node:fs/promises";
 import path from "node:path";
 
-import type { NativeKVCache, NativeModel } from "./native-types.js";
-import type { DType } from "./dtype.js";
+import type { NativeKVCache, NativeModel } from "../core/native-types.js";
+import type { DType } from "../core/dtype.js";
 import { type GenerateOptions, type GenerateResult, type StreamedToken, generate, streamGenerate } from "./generation.js";
-import { SpinNativeError } from "./errors.js";
-import { writeDirAtomic, writeFileAtomic } from "./io/atomic.js";
-import { type ModelConfig, parseModelConfig } from "./model-config.js";
-import { ModelUsage } from "./model-usage.js";
-import { native } from "./native.js";
+import { SpinNativeError } from "../core/errors.js";
+import { writeDirAtomic, writeFileAtomic } from "../core/atomic.js";
+import { type ModelConfig, parseModelConfig } from "./config.js";
+import { ModelUsage } from "./usage.js";
+import { native } from "../core/native.js";
 import { type SaveCheckpointOptions, loadCheckpointTensors, saveCheckpointTensors } from "./safetensors.js";
-import { Tensor } from "./tensor.js";
+import { Tensor } from "../core/tensor.js";
 import { TOKENIZER_FILES } from "./tokenizer.js";
 
 export interface LoadModelOptions {
@@ -111,7 +111,7 @@ function normaliseNames(config: ModelConfig, tensors: Record<string, Tensor>): R
 
 /** A causal language model in native code: Llama, Mistral, Qwen2 or GPT-2, with Hugging Face weight names. */
 export class CausalLM implements Disposable {
-  /** @internal Who is using the parameters (lib/model-usage.ts): conflicting calls are refused. */
+  /** @internal Who is using the parameters (lib/model/usage.ts): conflicting calls are refused. */
   readonly usage = new ModelUsage();
 
   private constructor(

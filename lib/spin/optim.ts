@@ -1,11 +1,11 @@
 // The optimizer over a CausalLM's parameters (native/optim.cc): RMSprop, as the original
 // SPIN runs, or AdamW; PyTorch's update formulas; global grad-norm clipping.
-import { SpinNativeError } from "./errors.js";
-import type { NativeOptimizer, NativeOptimizerOptions } from "./native-types.js";
-import type { CausalLM } from "./model.js";
-import { native } from "./native.js";
-import { Tensor } from "./tensor.js";
-import { type NumberRule, describeRule, fitsRule, showValue } from "./training/config.js";
+import { SpinNativeError } from "../core/errors.js";
+import type { NativeOptimizer, NativeOptimizerOptions } from "../core/native-types.js";
+import type { CausalLM } from "../model/causal-lm.js";
+import { native } from "../core/native.js";
+import { Tensor } from "../core/tensor.js";
+import { type NumberRule, describeRule, fitsRule, showValue } from "./config.js";
 
 /** Optimizer kind and hyper-parameters (RMSprop alpha 0.99, AdamW betas 0.9/0.999, eps 1e-8, weight decay 0 by default). */
 export type OptimizerOptions = NativeOptimizerOptions;

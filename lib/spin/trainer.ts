@@ -1,25 +1,25 @@
 // SpinTrainer (the SPIN objective against an opponent) and SftTrainer (NLL on responses),
-// over the shared training loop in training/loop.ts.
+// over the shared training loop in spin/loop.ts.
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 
-import { tensor } from "./create.js";
-import { type SftBatch, type SpinBatch, SpinCollator } from "./data/collator.js";
-import type { SpinRow } from "./data/rows.js";
-import { SpinNativeError } from "./errors.js";
-import { writeFileAtomic } from "./io/atomic.js";
-import type { Distributed } from "./distributed.js";
-import type { CausalLM } from "./model.js";
-import { native } from "./native.js";
-import { noGrad } from "./runtime.js";
-import { Tensor } from "./tensor.js";
-import type { Tokenizer } from "./tokenizer.js";
-import { SPIN_DEFAULTS, type SpinConfig, TRAINING_DEFAULTS, type TrainingConfig, resolveConfig } from "./training/config.js";
-import { type Metrics, TrainingLoop } from "./training/loop.js";
+import { tensor } from "../core/create.js";
+import { type SftBatch, type SpinBatch, SpinCollator } from "./collator.js";
+import type { SpinRow } from "../data/rows.js";
+import { SpinNativeError } from "../core/errors.js";
+import { writeFileAtomic } from "../core/atomic.js";
+import type { Distributed } from "../distributed/distributed.js";
+import type { CausalLM } from "../model/causal-lm.js";
+import { native } from "../core/native.js";
+import { noGrad } from "../core/runtime.js";
+import { Tensor } from "../core/tensor.js";
+import type { Tokenizer } from "../model/tokenizer.js";
+import { SPIN_DEFAULTS, type SpinConfig, TRAINING_DEFAULTS, type TrainingConfig, resolveConfig } from "./config.js";
+import { type Metrics, TrainingLoop } from "./loop.js";
 
-export { epochOrder, type Metrics, type TrainOptions, type TrainResult, type TrainerEvents } from "./training/loop.js";
-export { SPIN_DEFAULTS, TRAINING_DEFAULTS, type SpinConfig, type TrainingConfig } from "./training/config.js";
+export { epochOrder, type Metrics, type TrainOptions, type TrainResult, type TrainerEvents } from "./loop.js";
+export { SPIN_DEFAULTS, TRAINING_DEFAULTS, type SpinConfig, type TrainingConfig } from "./config.js";
 
 function disposeBatch(batch: SpinBatch | SftBatch): void {
   batch.ids.dispose();

@@ -9,9 +9,9 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
-import { SpinNativeError } from "../errors.js";
-import type { SpinRow } from "../data/rows.js";
-import { mulberry32 } from "../random.js";
+import { SpinNativeError } from "../../core/errors.js";
+import type { SpinRow } from "../../data/rows.js";
+import { mulberry32 } from "../../core/random.js";
 
 /** Special tokens first (ids 0..5), then "\n", the digits, the letters and " ". */
 const SPECIALS = ["<unk>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"];

@@ -6,18 +6,18 @@
 import { copyFile, readFile, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 
-import { readSpinRows } from "./data/dataset-read.js";
-import { mixDatasets } from "./data/mixer.js";
-import { identicalPairShare } from "./data/rows.js";
-import { SpinNativeError } from "./errors.js";
-import type { Distributed } from "./distributed.js";
-import { generateDataParallel } from "./distributed-generation.js";
-import type { GenerationSummary, SelfPlayOptions } from "./generator.js";
-import { writeFileAtomic } from "./io/atomic.js";
-import { lockRunFolder, runCommand } from "./io/run-lock.js";
-import { CausalLM, type LoadModelOptions } from "./model.js";
-import { Tokenizer } from "./tokenizer.js";
-import { type Metrics, SpinTrainer, type SpinConfig } from "./trainer.js";
+import { readSpinRows } from "../data/dataset-read.js";
+import { mixDatasets } from "../data/mixer.js";
+import { identicalPairShare } from "../data/rows.js";
+import { SpinNativeError } from "../core/errors.js";
+import type { Distributed } from "../distributed/distributed.js";
+import { generateDataParallel } from "../spin/distributed-generation.js";
+import type { GenerationSummary, SelfPlayOptions } from "../spin/generator.js";
+import { writeFileAtomic } from "../core/atomic.js";
+import { lockRunFolder, runCommand } from "../core/run-lock.js";
+import { CausalLM, type LoadModelOptions } from "../model/causal-lm.js";
+import { Tokenizer } from "../model/tokenizer.js";
+import { type Metrics, SpinTrainer, type SpinConfig } from "../spin/trainer.js";
 
 export interface PipelineOptions {
   /** The run folder: run.json, report data, iter0/, iter1/, … */
@@ -111,7 +111,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRes
   if (options.iterations < 1) throw new SpinNativeError("pipeline: iterations must be >= 1", "INVALID_ARGUMENT", "pipeline");
   const dist = options.distributed ?? null;
   const main = !dist || dist.isMain;
-  // One run per run folder (another writer is refused, naming it: lib/io/run-lock.ts).
+  // One run per run folder (another writer is refused, naming it: lib/core/run-lock.ts).
   const lock = await lockRunFolder(options.runDir, runCommand("runPipeline"), dist);
   try {
     return await runStages(options, log, dist, main);

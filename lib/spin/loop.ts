@@ -6,16 +6,16 @@ import { appendFile, readFile } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 
-import { stepsPerEpoch as updatesPerEpoch } from "../data/collator.js";
+import { stepsPerEpoch as updatesPerEpoch } from "./collator.js";
 import type { SpinRow } from "../data/rows.js";
-import { SpinNativeError } from "../errors.js";
-import { writeFileAtomic } from "../io/atomic.js";
-import type { Distributed } from "../distributed.js";
-import type { CausalLM } from "../model.js";
-import { Optimizer } from "../optim.js";
-import { permutation } from "../random.js";
-import { lrMultiplier, warmupSteps } from "../schedule.js";
-import { lockRunFolder, runCommand } from "../io/run-lock.js";
+import { SpinNativeError } from "../core/errors.js";
+import { writeFileAtomic } from "../core/atomic.js";
+import type { Distributed } from "../distributed/distributed.js";
+import type { CausalLM } from "../model/causal-lm.js";
+import { Optimizer } from "./optim.js";
+import { permutation } from "../core/random.js";
+import { lrMultiplier, warmupSteps } from "./schedule.js";
+import { lockRunFolder, runCommand } from "../core/run-lock.js";
 import {
   type TrainerState,
   findCheckpoint,
@@ -122,8 +122,8 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
 
   /**
    * Trains on `rows` as configured; resolves when the run ends, is aborted, or fails. The run
-   * holds its output folder (another writer is refused: lib/io/run-lock.ts) and its model
-   * (another call using it is refused: lib/model-usage.ts) until then.
+   * holds its output folder (another writer is refused: lib/core/run-lock.ts) and its model
+   * (another call using it is refused: lib/model/usage.ts) until then.
    */
   async train(rows: SpinRow[], options: TrainOptions = {}): Promise<TrainResult> {
     const call = `${this.constructor.name}.train`;

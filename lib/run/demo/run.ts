@@ -13,14 +13,14 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { SpinNativeError } from "../errors.js";
-import { writeFileAtomic } from "../io/atomic.js";
-import { CausalLM } from "../model.js";
+import { SpinNativeError } from "../../core/errors.js";
+import { writeFileAtomic } from "../../core/atomic.js";
+import { CausalLM } from "../../model/causal-lm.js";
 import { type IterationRecord, type PipelineResult, runPipeline } from "../pipeline.js";
 import { type ComparedModel, writeReport } from "../report.js";
-import { setNumThreads } from "../runtime.js";
-import { Tokenizer } from "../tokenizer.js";
-import { type Metrics, SftTrainer } from "../trainer.js";
+import { setNumThreads } from "../../core/runtime.js";
+import { Tokenizer } from "../../model/tokenizer.js";
+import { type Metrics, SftTrainer } from "../../spin/trainer.js";
 import { DEMO_MAX_NEW_TOKENS, type DemoScores, scoreModel } from "./evaluate.js";
 import { DEMO_TASKS, type DemoExample, readExamples, sftRow, spinRow } from "./task.js";
 

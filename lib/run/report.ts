@@ -5,7 +5,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 
-import { writeFileAtomic } from "./io/atomic.js";
+import { writeFileAtomic } from "../core/atomic.js";
 import type { IterationRecord, RunState } from "./pipeline.js";
 
 /** One line of an iteration's metrics.jsonl (non-finite values were written as null). */
