@@ -4,9 +4,7 @@
 // backward (buckets started by the gradient hooks). Rank 0 prints one JSON line.
 import { performance } from "node:perf_hooks";
 
-import { CausalLM, Distributed, arange, ones, randn, scope, tensor, zeros } from "../lib/index.js";
-import { native } from "../lib/core/native.js";
-import { Tensor } from "../lib/core/tensor.js";
+import { CausalLM, Distributed, arange, getNumThreads, ones, randn, scope, spinStep, tensor, zeros } from "../lib/index.js";
 import { benchCheckpoint } from "./checkpoints.js";
 
 const dist = await Distributed.fromEnv(process.env, { timeoutMs: 600_000 });
@@ -38,7 +36,7 @@ const step = async (mode: Mode) => {
   await dist.barrier();
   const start = performance.now();
   if (mode === "overlapped") reducer.beforeLastBackward();
-  await native.spinTrainStep(model.nativeHandle, Tensor.handleOf(ids), Tensor.handleOf(mask), Tensor.handleOf(labels), Tensor.handleOf(opponent), Tensor.handleOf(opponent), null, { beta: 0.1 });
+  await spinStep(model, { ids, attentionMask: mask, labels, opponentReal: opponent, opponentGenerated: opponent }, { beta: 0.1 });
   const backward = (performance.now() - start) / 1000;
   const stats = mode === "backward only" ? null : await reducer.finish();
   const stepSeconds = (performance.now() - start) / 1000;
@@ -61,6 +59,6 @@ if (dist.isMain) {
     p.dispose();
     return sum + n;
   }, 0);
-  console.log(JSON.stringify({ ranks: dist.worldSize, threads: native.getNumThreads(), gradientBytes: bytes, results: modes.map(summary) }));
+  console.log(JSON.stringify({ ranks: dist.worldSize, threads: getNumThreads(), gradientBytes: bytes, results: modes.map(summary) }));
 }
 dist.destroy();

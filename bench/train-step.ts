@@ -5,9 +5,7 @@
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 
-import { CausalLM, Optimizer, arange, noGrad, ones, randn, scope, zeros } from "../lib/index.js";
-import { native } from "../lib/core/native.js";
-import { Tensor } from "../lib/core/tensor.js";
+import { CausalLM, Optimizer, arange, noGrad, ones, randn, scope, spinStep, zeros } from "../lib/index.js";
 import { SHAPES, benchCheckpoint, parameterCount } from "./checkpoints.js";
 
 function peakRssBytes(): number {
@@ -51,16 +49,7 @@ async function step(): Promise<void> {
     opponentGenerated = out.sum.slice(0, pairs).contiguous();
     for (const t of Object.values(out)) t.dispose();
   }
-  await native.spinTrainStep(
-    model.nativeHandle,
-    Tensor.handleOf(ids),
-    Tensor.handleOf(mask),
-    Tensor.handleOf(labels),
-    Tensor.handleOf(opponentReal),
-    Tensor.handleOf(opponentGenerated),
-    null,
-    { lossType: "sigmoid", beta: 0.1, checkpoint },
-  );
+  await spinStep(model, { ids, attentionMask: mask, labels, opponentReal, opponentGenerated }, { lossType: "sigmoid", beta: 0.1 }, { gradientCheckpointing: checkpoint });
   await optimizer.step(1e-7, 1.0);
 }
 

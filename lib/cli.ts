@@ -18,7 +18,7 @@ import type { LoadModelOptions } from "./model/causal-lm.js";
 import { launch, rankDevice } from "./distributed/launch.js";
 import { createProgress } from "./run/progress.js";
 import { writeReport } from "./run/report.js";
-import type { SpinConfig } from "./spin/trainer.js";
+import type { SpinConfig } from "./spin/config.js";
 import type { DType } from "./core/dtype.js";
 import type { Distributed } from "./distributed/distributed.js";
 import { lockRunFolder, runCommand } from "./core/run-lock.js";

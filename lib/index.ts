@@ -52,10 +52,6 @@ export {
   SpinTrainer,
   SftTrainer,
   epochOrder,
-  SPIN_DEFAULTS,
-  TRAINING_DEFAULTS,
-  type SpinConfig,
-  type TrainingConfig,
   type SpinTrainerOptions,
   type SftTrainerOptions,
   type Metrics,
@@ -63,6 +59,19 @@ export {
   type TrainResult,
   type TrainerEvents,
 } from "./spin/trainer.js";
+export {
+  OPTIONS,
+  SPIN_DEFAULTS,
+  TRAINING_DEFAULTS,
+  SPIN_LOSS_TYPES,
+  type OptionSpec,
+  type SpinConfig,
+  type SpinLossType,
+  type SpinObjective,
+  type TrainingConfig,
+} from "./spin/config.js";
+export { spinLoss, spinMetrics, type PairLogprobs, type SpinLossOptions, type SpinMetrics } from "./spin/objective.js";
+export { spinStep, sftStep, type SftStepMetrics, type SpinStepBatch, type SpinStepMetrics, type StepBatch, type StepOptions } from "./spin/step.js";
 export { type GenerateOptions, type GenerateResult, type Generation, type StreamedToken } from "./model/generation.js";
 export {
   SelfPlayGenerator,

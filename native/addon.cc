@@ -62,6 +62,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"createOptimizer", OptimizerHandle::Create},
       {"spinTrainStep", SpinTrainStep},
       {"sftTrainStep", SftTrainStep},
+      {"spinLoss", SpinLossBinding},
+      {"spinMetrics", SpinMetricsBinding},
       {"generate", Generate},
       {"initProcessGroup", InitProcessGroup},
       {"destroyProcessGroup", DestroyProcessGroup},

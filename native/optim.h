@@ -14,12 +14,13 @@ namespace spin {
 
 enum class OptimizerKind { kRMSprop, kAdamW };
 
+// Resolved values only: the defaults live in the TypeScript options table.
 struct OptimizerConfig {
-  OptimizerKind kind = OptimizerKind::kRMSprop;
-  double alpha = 0.99;  // RMSprop smoothing
-  double beta1 = 0.9, beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
+  OptimizerKind kind;
+  double alpha;  // RMSprop smoothing
+  double beta1, beta2;
+  double eps;
+  double weight_decay;
 };
 
 struct StepResult {

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include "errors.h"
 
 namespace spin {
@@ -13,18 +15,48 @@ SpinLossType ParseSpinLossType(const std::string& name) {
   throw SpinError(ErrorCode::kInvalidArgument, "unknown loss type '" + name + "' (sigmoid, hinge or ipo)");
 }
 
-SpinLossResult SpinLoss(const PairLogprobs& p, const SpinLossConfig& config, const at::Tensor& identical,
-                        const at::Tensor& logit_sum_real, const at::Tensor& logit_sum_generated,
-                        const at::Tensor& tokens_real, const at::Tensor& tokens_generated) {
+void CheckPairLogprobs(const PairLogprobs& p, const at::Tensor& identical) {
+  const std::pair<const char*, const at::Tensor*> named[] = {{"policyReal", &p.policy_real},
+                                                              {"policyGenerated", &p.policy_generated},
+                                                              {"opponentReal", &p.opponent_real},
+                                                              {"opponentGenerated", &p.opponent_generated}};
+  const int64_t pairs = p.policy_real.defined() ? p.policy_real.numel() : 0;
+  for (const auto& [name, tensor] : named) {
+    if (!tensor->defined() || tensor->dim() != 1 || !at::isFloatingType(tensor->scalar_type())) {
+      throw SpinError(ErrorCode::kInvalidArgument, std::string(name) + " must be a 1-D floating tensor of log-probs, one per pair");
+    }
+    if (tensor->numel() != pairs) {
+      throw SpinError(ErrorCode::kShapeMismatch, std::string(name) + " has " + std::to_string(tensor->numel()) + " values, policyReal " +
+                                                     std::to_string(pairs) + ": one per pair each");
+    }
+    if (tensor->device() != p.policy_real.device()) throw SpinError(ErrorCode::kDevice, std::string(name) + " is on another device than policyReal");
+  }
+  if (identical.defined() && (identical.dim() != 1 || identical.numel() != pairs)) {
+    throw SpinError(ErrorCode::kShapeMismatch, "identical must hold one value per pair (" + std::to_string(pairs) + ")");
+  }
+}
+
+namespace {
+
+// Δ per pair; an identical pair's two rows cancel only up to rounding, so its Δ is pinned to 0
+// and its gradient is exactly zero, as the method says.
+at::Tensor Delta(const PairLogprobs& p, const at::Tensor& same) {
+  const at::Tensor delta = p.policy_real.sub(p.policy_generated).sub(p.opponent_real.sub(p.opponent_generated));
+  return same.defined() ? at::where(same, at::zeros_like(delta), delta) : delta;
+}
+
+at::Tensor SameMask(const at::Tensor& identical, const at::Tensor& like) {
+  return identical.defined() ? identical.to(like.device(), at::kBool) : at::Tensor();
+}
+
+double Mean(const at::Tensor& t) { return t.numel() == 0 ? 0.0 : t.to(at::kDouble).mean().item<double>(); }
+
+}  // namespace
+
+at::Tensor SpinLoss(const PairLogprobs& p, const SpinLossConfig& config, const at::Tensor& identical) {
   if (!(config.beta > 0)) throw SpinError(ErrorCode::kInvalidArgument, "beta must be positive");
-  if (!(config.sft_weight >= 0)) throw SpinError(ErrorCode::kInvalidArgument, "sftWeight must be a non-negative number");
-  const at::Tensor policy_ratio = p.policy_real.sub(p.policy_generated);
-  const at::Tensor opponent_ratio = p.opponent_real.sub(p.opponent_generated);
-  at::Tensor delta = policy_ratio.sub(opponent_ratio);
-  // An identical pair's two rows cancel only up to rounding; pin its Δ to 0 so its gradient
-  // is exactly zero, as the method says.
-  const at::Tensor same = identical.defined() ? identical.to(at::kBool).to(delta.device()) : at::Tensor();
-  if (same.defined()) delta = at::where(same, at::zeros_like(delta), delta);
+  if (!(config.label_smoothing >= 0 && config.label_smoothing < 0.5)) throw SpinError(ErrorCode::kInvalidArgument, "labelSmoothing must be in [0, 0.5)");
+  const at::Tensor delta = Delta(p, SameMask(identical, p.policy_real));
   const double beta = config.beta;
   at::Tensor losses;
   switch (config.type) {
@@ -41,17 +73,15 @@ SpinLossResult SpinLoss(const PairLogprobs& p, const SpinLossConfig& config, con
       losses = delta.sub(1 / (2 * beta)).pow(2);
       break;
   }
-  SpinLossResult result;
-  result.loss = losses.mean();
-  // The SFT term is added only when asked for, so that α = 0 is the original loss bit for bit.
-  double spin_value = 0, sft_value = 0;
-  if (config.sft_weight != 0) {
-    const at::Tensor sft = p.policy_real.sum().neg().div(tokens_real.sum().to(p.policy_real.scalar_type()));
-    spin_value = result.loss.detach().item<double>();
-    sft_value = sft.detach().item<double>();
-    result.loss = result.loss.add(sft.mul(config.sft_weight));
-  }
+  return losses.mean();
+}
 
+at::Tensor SftLoss(const at::Tensor& policy_real, const at::Tensor& tokens_real) {
+  return policy_real.sum().neg().div(tokens_real.sum().to(policy_real.scalar_type()));
+}
+
+Metrics SpinMetrics(const PairLogprobs& p, double beta, const at::Tensor& identical) {
+  const at::Tensor same = SameMask(identical, p.policy_real);
   const at::Tensor real_rewards = p.policy_real.sub(p.opponent_real).detach().mul(beta).to(at::kDouble);
   const at::Tensor generated_rewards = p.policy_generated.sub(p.opponent_generated).detach().mul(beta).to(at::kDouble);
   // Strictly greater, beyond float32 resolution: the same sequence scored in two differently
@@ -62,34 +92,22 @@ SpinLossResult SpinLoss(const PairLogprobs& p, const SpinLossConfig& config, con
   at::Tensor decided = real_rewards.sub(generated_rewards).gt(magnitude.mul(1e-5 * beta));
   if (same.defined()) decided = decided.logical_and(same.logical_not());
   const at::Tensor correct = decided.to(at::kDouble);
-  auto mean = [](const at::Tensor& t) { return t.numel() == 0 ? 0.0 : t.to(at::kDouble).mean().item<double>(); };
-  auto per_token = [](const at::Tensor& sum, const at::Tensor& tokens) {
-    const double count = tokens.to(at::kDouble).sum().item<double>();
-    return count == 0 ? 0.0 : sum.to(at::kDouble).sum().item<double>() / count;
+  Metrics metrics = {
+      {"rewards/real", Mean(real_rewards)},
+      {"rewards/generated", Mean(generated_rewards)},
+      {"rewards/accuracies", Mean(correct)},
+      {"rewards/margins", Mean(real_rewards.sub(generated_rewards))},
+      {"logps/real", Mean(p.policy_real.detach())},
+      {"logps/generated", Mean(p.policy_generated.detach())},
   };
-  result.metrics = {
-      {"loss", result.loss.detach().item<double>()},
-      {"rewards/real", mean(real_rewards)},
-      {"rewards/generated", mean(generated_rewards)},
-      {"rewards/accuracies", mean(correct)},
-      {"rewards/margins", mean(real_rewards.sub(generated_rewards))},
-      {"logps/real", mean(p.policy_real.detach())},
-      {"logps/generated", mean(p.policy_generated.detach())},
-      {"logits/real", per_token(logit_sum_real, tokens_real)},
-      {"logits/generated", per_token(logit_sum_generated, tokens_generated)},
-  };
-  if (config.sft_weight != 0) {
-    result.metrics.push_back({"loss/spin", spin_value});
-    result.metrics.push_back({"loss/sft", sft_value});
-  }
   if (same.defined()) {
     const at::Tensor distinct = same.logical_not();
     const double distinct_count = distinct.to(at::kDouble).sum().item<double>();
-    result.metrics.push_back({"pairs/identical", 1.0 - distinct_count / std::max<double>(1, static_cast<double>(distinct.numel()))});
-    result.metrics.push_back({"rewards/accuracies_distinct",
-                              distinct_count == 0 ? 0.0 : correct.masked_select(distinct).sum().item<double>() / distinct_count});
+    metrics.push_back({"pairs/identical", 1.0 - distinct_count / std::max<double>(1, static_cast<double>(distinct.numel()))});
+    metrics.push_back({"rewards/accuracies_distinct",
+                       distinct_count == 0 ? 0.0 : correct.masked_select(distinct).sum().item<double>() / distinct_count});
   }
-  return result;
+  return metrics;
 }
 
 }  // namespace spin

@@ -1,11 +1,12 @@
-// The SPIN pairwise loss family and its metrics (docs/method.md, "Loss" and "Metrics"):
+// The SPIN objective as functions of log-probs (docs/method.md, "Loss" and "Metrics"), shaped
+// as TRL's dpo_loss: the loss is one function, its metrics another.
 //   Δ = [log πθ(real) − log πθt(real)] − [log πθ(generated) − log πθt(generated)]
 //   sigmoid: −logσ(βΔ)                      (the original; label smoothing ε gives the
 //            −(1−ε)·logσ(βΔ) − ε·logσ(−βΔ)   "conservative" variant)
 //   hinge:   relu(1 − βΔ)
 //   ipo:     (Δ − 1/(2β))²
-// With an SFT weight α > 0 (RPO; TRL's rpo_alpha) the loss adds α × the mean negative
-// log-likelihood per real-response token: Σ −log πθ(real) / Σ real tokens over the batch.
+// The log-probs are per-response sums, or per-token means for TRL ≥ 0.7.11's IPO; the caller
+// chooses. The SFT term (RPO; TRL's rpo_alpha) is a separate function the train step adds.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -18,11 +19,11 @@ namespace spin {
 
 enum class SpinLossType { kSigmoid, kHinge, kIpo };
 
+// Resolved values only: the defaults live in the TypeScript options table.
 struct SpinLossConfig {
-  SpinLossType type = SpinLossType::kSigmoid;
-  double beta = 0.1;
-  double label_smoothing = 0.0;
-  double sft_weight = 0.0;
+  SpinLossType type;
+  double beta;
+  double label_smoothing;
 };
 
 SpinLossType ParseSpinLossType(const std::string& name);
@@ -32,15 +33,22 @@ struct PairLogprobs {
   at::Tensor opponent_real, opponent_generated;  // [B], no grad
 };
 
-struct SpinLossResult {
-  at::Tensor loss;                                   // scalar mean over pairs (with grad)
-  std::vector<std::pair<std::string, double>> metrics;  // the original's names
-};
+// Checks the four are 1-D, floating, of one length and on one device, and that `identical`
+// (when defined) is one value per pair; names the tensor that is not.
+void CheckPairLogprobs(const PairLogprobs& logps, const at::Tensor& identical);
 
-// identical: [B] bool, pairs whose generated response equals the real one (or undefined).
-// logit sums: Σ over response tokens of the mean logit, and the token counts, per side.
-SpinLossResult SpinLoss(const PairLogprobs& logps, const SpinLossConfig& config, const at::Tensor& identical,
-                        const at::Tensor& logit_sum_real, const at::Tensor& logit_sum_generated,
-                        const at::Tensor& tokens_real, const at::Tensor& tokens_generated);
+// The mean loss over pairs (a scalar with autograd). `identical` ([B] bool, or undefined)
+// marks pairs whose generated response equals the real one: their Δ is pinned to 0.
+at::Tensor SpinLoss(const PairLogprobs& logps, const SpinLossConfig& config, const at::Tensor& identical);
+
+// The mean negative log-likelihood per real-response token: Σ −log πθ(real) / Σ tokens.
+at::Tensor SftLoss(const at::Tensor& policy_real, const at::Tensor& tokens_real);
+
+using Metrics = std::vector<std::pair<std::string, double>>;
+
+// The original's reward metrics (rewards/real, rewards/generated, rewards/accuracies,
+// rewards/margins, logps/real, logps/generated), plus pairs/identical and
+// rewards/accuracies_distinct when `identical` is defined.
+Metrics SpinMetrics(const PairLogprobs& logps, double beta, const at::Tensor& identical);
 
 }  // namespace spin

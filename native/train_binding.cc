@@ -15,24 +15,42 @@ namespace spin {
 
 namespace {
 
-double OptionNumber(const Napi::Object& options, const char* key, double fallback) {
+// The options object's `key`: the caller passes resolved values (the defaults live in the
+// TypeScript options table), so a missing one is an error naming it.
+Napi::Value Required(const Napi::Object& options, const char* key) {
   const Napi::Value value = options.Get(key);
-  if (value.IsUndefined() || value.IsNull()) return fallback;
+  if (value.IsUndefined() || value.IsNull()) throw SpinError(ErrorCode::kInvalidArgument, std::string("option '") + key + "' is required");
+  return value;
+}
+
+double OptionNumber(const Napi::Object& options, const char* key) {
+  const Napi::Value value = Required(options, key);
   if (!value.IsNumber()) throw SpinError(ErrorCode::kInvalidArgument, std::string("option '") + key + "' must be a number");
   return value.As<Napi::Number>().DoubleValue();
 }
 
-bool OptionBool(const Napi::Object& options, const char* key, bool fallback) {
-  const Napi::Value value = options.Get(key);
-  if (value.IsUndefined() || value.IsNull()) return fallback;
+bool OptionBool(const Napi::Object& options, const char* key) {
+  const Napi::Value value = Required(options, key);
   if (!value.IsBoolean()) throw SpinError(ErrorCode::kInvalidArgument, std::string("option '") + key + "' must be a boolean");
   return value.As<Napi::Boolean>().Value();
 }
 
+std::string OptionString(const Napi::Object& options, const char* key) {
+  const Napi::Value value = Required(options, key);
+  if (!value.IsString()) throw SpinError(ErrorCode::kInvalidArgument, std::string("option '") + key + "' must be a string");
+  return value.As<Napi::String>().Utf8Value();
+}
+
 Napi::Object Options(const Args& args, size_t i) {
-  if (!args.present(i)) return Napi::Object::New(args.env());
-  if (!args.at(i).IsObject()) args.Fail(i, "options", "an object");
+  if (!args.present(i) || !args.at(i).IsObject()) args.Fail(i, "options", "an object");
   return args.at(i).As<Napi::Object>();
+}
+
+// The named tensor of a batch object ({ids, attentionMask, labels, …}).
+at::Tensor BatchTensor(const Napi::Object& batch, const char* key, const char* call) {
+  const Napi::Value value = batch.Get(key);
+  if (!Tensor::Is(batch.Env(), value)) throw SpinError(ErrorCode::kInvalidArgument, std::string("batch.") + key + " must be a Tensor");
+  return Tensor::FromValue(value, call);
 }
 
 struct Batch {
@@ -40,12 +58,12 @@ struct Batch {
   at::Tensor labels;
 };
 
-Batch ReadBatch(const Args& args, const std::shared_ptr<Decoder>& model, size_t first) {
+Batch ReadBatch(const Napi::Object& given, const std::shared_ptr<Decoder>& model, const char* call) {
   Batch batch;
   const c10::Device device = model->device();
-  batch.inputs.ids = Tensor::From(args, first, "ids").to(device);
-  batch.inputs.attention_mask = Tensor::From(args, first + 1, "attentionMask").to(device);
-  batch.labels = Tensor::From(args, first + 2, "labels").to(device, at::kLong);
+  batch.inputs.ids = BatchTensor(given, "ids", call).to(device);
+  batch.inputs.attention_mask = BatchTensor(given, "attentionMask", call).to(device);
+  batch.labels = BatchTensor(given, "labels", call).to(device, at::kLong);
   if (batch.inputs.ids.dim() != 2 || batch.inputs.ids.scalar_type() != at::kLong) {
     throw SpinError(ErrorCode::kInvalidArgument, "ids must be a [rows, tokens] int64 tensor");
   }
@@ -70,11 +88,21 @@ struct StepOptions {
 };
 
 StepOptions ReadStepOptions(const Napi::Object& options, Batch& batch) {
-  batch.inputs.checkpoint_layers = OptionBool(options, "checkpoint", false);
-  return {OptionNumber(options, "scale", 1.0), OptionBool(options, "backward", true), OptionBool(options, "autocastBf16", false)};
+  batch.inputs.checkpoint_layers = OptionBool(options, "checkpoint");
+  return {OptionNumber(options, "scale"), OptionBool(options, "backward"), OptionBool(options, "autocastBf16")};
 }
 
-Napi::Value MetricsObject(Napi::Env env, const std::vector<std::pair<std::string, double>>& metrics) {
+SpinLossConfig ReadLossConfig(const Napi::Object& options) {
+  return {ParseSpinLossType(OptionString(options, "lossType")), OptionNumber(options, "beta"), OptionNumber(options, "labelSmoothing")};
+}
+
+// Σ over rows of the per-token mean logit, divided by the tokens (the original's logits/* metric).
+double PerTokenMean(const at::Tensor& sum, const at::Tensor& tokens) {
+  const double count = tokens.to(at::kDouble).sum().item<double>();
+  return count == 0 ? 0.0 : sum.to(at::kDouble).sum().item<double>() / count;
+}
+
+Napi::Value MetricsObject(Napi::Env env, const Metrics& metrics) {
   Napi::Object out = Napi::Object::New(env);
   for (const auto& [name, value] : metrics) out.Set(name, value);
   return out;
@@ -82,30 +110,30 @@ Napi::Value MetricsObject(Napi::Env env, const std::vector<std::pair<std::string
 
 }  // namespace
 
+// spinTrainStep(model, {ids, attentionMask, labels, opponentReal, opponentGenerated, identical?}, options)
 Napi::Value SpinTrainStep(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("spinTrainStep", {
-    args.ExpectAtMost(8);
+    args.ExpectAtMost(3);
     auto model = ModelHandle::From(args, 0);
-    Batch batch = ReadBatch(args, model, 1);
+    const Napi::Object given = Options(args, 1);
+    Batch batch = ReadBatch(given, model, args.call());
     const int64_t rows = batch.inputs.ids.size(0);
     if (rows % 2 != 0) throw SpinError(ErrorCode::kShapeMismatch, "a SPIN batch holds [real; generated]: an even number of rows");
     const int64_t pairs = rows / 2;
-    const at::Tensor opponent_real = Tensor::From(args, 4, "opponentReal").to(model->device(), at::kFloat);
-    const at::Tensor opponent_generated = Tensor::From(args, 5, "opponentGenerated").to(model->device(), at::kFloat);
+    const at::Tensor opponent_real = BatchTensor(given, "opponentReal", args.call()).to(model->device(), at::kFloat);
+    const at::Tensor opponent_generated = BatchTensor(given, "opponentGenerated", args.call()).to(model->device(), at::kFloat);
     if (opponent_real.numel() != pairs || opponent_generated.numel() != pairs) {
       throw SpinError(ErrorCode::kShapeMismatch, "opponent log-probs must have one value per pair (" + std::to_string(pairs) + ")");
     }
-    at::Tensor identical;
-    if (args.present(6)) identical = Tensor::From(args, 6, "identical");
-    const Napi::Object options = Options(args, 7);
-    SpinLossConfig config;
-    const Napi::Value loss_type = options.Get("lossType");
-    if (loss_type.IsString()) config.type = ParseSpinLossType(loss_type.As<Napi::String>().Utf8Value());
-    config.beta = OptionNumber(options, "beta", 0.1);
-    config.label_smoothing = OptionNumber(options, "labelSmoothing", 0.0);
-    config.sft_weight = OptionNumber(options, "sftWeight", 0.0);
+    const Napi::Value identical_value = given.Get("identical");
+    const at::Tensor identical = identical_value.IsUndefined() || identical_value.IsNull() ? at::Tensor() : BatchTensor(given, "identical", args.call());
+    const Napi::Object options = Options(args, 2);
+    const SpinLossConfig loss = ReadLossConfig(options);
+    const double sft_weight = OptionNumber(options, "sftWeight");
+    if (!(sft_weight >= 0)) throw SpinError(ErrorCode::kInvalidArgument, "sftWeight must be a non-negative number");
+    const bool average = OptionBool(options, "averageLogProb");
     const StepOptions step = ReadStepOptions(options, batch);
-    return RunAsync<std::vector<std::pair<std::string, double>>>(
+    return RunAsync<Metrics>(
         info.Env(), args.call(), model->device(),
         [=]() {
           c10::AutoGradMode grad(step.backward);
@@ -115,26 +143,79 @@ Napi::Value SpinTrainStep(const Napi::CallbackInfo& info) {
           if (tokens_real.min().item<int64_t>() == 0 || tokens_generated.min().item<int64_t>() == 0) {
             throw SpinError(ErrorCode::kInvalidArgument, "a pair has a response with no label tokens (see the collator's truncation)");
           }
-          const PairLogprobs logps{policy.sum.narrow(0, 0, pairs), policy.sum.narrow(0, pairs, pairs), opponent_real,
-                                   opponent_generated};
-          SpinLossResult result = SpinLoss(logps, config, identical, policy.logit_mean.narrow(0, 0, pairs),
-                                           policy.logit_mean.narrow(0, pairs, pairs), tokens_real, tokens_generated);
-          const double loss = result.metrics.front().second;
-          if (step.backward && std::isfinite(loss)) result.loss.mul(step.scale).backward();
-          return result.metrics;
+          const at::Tensor policy_real = policy.sum.narrow(0, 0, pairs);
+          PairLogprobs logps{policy_real, policy.sum.narrow(0, pairs, pairs), opponent_real, opponent_generated};
+          if (average) {
+            // Per-token means (TRL ≥ 0.7.11's IPO): the opponent scored the same tokens.
+            const at::Tensor real_count = tokens_real.to(at::kFloat), generated_count = tokens_generated.to(at::kFloat);
+            logps = {logps.policy_real.div(real_count), logps.policy_generated.div(generated_count), logps.opponent_real.div(real_count),
+                     logps.opponent_generated.div(generated_count)};
+          }
+          at::Tensor total = SpinLoss(logps, loss, identical);
+          Metrics metrics;
+          // The SFT term is added only when asked for, so that α = 0 is the original loss bit for bit.
+          if (sft_weight != 0) {
+            const at::Tensor sft = SftLoss(policy_real, tokens_real);
+            metrics = {{"loss/spin", total.detach().item<double>()}, {"loss/sft", sft.detach().item<double>()}};
+            total = total.add(sft.mul(sft_weight));
+          }
+          const double value = total.detach().item<double>();
+          metrics.insert(metrics.begin(), {"loss", value});
+          for (auto& metric : SpinMetrics(logps, loss.beta, identical)) metrics.push_back(std::move(metric));
+          metrics.push_back({"logits/real", PerTokenMean(policy.logit_mean.narrow(0, 0, pairs), tokens_real)});
+          metrics.push_back({"logits/generated", PerTokenMean(policy.logit_mean.narrow(0, pairs, pairs), tokens_generated)});
+          if (step.backward && std::isfinite(value)) total.mul(step.scale).backward();
+          return metrics;
         },
-        [](Napi::Env env, std::vector<std::pair<std::string, double>>& metrics) { return MetricsObject(env, metrics); });
+        [](Napi::Env env, Metrics& metrics) { return MetricsObject(env, metrics); });
   });
 }
 
+namespace {
+
+PairLogprobs ReadPairLogprobs(const Args& args) {
+  return {Tensor::From(args, 0, "policyReal"), Tensor::From(args, 1, "policyGenerated"), Tensor::From(args, 2, "opponentReal"),
+          Tensor::From(args, 3, "opponentGenerated")};
+}
+
+at::Tensor ReadIdentical(const Args& args) { return args.present(4) ? Tensor::From(args, 4, "identical") : at::Tensor(); }
+
+}  // namespace
+
+// spinLoss(policyReal, policyGenerated, opponentReal, opponentGenerated, identical?, {lossType, beta, labelSmoothing})
+Napi::Value SpinLossBinding(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("spinLoss", {
+    args.ExpectAtMost(6);
+    const PairLogprobs logps = ReadPairLogprobs(args);
+    const at::Tensor identical = ReadIdentical(args);
+    CheckPairLogprobs(logps, identical);
+    return Tensor::Wrap(info.Env(), SpinLoss(logps, ReadLossConfig(Options(args, 5)), identical));
+  });
+}
+
+// spinMetrics(policyReal, policyGenerated, opponentReal, opponentGenerated, identical?, {beta})
+Napi::Value SpinMetricsBinding(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("spinMetrics", {
+    args.ExpectAtMost(6);
+    const PairLogprobs logps = ReadPairLogprobs(args);
+    const at::Tensor identical = ReadIdentical(args);
+    CheckPairLogprobs(logps, identical);
+    const double beta = OptionNumber(Options(args, 5), "beta");
+    if (!(beta > 0)) throw SpinError(ErrorCode::kInvalidArgument, "beta must be positive");
+    at::NoGradGuard no_grad;
+    return MetricsObject(info.Env(), SpinMetrics(logps, beta, identical));
+  });
+}
+
+// sftTrainStep(model, {ids, attentionMask, labels}, options)
 Napi::Value SftTrainStep(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("sftTrainStep", {
-    args.ExpectAtMost(5);
+    args.ExpectAtMost(3);
     auto model = ModelHandle::From(args, 0);
-    Batch batch = ReadBatch(args, model, 1);
-    const Napi::Object options = Options(args, 4);
+    Batch batch = ReadBatch(Options(args, 1), model, args.call());
+    const Napi::Object options = Options(args, 2);
     const StepOptions step = ReadStepOptions(options, batch);
-    return RunAsync<std::vector<std::pair<std::string, double>>>(
+    return RunAsync<Metrics>(
         info.Env(), args.call(), model->device(),
         [=]() {
           c10::AutoGradMode grad(step.backward);
@@ -142,12 +223,12 @@ Napi::Value SftTrainStep(const Napi::CallbackInfo& info) {
           const double tokens = policy.tokens.sum().item<double>();
           if (tokens == 0) throw SpinError(ErrorCode::kInvalidArgument, "the batch has no label tokens");
           // Mean negative log-likelihood per response token, as transformers' causal-LM loss.
-          const at::Tensor loss = policy.sum.sum().neg().div(tokens);
+          const at::Tensor loss = SftLoss(policy.sum, policy.tokens);
           const double value = loss.item<double>();
           if (step.backward && std::isfinite(value)) loss.mul(step.scale).backward();
-          return std::vector<std::pair<std::string, double>>{{"loss", value}, {"tokens", tokens}};
+          return Metrics{{"loss", value}, {"tokens", tokens}};
         },
-        [](Napi::Env env, std::vector<std::pair<std::string, double>>& metrics) { return MetricsObject(env, metrics); });
+        [](Napi::Env env, Metrics& metrics) { return MetricsObject(env, metrics); });
   });
 }
 
@@ -211,8 +292,7 @@ Napi::Value OptimizerHandle::Create(const Napi::CallbackInfo& info) {
     auto model = ModelHandle::From(args, 0);
     const Napi::Object options = Options(args, 1);
     OptimizerConfig config;
-    const Napi::Value kind = options.Get("kind");
-    const std::string name = kind.IsString() ? kind.As<Napi::String>().Utf8Value() : "rmsprop";
+    const std::string name = OptionString(options, "kind");
     if (name == "rmsprop") {
       config.kind = OptimizerKind::kRMSprop;
     } else if (name == "adamw") {
@@ -220,11 +300,11 @@ Napi::Value OptimizerHandle::Create(const Napi::CallbackInfo& info) {
     } else {
       throw SpinError(ErrorCode::kInvalidArgument, "unknown optimizer '" + name + "' (rmsprop or adamw)");
     }
-    config.alpha = OptionNumber(options, "alpha", 0.99);
-    config.beta1 = OptionNumber(options, "beta1", 0.9);
-    config.beta2 = OptionNumber(options, "beta2", 0.999);
-    config.eps = OptionNumber(options, "eps", 1e-8);
-    config.weight_decay = OptionNumber(options, "weightDecay", 0.0);
+    config.alpha = OptionNumber(options, "alpha");
+    config.beta1 = OptionNumber(options, "beta1");
+    config.beta2 = OptionNumber(options, "beta2");
+    config.eps = OptionNumber(options, "eps");
+    config.weight_decay = OptionNumber(options, "weightDecay");
     std::vector<std::pair<std::string, at::Tensor>> parameters(model->parameters().begin(), model->parameters().end());
     auto optimizer = std::make_shared<Optimizer>(std::move(parameters), config);
     return Instance(info.Env()).optimizer_class.New(

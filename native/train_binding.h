@@ -1,5 +1,5 @@
 // Training entry points: one native call per micro-batch (forward on [real; generated],
-// loss, backward) and the optimizer handle.
+// loss, backward), the SPIN loss and metrics on log-prob tensors, and the optimizer handle.
 #pragma once
 
 #include <napi.h>
@@ -41,9 +41,13 @@ class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
   static std::atomic<int64_t> reported_bytes_;
 };
 
-// spinTrainStep(model, ids, mask, labels, opponentReal, opponentGenerated, identical?, options)
+// spinTrainStep(model, {ids, attentionMask, labels, opponentReal, opponentGenerated, identical?}, options)
 Napi::Value SpinTrainStep(const Napi::CallbackInfo& info);
-// sftTrainStep(model, ids, mask, labels, options)
+// sftTrainStep(model, {ids, attentionMask, labels}, options)
 Napi::Value SftTrainStep(const Napi::CallbackInfo& info);
+// spinLoss(policyReal, policyGenerated, opponentReal, opponentGenerated, identical?, options) -> scalar Tensor
+Napi::Value SpinLossBinding(const Napi::CallbackInfo& info);
+// spinMetrics(policyReal, policyGenerated, opponentReal, opponentGenerated, identical?, {beta}) -> metrics
+Napi::Value SpinMetricsBinding(const Napi::CallbackInfo& info);
 
 }  // namespace spin

@@ -5,9 +5,7 @@ import path from "node:path";
 
 import { afterAll, describe, expect, test } from "vitest";
 
-import { CausalLM, cudaAvailable, noGrad, ones, randn, scope, tensor } from "../lib/index.js";
-import { native } from "../lib/core/native.js";
-import { Tensor } from "../lib/core/tensor.js";
+import { CausalLM, cudaAvailable, noGrad, ones, randn, scope, spinStep, tensor } from "../lib/index.js";
 import { removeRoot, tempRoot, writeFixture } from "./fixtures.js";
 
 const root = tempRoot("device");
@@ -40,16 +38,7 @@ function batch() {
 async function evalLoss(model: CausalLM, autocastBf16: boolean): Promise<number> {
   const { ids, labels, mask } = batch();
   const opponent = tensor([-30, -31]);
-  const metrics = await native.spinTrainStep(
-    model.nativeHandle,
-    Tensor.handleOf(ids),
-    Tensor.handleOf(mask),
-    Tensor.handleOf(labels),
-    Tensor.handleOf(opponent),
-    Tensor.handleOf(opponent),
-    null,
-    { beta: 0.1, backward: false, autocastBf16 },
-  );
+  const metrics = await spinStep(model, { ids, attentionMask: mask, labels, opponentReal: opponent, opponentGenerated: opponent }, { beta: 0.1 }, { backward: false, bf16: autocastBf16 });
   for (const t of [ids, labels, mask, opponent]) t.dispose();
   return metrics["logps/real"]!;
 }

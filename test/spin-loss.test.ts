@@ -23,9 +23,9 @@ import {
   type Tokenizer,
   noGrad,
   setNumThreads,
+  spinStep,
   tensor,
 } from "../lib/index.js";
-import { native } from "../lib/core/native.js";
 import { VOCAB, removeRoot, tempRoot, writeFixture } from "./fixtures.js";
 import { SPIN_STEP_METRICS, logSigmoidRef, valuesOf } from "./helpers.js";
 import { pairOf, tinyTokenizer } from "./tiny-tokenizer.js";
@@ -69,22 +69,15 @@ interface StepOptions {
   backward?: boolean;
 }
 
-/** One native SPIN step on a collated batch with the given opponent log-probs. */
-async function spinStep(model: CausalLM, batch: SpinBatch, opponentReal: number[], opponentGenerated: number[], options: StepOptions): Promise<Record<string, number>> {
+/** One SPIN step (lib's spinStep) on a collated batch with the given opponent log-probs. */
+async function stepOn(model: CausalLM, batch: SpinBatch, opponentReal: number[], opponentGenerated: number[], options: StepOptions): Promise<Record<string, number>> {
   const oReal = tensor(Float32Array.from(opponentReal));
   const oGen = tensor(Float32Array.from(opponentGenerated));
   const identical = tensor(batch.identical, { dtype: "bool" });
   try {
-    return await native.spinTrainStep(
-      model.nativeHandle,
-      Tensor.handleOf(batch.ids),
-      Tensor.handleOf(batch.attentionMask),
-      Tensor.handleOf(batch.labels),
-      Tensor.handleOf(oReal),
-      Tensor.handleOf(oGen),
-      Tensor.handleOf(identical),
-      options,
-    );
+    const { scale, backward, ...objective } = options;
+    const metrics = await spinStep(model, { ...batch, opponentReal: oReal, opponentGenerated: oGen, identical }, objective, { scale, backward });
+    return { ...metrics };
   } finally {
     for (const t of [oReal, oGen, identical]) t.dispose();
   }
@@ -251,7 +244,7 @@ describe("loss and metrics on hand-built opponent log-probs", () => {
       const pg = c.policy.slice(P);
       expect(pr[3]).toBe(pg[3]); // identical rows score identically
       const beta = 0.5;
-      const m = await spinStep(model, batch, c.oReal, c.oGen, { beta, backward: false });
+      const m = await stepOn(model, batch, c.oReal, c.oGen, { beta, backward: false });
 
       const realRewards = pr.map((p, i) => beta * (p - c.oReal[i]!));
       const genRewards = pg.map((p, i) => beta * (p - c.oGen[i]!));
@@ -305,7 +298,7 @@ describe("loss and metrics on hand-built opponent log-probs", () => {
       // The chosen Δ survive the float32 round trip closely (a sanity check of the setup).
       c.delta.forEach((d, i) => expect(Math.abs(d - (A[i]! - B[i]!)), `Δ${i}`).toBeLessThan(1e-4));
       const expected = mean(c.delta.map((d) => loss(beta * d, d, beta)));
-      const m = await spinStep(model, batch, c.oReal, c.oGen, { ...options, backward: false });
+      const m = await stepOn(model, batch, c.oReal, c.oGen, { ...options, backward: false });
       expectNear(m.loss, expected, 1e-6, 1e-7, "loss");
       if (options.lossType === "hinge") expect(c.delta.map((d) => beta * d > 1)).toEqual([false, false, true, false]);
     } finally {
@@ -325,8 +318,8 @@ describe("the SFT term (sftWeight α)", () => {
       const oReal = policy.slice(0, P).map((p) => f(p + 0.3));
       const oGen = policy.slice(P).map((p) => f(p - 0.2));
       const alpha = 0.7;
-      const plain = await spinStep(model, batch, oReal, oGen, { beta: 0.5, backward: false });
-      const withSft = await spinStep(model, batch, oReal, oGen, { beta: 0.5, sftWeight: alpha, backward: false });
+      const plain = await stepOn(model, batch, oReal, oGen, { beta: 0.5, backward: false });
+      const withSft = await stepOn(model, batch, oReal, oGen, { beta: 0.5, sftWeight: alpha, backward: false });
       const nll = -ref.sum.slice(0, P).reduce((a, b) => a + b, 0) / ref.tokens.slice(0, P).reduce((a, b) => a + b, 0);
       expectNear(withSft["loss/sft"], nll, 1e-5, 1e-6, "loss/sft");
       expectNear(withSft["loss/spin"], plain.loss!, 1e-7, 0, "loss/spin");
@@ -348,7 +341,7 @@ describe("the SFT term (sftWeight α)", () => {
         for (const p of params.values()) p.requireGrad();
         const policy = await policySums(model, batch);
         const P = ROWS.length;
-        const metrics = await spinStep(model, batch, policy.slice(0, P).map((p) => f(p + 0.3)), policy.slice(P), { beta: 0.5, scale: 1, ...options });
+        const metrics = await stepOn(model, batch, policy.slice(0, P).map((p) => f(p + 0.3)), policy.slice(P), { beta: 0.5, scale: 1, ...options });
         const grads = [...params.values()].map((p) => {
           const g = p.grad!;
           const values = valuesOf(g);
@@ -411,7 +404,7 @@ describe("parameter gradients of the SPIN loss vs float64 central finite differe
       };
 
       for (const p of params.values()) p.zeroGrad();
-      const metrics = await spinStep(model, batch, oReal, oGen, { ...options, scale: 1 });
+      const metrics = await stepOn(model, batch, oReal, oGen, { ...options, scale: 1 });
       expectNear(metrics.loss, L(), 1e-5, 1e-6, "the step's loss vs the float64 reference");
 
       const eps = 1e-5;
@@ -512,7 +505,7 @@ describe("identical pairs", () => {
     try {
       expect(batch.identical).toEqual([true, true, true]);
       const policy = await policySums(model, batch);
-      const m = await spinStep(model, batch, OPPONENT, OPPONENT, { lossType: "sigmoid", beta: 0.1, backward: false });
+      const m = await stepOn(model, batch, OPPONENT, OPPONENT, { lossType: "sigmoid", beta: 0.1, backward: false });
       expectNear(m.loss, LN2, 1e-6, 1e-7, "loss");
       expect(m["pairs/identical"]).toBe(1);
       expect(m["rewards/accuracies_distinct"]).toBe(0); // no distinct pair: reported as 0
@@ -533,7 +526,7 @@ describe("identical pairs", () => {
     try {
       for (const p of params.values()) p.requireGrad().zeroGrad();
       // d loss / dθ = −β/2 · (∇πr − ∇πg) / B per pair, and ∇πr = ∇πg for the same text.
-      await spinStep(model, batch, OPPONENT, OPPONENT, { lossType: "sigmoid", beta: 0.1 });
+      await stepOn(model, batch, OPPONENT, OPPONENT, { lossType: "sigmoid", beta: 0.1 });
       const nonzero: string[] = [];
       for (const [name, p] of params) {
         const g = p.grad;

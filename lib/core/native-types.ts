@@ -135,13 +135,14 @@ export interface NativeModel {
   dispose(): void;
 }
 
+/** Resolved values: the native side has no defaults. */
 export interface NativeOptimizerOptions {
   kind: "rmsprop" | "adamw";
-  alpha?: number;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  weightDecay?: number;
+  alpha: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
 }
 
 export interface NativeOptimizer {
@@ -162,19 +163,41 @@ export interface NativeGradientReducer {
   dispose(): void;
 }
 
+/** A train step's resolved options (the native side has no defaults). */
 export interface NativeStepOptions {
-  lossType?: "sigmoid" | "hinge" | "ipo";
-  beta?: number;
-  labelSmoothing?: number;
-  /** α of the SFT term (mean NLL per real-response token); 0: the original loss. */
-  sftWeight?: number;
   /** Multiplies the loss before backward (1 / gradient-accumulation steps). */
-  scale?: number;
-  checkpoint?: boolean;
+  scale: number;
+  checkpoint: boolean;
   /** false: forward and metrics only (evaluation). */
-  backward?: boolean;
+  backward: boolean;
   /** Run the forward under bf16 autocast (float32 master weights stay float32). */
-  autocastBf16?: boolean;
+  autocastBf16: boolean;
+}
+
+export interface NativeSpinLossOptions {
+  lossType: "sigmoid" | "hinge" | "ipo";
+  beta: number;
+  labelSmoothing: number;
+}
+
+export interface NativeSpinStepOptions extends NativeStepOptions, NativeSpinLossOptions {
+  /** α of the SFT term (mean NLL per real-response token); 0: the original loss. */
+  sftWeight: number;
+  /** Per-token mean log-probs instead of sums. */
+  averageLogProb: boolean;
+}
+
+/** A collated batch: rows [real; generated] for SPIN, response rows for SFT. */
+export interface NativeBatch {
+  ids: NativeTensor;
+  attentionMask: NativeTensor;
+  labels: NativeTensor;
+}
+
+export interface NativeSpinBatch extends NativeBatch {
+  opponentReal: NativeTensor;
+  opponentGenerated: NativeTensor;
+  identical: NativeTensor | null;
 }
 
 export interface NativeGenerateOptions {
@@ -279,16 +302,24 @@ export interface NativeBinding {
   ): Promise<[string, NativeTensor][]>;
   writeSafetensors(path: string, header: Uint8Array, tensors: NativeTensor[]): Promise<void>;
   createOptimizer(model: NativeModel, options: NativeOptimizerOptions): NativeOptimizer;
-  spinTrainStep(
-    model: NativeModel,
-    ids: NativeTensor,
-    attentionMask: NativeTensor,
-    labels: NativeTensor,
+  spinTrainStep(model: NativeModel, batch: NativeSpinBatch, options: NativeSpinStepOptions): Promise<Record<string, number>>;
+  /** The SPIN loss (a scalar with autograd) of per-pair log-probs. */
+  spinLoss(
+    policyReal: NativeTensor,
+    policyGenerated: NativeTensor,
     opponentReal: NativeTensor,
     opponentGenerated: NativeTensor,
     identical: NativeTensor | null,
-    options: NativeStepOptions,
-  ): Promise<Record<string, number>>;
+    options: NativeSpinLossOptions,
+  ): NativeTensor;
+  spinMetrics(
+    policyReal: NativeTensor,
+    policyGenerated: NativeTensor,
+    opponentReal: NativeTensor,
+    opponentGenerated: NativeTensor,
+    identical: NativeTensor | null,
+    options: { beta: number },
+  ): Record<string, number>;
   generate(
     model: NativeModel,
     prompts: number[][],
@@ -314,11 +345,5 @@ export interface NativeBinding {
   /** Hooks the model's parameters (those requiring grad); needs a joined process group. */
   createGradientReducer(model: NativeModel, bucketBytes: number): NativeGradientReducer;
   broadcastParameters(model: NativeModel, root: number): Promise<void>;
-  sftTrainStep(
-    model: NativeModel,
-    ids: NativeTensor,
-    attentionMask: NativeTensor,
-    labels: NativeTensor,
-    options: NativeStepOptions,
-  ): Promise<Record<string, number>>;
+  sftTrainStep(model: NativeModel, batch: NativeBatch, options: NativeStepOptions): Promise<Record<string, number>>;
 }

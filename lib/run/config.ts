@@ -8,46 +8,16 @@ import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 
 import { SpinNativeError } from "../core/errors.js";
-import { type NumberRule, type SpinConfig, describeRule, fieldProblem, fitsRule, showValue } from "../spin/config.js";
+import { type NumberRule, describeRule, fitsRule, showValue } from "../core/validate.js";
+import { OPTIONS, type OptionSpec, type SpinConfig, fieldProblem } from "../spin/config.js";
 
 type Value = string | number | boolean | null | Value[] | { [key: string]: Value };
 export type RawConfig = Record<string, Value>;
 
-/** Keys that map onto SpinConfig fields. */
-const TRAINING_KEYS: Record<string, keyof SpinConfig> = {
-  output_dir: "outputDir",
-  learning_rate: "learningRate",
-  num_train_epochs: "numTrainEpochs",
-  stop_after_epochs: "stopAfterEpochs",
-  max_steps: "maxSteps",
-  per_device_train_batch_size: "perDeviceTrainBatchSize",
-  gradient_accumulation_steps: "gradientAccumulationSteps",
-  max_grad_norm: "maxGradNorm",
-  optim: "optim",
-  weight_decay: "weightDecay",
-  adam_beta1: "adamBeta1",
-  adam_beta2: "adamBeta2",
-  adam_epsilon: "adamEpsilon",
-  rmsprop_alpha: "rmspropAlpha",
-  lr_scheduler_type: "lrSchedulerType",
-  warmup_ratio: "warmupRatio",
-  warmup_steps: "warmupSteps",
-  seed: "seed",
-  logging_steps: "loggingSteps",
-  eval_steps: "evalSteps",
-  save_strategy: "saveStrategy",
-  save_steps: "saveSteps",
-  save_total_limit: "saveTotalLimit",
-  gradient_checkpointing: "gradientCheckpointing",
-  bf16: "bf16",
-  max_length: "maxLength",
-  max_prompt_length: "maxPromptLength",
-  beta: "beta",
-  loss_type: "lossType",
-  label_smoothing: "labelSmoothing",
-  sft_weight: "sftWeight",
-  precompute_opponent: "precomputeOpponent",
-};
+/** config.yaml keys that map onto SpinConfig fields (from the options table). */
+const TRAINING_KEYS: Record<string, keyof SpinConfig> = Object.fromEntries(
+  (Object.entries(OPTIONS) as [keyof SpinConfig, OptionSpec<unknown>][]).flatMap(([field, spec]) => (spec.key === null ? [] : [[spec.key, field]])),
+);
 
 /** Keys of the run itself (model, data, iterations, generation). */
 const RUN_KEYS = [
@@ -177,22 +147,18 @@ const flag: KeyCheck = (value, key, where) => {
   if (value !== null && typeof value !== "boolean") throw valueError(where, key, "true or false", value);
 };
 
-const OPTIMIZERS: Record<string, SpinConfig["optim"]> = { rmsprop: "rmsprop", adamw: "adamw", adamw_torch: "adamw", adamw_hf: "adamw" };
-
-/** The value of a training key as its SpinConfig field takes it (the original's optimizer and save_strategy names mapped). */
+/** The value of a training key as its SpinConfig field takes it (the original's other spellings mapped). */
 function trainingValue(key: string, value: Value): unknown {
-  if (key === "optim") return OPTIMIZERS[String(value)] ?? value;
-  if (key === "save_strategy" && value === "epochs") return "epoch";
-  return value;
+  const aliases = (OPTIONS[TRAINING_KEYS[key]!] as OptionSpec<unknown>).aliases;
+  return aliases && Object.hasOwn(aliases, String(value)) ? aliases[String(value)] : value;
 }
 
 /** Checks a training key's value as its SpinConfig field (null included: it is not "unset" there); `shown` names it in the error. */
 function checkTraining(key: string, value: Value, where: string, shown = key): void {
-  if (key === "optim" && !Object.hasOwn(OPTIMIZERS, String(value))) {
-    throw new SpinNativeError(`${where}: optim '${String(value)}' is not supported (rmsprop, adamw_torch)`, "INVALID_ARGUMENT", "config");
-  }
   const expected = fieldProblem(TRAINING_KEYS[key]!, trainingValue(key, value));
-  if (expected !== null) throw valueError(where, shown, expected, value);
+  if (expected === null) return;
+  const aliases = Object.keys((OPTIONS[TRAINING_KEYS[key]!] as OptionSpec<unknown>).aliases ?? {});
+  throw valueError(where, shown, aliases.length > 0 ? `${expected}, ${aliases.join(", ")}` : expected, value);
 }
 
 /** iteration_schedule: a list of mappings of training keys (output_dir excepted), each value checked as the key's. */

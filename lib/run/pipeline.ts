@@ -17,7 +17,8 @@ import { writeFileAtomic } from "../core/atomic.js";
 import { lockRunFolder, runCommand } from "../core/run-lock.js";
 import { CausalLM, type LoadModelOptions } from "../model/causal-lm.js";
 import { Tokenizer } from "../model/tokenizer.js";
-import { type Metrics, SpinTrainer, type SpinConfig } from "../spin/trainer.js";
+import type { SpinConfig } from "../spin/config.js";
+import { type Metrics, SpinTrainer } from "../spin/trainer.js";
 
 export interface PipelineOptions {
   /** The run folder: run.json, report data, iter0/, iter1/, … */

@@ -1,7 +1,14 @@
 // Training configuration: names follow transformers' TrainingArguments (camelCased), the
-// defaults are the original SPIN configs' where they have one.
+// defaults are the original SPIN configs' where they have one. OPTIONS is the one table of
+// every training option — its config.yaml key, what it takes, its default, its help line —
+// from which the defaults, the validation, the CLI's keys and its help derive.
 import { SpinNativeError } from "../core/errors.js";
-import type { SchedulerType } from "./schedule.js";
+import { type NumberRule, describeRule, fitsRule, showValue } from "../core/validate.js";
+import { SCHEDULER_TYPES, type SchedulerType } from "./schedule.js";
+
+export const OPTIMIZER_KINDS = ["rmsprop", "adamw"] as const;
+export const SPIN_LOSS_TYPES = ["sigmoid", "hinge", "ipo"] as const;
+export type SpinLossType = (typeof SPIN_LOSS_TYPES)[number];
 
 export interface TrainingConfig {
   /** Run folder: checkpoints, metrics.jsonl, cached opponent log-probs. */
@@ -18,7 +25,7 @@ export interface TrainingConfig {
   gradientAccumulationSteps: number;
   /** Global grad-norm clipping (0: none). */
   maxGradNorm: number;
-  optim: "rmsprop" | "adamw";
+  optim: (typeof OPTIMIZER_KINDS)[number];
   weightDecay: number;
   rmspropAlpha: number;
   adamBeta1: number;
@@ -48,10 +55,11 @@ export interface TrainingConfig {
   logToConsole: boolean;
 }
 
-export interface SpinConfig extends TrainingConfig {
+/** The SPIN objective's settings (see spinLoss and spinStep). */
+export interface SpinObjective {
   /** β of the SPIN loss (iterations 0–2: 0.1; 3: 5.0). */
   beta: number;
-  lossType: "sigmoid" | "hinge" | "ipo";
+  lossType: SpinLossType;
   /** > 0: the conservative (label-smoothed) sigmoid loss. */
   labelSmoothing: number;
   /**
@@ -60,127 +68,96 @@ export interface SpinConfig extends TrainingConfig {
    * and loss/sft. 0 (the default) is the original method.
    */
   sftWeight: number;
+  /**
+   * Score each response by its mean log-prob per token instead of the sum. With lossType "ipo"
+   * this is TRL ≥ 0.7.11's IPO; false (the default) is TRL ≤ 0.7.10's, and the original's.
+   */
+  averageLogProb: boolean;
+}
+
+export interface SpinConfig extends TrainingConfig, SpinObjective {
   /** Compute the opponent's log-probs once before training (default) instead of a live opponent model. */
   precomputeOpponent: boolean;
 }
 
-export const TRAINING_DEFAULTS: Omit<TrainingConfig, "outputDir"> = {
-  learningRate: 5e-7,
-  numTrainEpochs: 1,
-  stopAfterEpochs: null,
-  maxSteps: 0,
-  perDeviceTrainBatchSize: 8,
-  gradientAccumulationSteps: 1,
-  maxGradNorm: 1.0,
-  optim: "rmsprop",
-  weightDecay: 0,
-  rmspropAlpha: 0.99,
-  adamBeta1: 0.9,
-  adamBeta2: 0.999,
-  adamEpsilon: 1e-8,
-  lrSchedulerType: "linear",
-  warmupRatio: 0.1,
-  warmupSteps: null,
-  seed: 42,
-  loggingSteps: 10,
-  evalSteps: null,
-  saveStrategy: "epoch",
-  saveSteps: 500,
-  saveTotalLimit: null,
-  gradientCheckpointing: false,
-  bf16: false,
-  maxLength: 1024,
-  maxPromptLength: 512,
-  onNonFinite: "error",
-  logToConsole: false,
-};
+/** What an option takes: a number under a rule, one of some strings, a boolean, a folder path. */
+export type OptionRule = { number: NumberRule } | { oneOf: readonly string[] } | "boolean" | "folder";
 
-export const SPIN_DEFAULTS: Omit<SpinConfig, "outputDir"> = {
-  ...TRAINING_DEFAULTS,
-  beta: 0.1,
-  lossType: "sigmoid",
-  labelSmoothing: 0,
-  sftWeight: 0,
-  precomputeOpponent: true,
-};
-
-/** A numeric field's constraint: bounds (open or closed), integer-ness, whether null is allowed. */
-export interface NumberRule {
-  min?: number;
-  max?: number;
-  minOpen?: boolean;
-  maxOpen?: boolean;
-  integer?: boolean;
-  nullable?: boolean;
+/** One row of the options table. */
+export interface OptionSpec<V> {
+  /** The config.yaml key (the original's TrainingArguments name); null: an API-only field. */
+  key: string | null;
+  rule: OptionRule;
+  default: V;
+  help: string;
+  /** Other config.yaml spellings of a value (the original's optimizer names). */
+  aliases?: Record<string, V>;
+  /** A SPIN-only option: SftTrainer ignores it. */
+  spin?: true;
 }
 
-/** What a rule accepts, in words: "an integer ≥ 1", "a finite number in [0, 1)", "… or null". */
-export function describeRule(rule: NumberRule): string {
-  const kind = rule.integer ? "an integer" : "a finite number";
-  let range = "";
-  if (rule.min !== undefined && rule.max !== undefined) range = ` in ${rule.minOpen ? "(" : "["}${rule.min}, ${rule.max}${rule.maxOpen ? ")" : "]"}`;
-  else if (rule.min !== undefined) range = ` ${rule.minOpen ? ">" : "≥"} ${rule.min}`;
-  return `${kind}${range}${rule.nullable ? " or null" : ""}`;
-}
-
-/** Whether `value` satisfies `rule`: a number (not a numeric string), finite, in range, integer where asked. */
-export function fitsRule(value: unknown, rule: NumberRule): boolean {
-  if (value === null) return rule.nullable === true;
-  if (typeof value !== "number" || !Number.isFinite(value)) return false;
-  if (rule.integer && !Number.isSafeInteger(value)) return false;
-  if (rule.min !== undefined && (rule.minOpen ? !(value > rule.min) : !(value >= rule.min))) return false;
-  if (rule.max !== undefined && (rule.maxOpen ? !(value < rule.max) : !(value <= rule.max))) return false;
-  return true;
-}
-
-/** A value as error messages show it: numbers as JS writes them (NaN, Infinity), the rest as JSON. */
-export function showValue(value: unknown): string {
-  return typeof value === "number" ? String(value) : JSON.stringify(value) ?? String(value);
-}
+type OptionTable = { [F in Exclude<keyof SpinConfig, "outputDir">]: OptionSpec<SpinConfig[F]> } & { outputDir: Omit<OptionSpec<string>, "default"> };
 
 const positiveInteger: NumberRule = { integer: true, min: 1 };
 const unitInterval: NumberRule = { min: 0, max: 1, maxOpen: true };
 
-/** What a field takes: a number under a rule, one of some strings, a boolean, a folder path. */
-type FieldRule = { number: NumberRule } | { oneOf: readonly string[] } | "boolean" | "folder";
-
-const FIELD_RULES: Record<keyof SpinConfig, FieldRule> = {
-  outputDir: "folder",
-  learningRate: { number: { min: 0 } },
-  numTrainEpochs: { number: positiveInteger },
-  stopAfterEpochs: { number: { ...positiveInteger, nullable: true } },
-  maxSteps: { number: { integer: true, min: 0 } },
-  perDeviceTrainBatchSize: { number: positiveInteger },
-  gradientAccumulationSteps: { number: positiveInteger },
-  maxGradNorm: { number: { min: 0 } },
-  optim: { oneOf: ["rmsprop", "adamw"] },
-  weightDecay: { number: { min: 0 } },
-  rmspropAlpha: { number: unitInterval },
-  adamBeta1: { number: unitInterval },
-  adamBeta2: { number: unitInterval },
-  adamEpsilon: { number: { min: 0, minOpen: true } },
-  lrSchedulerType: { oneOf: ["linear", "cosine", "constant", "constant_with_warmup"] },
-  warmupRatio: { number: { min: 0, max: 1 } },
-  warmupSteps: { number: { integer: true, min: 0, nullable: true } },
+/** Every training option, in the order `--help` lists them. */
+export const OPTIONS: OptionTable = {
+  outputDir: { key: "output_dir", rule: "folder", help: "the run folder (checkpoints, metrics.jsonl, the model)" },
+  learningRate: { key: "learning_rate", rule: { number: { min: 0 } }, default: 5e-7, help: "peak learning rate" },
+  numTrainEpochs: { key: "num_train_epochs", rule: { number: positiveInteger }, default: 1, help: "planned epochs (the schedule spans them)" },
+  stopAfterEpochs: { key: "stop_after_epochs", rule: { number: { ...positiveInteger, nullable: true } }, default: null, help: "stop early, keeping the planned schedule" },
+  maxSteps: { key: "max_steps", rule: { number: { integer: true, min: 0 } }, default: 0, help: "> 0: total updates (overrides epochs)" },
+  perDeviceTrainBatchSize: { key: "per_device_train_batch_size", rule: { number: positiveInteger }, default: 8, help: "pairs per micro-batch per rank" },
+  gradientAccumulationSteps: { key: "gradient_accumulation_steps", rule: { number: positiveInteger }, default: 1, help: "micro-batches per update" },
+  maxGradNorm: { key: "max_grad_norm", rule: { number: { min: 0 } }, default: 1.0, help: "global grad-norm clipping (0: none)" },
+  optim: { key: "optim", rule: { oneOf: OPTIMIZER_KINDS }, default: "rmsprop", help: "optimizer", aliases: { adamw_torch: "adamw", adamw_hf: "adamw" } },
+  weightDecay: { key: "weight_decay", rule: { number: { min: 0 } }, default: 0, help: "decoupled weight decay" },
+  rmspropAlpha: { key: "rmsprop_alpha", rule: { number: unitInterval }, default: 0.99, help: "RMSprop smoothing" },
+  adamBeta1: { key: "adam_beta1", rule: { number: unitInterval }, default: 0.9, help: "AdamW β1" },
+  adamBeta2: { key: "adam_beta2", rule: { number: unitInterval }, default: 0.999, help: "AdamW β2" },
+  adamEpsilon: { key: "adam_epsilon", rule: { number: { min: 0, minOpen: true } }, default: 1e-8, help: "optimizer ε" },
+  lrSchedulerType: { key: "lr_scheduler_type", rule: { oneOf: SCHEDULER_TYPES }, default: "linear", help: "learning-rate schedule" },
+  warmupRatio: { key: "warmup_ratio", rule: { number: { min: 0, max: 1 } }, default: 0.1, help: "warmup = ceil(ratio × updates)" },
+  warmupSteps: { key: "warmup_steps", rule: { number: { integer: true, min: 0, nullable: true } }, default: null, help: "warmup updates (overrides the ratio)" },
   // The data order's PRNG takes 32 bits: larger seeds would repeat smaller ones.
-  seed: { number: { integer: true, min: 0, max: 2 ** 32 - 1 } },
-  loggingSteps: { number: positiveInteger },
-  evalSteps: { number: { ...positiveInteger, nullable: true } },
-  saveStrategy: { oneOf: ["epoch", "steps", "no"] },
-  saveSteps: { number: positiveInteger },
-  saveTotalLimit: { number: { ...positiveInteger, nullable: true } },
-  gradientCheckpointing: "boolean",
-  bf16: "boolean",
-  maxLength: { number: positiveInteger },
-  maxPromptLength: { number: positiveInteger },
-  onNonFinite: { oneOf: ["error", "skip"] },
-  logToConsole: "boolean",
-  beta: { number: { min: 0, minOpen: true } },
-  lossType: { oneOf: ["sigmoid", "hinge", "ipo"] },
-  labelSmoothing: { number: { min: 0, max: 0.5, maxOpen: true } },
-  sftWeight: { number: { min: 0 } },
-  precomputeOpponent: "boolean",
+  seed: { key: "seed", rule: { number: { integer: true, min: 0, max: 2 ** 32 - 1 } }, default: 42, help: "seeds the data order" },
+  loggingSteps: { key: "logging_steps", rule: { number: positiveInteger }, default: 10, help: "log every N updates" },
+  evalSteps: { key: "eval_steps", rule: { number: { ...positiveInteger, nullable: true } }, default: null, help: "evaluate every N updates" },
+  saveStrategy: { key: "save_strategy", rule: { oneOf: ["epoch", "steps", "no"] }, default: "epoch", help: "when to checkpoint", aliases: { epochs: "epoch" } },
+  saveSteps: { key: "save_steps", rule: { number: positiveInteger }, default: 500, help: "checkpoint every N updates (save_strategy steps)" },
+  saveTotalLimit: { key: "save_total_limit", rule: { number: { ...positiveInteger, nullable: true } }, default: null, help: "keep the newest N checkpoints" },
+  gradientCheckpointing: { key: "gradient_checkpointing", rule: "boolean", default: false, help: "recompute layer activations in backward" },
+  bf16: { key: "bf16", rule: "boolean", default: false, help: "bf16 autocast, float32 master weights" },
+  maxLength: { key: "max_length", rule: { number: positiveInteger }, default: 1024, help: "tokens per prompt + response" },
+  maxPromptLength: { key: "max_prompt_length", rule: { number: positiveInteger }, default: 512, help: "prompt tokens kept (from the end)" },
+  onNonFinite: { key: "on_non_finite", rule: { oneOf: ["error", "skip"] }, default: "error", help: "a non-finite loss or gradient: stop, or drop that update" },
+  logToConsole: { key: null, rule: "boolean", default: false, help: "print log lines as well as metrics.jsonl" },
+  beta: { key: "beta", rule: { number: { min: 0, minOpen: true } }, default: 0.1, help: "β of the SPIN loss", spin: true },
+  lossType: { key: "loss_type", rule: { oneOf: SPIN_LOSS_TYPES }, default: "sigmoid", help: "sigmoid (the original), hinge or ipo", spin: true },
+  labelSmoothing: { key: "label_smoothing", rule: { number: { min: 0, max: 0.5, maxOpen: true } }, default: 0, help: "conservative sigmoid loss ε", spin: true },
+  sftWeight: { key: "sft_weight", rule: { number: { min: 0 } }, default: 0, help: "α × real-response NLL added to the loss", spin: true },
+  averageLogProb: { key: "average_log_prob", rule: "boolean", default: false, help: "mean per-token log-probs (ipo: TRL ≥ 0.7.11's form)", spin: true },
+  precomputeOpponent: { key: "precompute_opponent", rule: "boolean", default: true, help: "opponent log-probs computed once before training", spin: true },
 };
+
+const FIELDS = Object.keys(OPTIONS) as (keyof SpinConfig)[];
+const spinOnly = (field: keyof SpinConfig): boolean => field !== "outputDir" && OPTIONS[field].spin === true;
+
+function defaultsOf<T>(fields: (keyof SpinConfig)[]): Omit<T, "outputDir"> {
+  return Object.fromEntries(fields.filter((f) => f !== "outputDir").map((f) => [f, (OPTIONS[f] as OptionSpec<unknown>).default])) as Omit<T, "outputDir">;
+}
+
+export const TRAINING_DEFAULTS: Omit<TrainingConfig, "outputDir"> = defaultsOf<TrainingConfig>(FIELDS.filter((f) => !spinOnly(f)));
+export const SPIN_DEFAULTS: Omit<SpinConfig, "outputDir"> = defaultsOf<SpinConfig>(FIELDS);
+
+/** What `rule` asks for, in words ("an integer ≥ 1", "one of …"), or null when `value` fits it. */
+export function ruleProblem(rule: OptionRule, value: unknown): string | null {
+  if (rule === "folder") return typeof value === "string" && value !== "" ? null : "a folder path";
+  if (rule === "boolean") return typeof value === "boolean" ? null : "true or false";
+  if ("oneOf" in rule) return rule.oneOf.includes(value as string) ? null : `one of ${rule.oneOf.join(", ")}`;
+  return fitsRule(value, rule.number) ? null : describeRule(rule.number);
+}
 
 /**
  * What `value` must be to be SpinConfig's `field` ("an integer ≥ 1", "one of …"), or null when
@@ -188,14 +165,14 @@ const FIELD_RULES: Record<keyof SpinConfig, FieldRule> = {
  * where one is needed.
  */
 export function fieldProblem(field: keyof SpinConfig, value: unknown): string | null {
-  const rule = FIELD_RULES[field];
-  if (rule === "folder") return typeof value === "string" && value !== "" ? null : "a folder path";
-  if (rule === "boolean") return typeof value === "boolean" ? null : "true or false";
-  if ("oneOf" in rule) return rule.oneOf.includes(value as string) ? null : `one of ${rule.oneOf.join(", ")}`;
-  return fitsRule(value, rule.number) ? null : describeRule(rule.number);
+  return ruleProblem(OPTIONS[field].rule, value);
 }
 
-const SPIN_ONLY: readonly (keyof SpinConfig)[] = ["beta", "lossType", "labelSmoothing", "sftWeight", "precomputeOpponent"];
+/** Throws INVALID_ARGUMENT naming `where` and the field when `value` does not fit it. */
+export function checkField(field: keyof SpinConfig, value: unknown, where: string): void {
+  const expected = fieldProblem(field, value);
+  if (expected !== null) throw new SpinNativeError(`${where}: ${field} must be ${expected}, got ${showValue(value)}`, "INVALID_ARGUMENT", where);
+}
 
 /**
  * Fills defaults and rejects every value that cannot work (see {@link fieldProblem}), naming
@@ -206,13 +183,13 @@ export function resolveConfig<T extends TrainingConfig>(defaults: Omit<T, "outpu
   const values = config as Partial<Record<keyof SpinConfig, unknown>>;
   // A misspelt field would otherwise be ignored and its default used in silence.
   for (const field of Object.keys(given)) {
-    if (!(field in FIELD_RULES)) {
-      const known = Object.keys(FIELD_RULES).find((k) => k.toLowerCase() === field.toLowerCase().replace(/_/g, ""));
+    if (!(field in OPTIONS)) {
+      const known = FIELDS.find((k) => k.toLowerCase() === field.toLowerCase().replace(/_/g, ""));
       throw new SpinNativeError(`trainer config: unknown field '${field}'${known ? ` (did you mean '${known}'?)` : ""}`, "INVALID_ARGUMENT", "trainer");
     }
   }
-  for (const field of Object.keys(FIELD_RULES) as (keyof SpinConfig)[]) {
-    if (SPIN_ONLY.includes(field) && values[field] === undefined) continue;
+  for (const field of FIELDS) {
+    if (spinOnly(field) && values[field] === undefined) continue;
     const expected = fieldProblem(field, values[field]);
     if (expected !== null) throw new SpinNativeError(`trainer config: ${field} must be ${expected}, got ${showValue(values[field])}`, "INVALID_ARGUMENT", "trainer");
   }

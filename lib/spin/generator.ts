@@ -58,7 +58,7 @@ import { permutation } from "../core/random.js";
 import { scope } from "../core/memory.js";
 import type { CausalLM } from "../model/causal-lm.js";
 import type { SpinTextOptions, Tokenizer } from "../model/tokenizer.js";
-import { type NumberRule, describeRule, fitsRule, showValue } from "./config.js";
+import { type NumberRule, describeRule, fitsRule, showValue } from "../core/validate.js";
 
 /** Options of {@link SelfPlayGenerator}. Defaults are the original generate.py's where it had the option. */
 /**

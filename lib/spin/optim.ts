@@ -5,17 +5,21 @@ import type { NativeOptimizer, NativeOptimizerOptions } from "../core/native-typ
 import type { CausalLM } from "../model/causal-lm.js";
 import { native } from "../core/native.js";
 import { Tensor } from "../core/tensor.js";
-import { type NumberRule, describeRule, fitsRule, showValue } from "./config.js";
+import { showValue } from "../core/validate.js";
+import { OPTIMIZER_KINDS, TRAINING_DEFAULTS, type TrainingConfig, fieldProblem } from "./config.js";
 
-/** Optimizer kind and hyper-parameters (RMSprop alpha 0.99, AdamW betas 0.9/0.999, eps 1e-8, weight decay 0 by default). */
-export type OptimizerOptions = NativeOptimizerOptions;
+/** Optimizer kind and hyper-parameters; omitted ones take the training defaults (RMSprop alpha 0.99, AdamW betas 0.9/0.999, eps 1e-8, weight decay 0). */
+export type OptimizerOptions = Pick<NativeOptimizerOptions, "kind"> & Partial<Omit<NativeOptimizerOptions, "kind">>;
 
-const OPTION_RULES: Record<"alpha" | "beta1" | "beta2" | "eps" | "weightDecay", NumberRule> = {
-  alpha: { min: 0, max: 1, maxOpen: true },
-  beta1: { min: 0, max: 1, maxOpen: true },
-  beta2: { min: 0, max: 1, maxOpen: true },
-  eps: { min: 0, minOpen: true },
-  weightDecay: { min: 0 },
+type Hyperparameter = keyof Omit<NativeOptimizerOptions, "kind">;
+
+/** The training option behind each hyper-parameter: its default and its rule. */
+const FIELD_OF: Record<Hyperparameter, keyof TrainingConfig> = {
+  alpha: "rmspropAlpha",
+  beta1: "adamBeta1",
+  beta2: "adamBeta2",
+  eps: "adamEpsilon",
+  weightDecay: "weightDecay",
 };
 
 /**
@@ -34,16 +38,17 @@ export class Optimizer implements Disposable {
    *   beta outside [0, 1), eps not > 0, weightDecay not ≥ 0 (non-finite values included).
    */
   constructor(model: CausalLM, options: OptimizerOptions) {
-    if (options.kind !== "rmsprop" && options.kind !== "adamw") {
+    if (!OPTIMIZER_KINDS.includes(options.kind)) {
       throw new SpinNativeError(`optimizer: kind must be "rmsprop" or "adamw", got ${showValue(options.kind)}`, "INVALID_ARGUMENT", "optimizer");
     }
-    for (const [name, rule] of Object.entries(OPTION_RULES) as [keyof typeof OPTION_RULES, NumberRule][]) {
-      const value = options[name];
-      if (value !== undefined && !fitsRule(value, rule)) {
-        throw new SpinNativeError(`optimizer: ${name} must be ${describeRule(rule)}, got ${showValue(value)}`, "INVALID_ARGUMENT", "optimizer");
-      }
+    const resolved = { kind: options.kind } as NativeOptimizerOptions;
+    for (const [name, field] of Object.entries(FIELD_OF) as [Hyperparameter, keyof TrainingConfig][]) {
+      const value = options[name] ?? TRAINING_DEFAULTS[field as keyof typeof TRAINING_DEFAULTS];
+      const expected = fieldProblem(field, value);
+      if (expected !== null) throw new SpinNativeError(`optimizer: ${name} must be ${expected}, got ${showValue(value)}`, "INVALID_ARGUMENT", "optimizer");
+      resolved[name] = value as number;
     }
-    this.#native = native.createOptimizer(model.nativeHandle, options);
+    this.#native = native.createOptimizer(model.nativeHandle, resolved);
     this.#model = model;
   }
 

@@ -2,7 +2,8 @@
 // optimizer update number `step` (0-based), so the first update of a warmed-up run uses lr 0,
 // exactly as the original SPIN runs did.
 
-export type SchedulerType = "linear" | "cosine" | "constant" | "constant_with_warmup";
+export const SCHEDULER_TYPES = ["linear", "cosine", "constant", "constant_with_warmup"] as const;
+export type SchedulerType = (typeof SCHEDULER_TYPES)[number];
 
 /** Warmup steps as transformers computes them from a ratio: ceil(ratio × total). */
 export function warmupSteps(totalSteps: number, warmupRatio: number): number {

@@ -11,15 +11,14 @@ import { SpinNativeError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/atomic.js";
 import type { Distributed } from "../distributed/distributed.js";
 import type { CausalLM } from "../model/causal-lm.js";
-import { native } from "../core/native.js";
 import { noGrad } from "../core/runtime.js";
 import { Tensor } from "../core/tensor.js";
 import type { Tokenizer } from "../model/tokenizer.js";
 import { SPIN_DEFAULTS, type SpinConfig, TRAINING_DEFAULTS, type TrainingConfig, resolveConfig } from "./config.js";
 import { type Metrics, TrainingLoop } from "./loop.js";
+import { sftStep, spinStep } from "./step.js";
 
 export { epochOrder, type Metrics, type TrainOptions, type TrainResult, type TrainerEvents } from "./loop.js";
-export { SPIN_DEFAULTS, TRAINING_DEFAULTS, type SpinConfig, type TrainingConfig } from "./config.js";
 
 function disposeBatch(batch: SpinBatch | SftBatch): void {
   batch.ids.dispose();
@@ -134,25 +133,12 @@ export class SpinTrainer extends TrainingLoop<SpinConfig> {
     const [opponentReal, opponentGenerated] = await this.#opponentFor(batch, kept);
     const identical = tensor(batch.identical, { dtype: "bool" });
     try {
-      const metrics = await native.spinTrainStep(
-        this.model.nativeHandle,
-        Tensor.handleOf(batch.ids),
-        Tensor.handleOf(batch.attentionMask),
-        Tensor.handleOf(batch.labels),
-        Tensor.handleOf(opponentReal),
-        Tensor.handleOf(opponentGenerated),
-        Tensor.handleOf(identical),
-        {
-          lossType: this.config.lossType,
-          beta: this.config.beta,
-          labelSmoothing: this.config.labelSmoothing,
-          sftWeight: this.config.sftWeight,
-          scale,
-          checkpoint: this.config.gradientCheckpointing,
-          autocastBf16: this.config.bf16,
-          backward,
-        },
-      );
+      const metrics = await spinStep(this.model, { ...batch, opponentReal, opponentGenerated, identical }, this.config, {
+        scale,
+        backward,
+        gradientCheckpointing: this.config.gradientCheckpointing,
+        bf16: this.config.bf16,
+      });
       const generatedTokens = batch.generatedTokens.reduce((a, b) => a + b, 0) / Math.max(1, batch.generatedTokens.length);
       return { ...metrics, "generated/length": generatedTokens, tokens: tokensOf(batch) };
     } finally {
@@ -202,14 +188,8 @@ export class SftTrainer extends TrainingLoop<TrainingConfig> {
   async #step(rows: SpinRow[], indices: number[], scale: number, backward: boolean): Promise<Metrics> {
     const batch = this.#collator.collateSft(rows, indices);
     try {
-      const metrics = await native.sftTrainStep(
-        this.model.nativeHandle,
-        Tensor.handleOf(batch.ids),
-        Tensor.handleOf(batch.attentionMask),
-        Tensor.handleOf(batch.labels),
-        { scale, checkpoint: this.config.gradientCheckpointing, autocastBf16: this.config.bf16, backward },
-      );
-      return { loss: metrics.loss!, "response/tokens": metrics.tokens!, tokens: tokensOf(batch) };
+      const metrics = await sftStep(this.model, batch, { scale, backward, gradientCheckpointing: this.config.gradientCheckpointing, bf16: this.config.bf16 });
+      return { loss: metrics.loss, "response/tokens": metrics.tokens, tokens: tokensOf(batch) };
     } finally {
       disposeBatch(batch);
     }
