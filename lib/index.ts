@@ -73,19 +73,10 @@ export {
 export { spinLoss, spinMetrics, type PairLogprobs, type SpinLossOptions, type SpinMetrics } from "./spin/objective.js";
 export { spinStep, sftStep, type SftStepMetrics, type SpinStepBatch, type SpinStepMetrics, type StepBatch, type StepOptions } from "./spin/step.js";
 export { type GenerateOptions, type GenerateResult, type Generation, type StreamedToken } from "./model/generation.js";
-export {
-  SelfPlayGenerator,
-  mergeFractions,
-  shuffledOrder,
-  spinInstructionPrompt,
-  type SelfPlayOptions,
-  type SelfPlayGeneratorInit,
-  type GeneratorEvents,
-  type GenerationProgress,
-  type GenerationBatch,
-  type GenerationSummary,
-  type MergeResult,
-} from "./spin/generator.js";
+export { SelfPlayGenerator, shuffledOrder, spinInstructionPrompt, type SelfPlayGeneratorInit } from "./spin/generator.js";
+export { type SelfPlayOptions } from "./spin/self-play-options.js";
+export { type GeneratorEvents, type GenerationProgress, type GenerationBatch, type GenerationSummary } from "./spin/self-play-events.js";
+export { mergeFractions, type MergeResult } from "./data/fraction-output.js";
 export {
   resolveSplitFiles,
   globFiles,

@@ -1,7 +1,8 @@
 // The files of one generated fraction (lib/spin/generator.ts writes them): `<split>-<k>.jsonl`,
 // appended and fsynced as rows complete, or numbered parquet parts `<split>-<k>-<n>.parquet`,
 // each written atomically; and their recovery after a crash (a torn last jsonl line cut off,
-// stale parquet temp files removed, every row checked against the planned one).
+// stale parquet temp files removed, every row checked against the planned one); and
+// mergeFractions, which concatenates a split's fractions into one file.
 import { open, readFile, readdir, rm, stat, truncate } from "node:fs/promises";
 import path from "node:path";
 
@@ -9,7 +10,7 @@ import { parquetReadObjects } from "hyparquet";
 
 import { SpinNativeError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/atomic.js";
-import { appendJsonl, parquetBuffer } from "./dataset-write.js";
+import { appendJsonl, parquetBuffer, writeParquet } from "./dataset-write.js";
 import { type ChatMessage, type SpinRow, toSpinRow } from "./rows.js";
 
 /** Errors name the generator, whose files these are. */
@@ -171,3 +172,112 @@ function plainReal(messages: readonly ChatMessage[]): { role: string; content: s
   return messages.map((m) => ({ role: m.role, content: m.content }));
 }
 
+/** {@link mergeFractions}' result. */
+export interface MergeResult {
+  file: string;
+  rows: number;
+  fractions: number;
+  /** Whether the merged fractions hold every prompt of the input (skipped ones aside). */
+  complete: boolean;
+}
+
+/** A fraction's `<split>-<k>.meta.json`: what produced it and how far it got. */
+export interface FractionMeta {
+  kind: "spin-native self-play generation";
+  version: number;
+  split: string;
+  fraction: number;
+  fracLen: number;
+  totalPrompts: number;
+  rows: number;
+  skippedRows: number[];
+  format: "jsonl" | "parquet";
+  runHash: string;
+  fractionHash: string;
+  complete: boolean;
+}
+
+/** A JSON file's value, or null when the file does not exist. */
+export async function readJsonIfExists(file: string, call: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw new SpinNativeError(`cannot read ${file}: ${(error as Error).message}`, "IO", call);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new SpinNativeError(`${file} is not valid JSON`, "IO", call);
+  }
+}
+
+
+/**
+ * Concatenates fractions 0..k of a split, in order, into one file (written atomically):
+ * `<outDir>/<split>.jsonl` or `.parquet` (the fractions' format) unless `options.output` names
+ * another. Every fraction from 0 to the highest present must be complete and come from the
+ * same inputs, settings and weights.
+ *
+ * @throws SpinNativeError `INVALID_ARGUMENT` for a missing or incomplete fraction or fractions
+ *   of different runs; `IO` for unreadable files.
+ */
+export async function mergeFractions(outDir: string, split = "train", options: { output?: string } = {}): Promise<MergeResult> {
+  const call = "mergeFractions";
+  const dir = path.join(outDir, split);
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (error) {
+    throw new SpinNativeError(`${call}: cannot read ${dir}: ${(error as Error).message}`, "IO", call);
+  }
+  const pattern = new RegExp(`^${escapeRegExp(split)}-(\\d+)\\.meta\\.json$`);
+  const fractions = entries
+    .map((name) => pattern.exec(name))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
+  if (fractions.length === 0) throw new SpinNativeError(`${call}: ${dir} holds no generated fractions of split '${split}'`, "INVALID_ARGUMENT", call);
+  const metas: FractionMeta[] = [];
+  for (let k = 0; k <= fractions[fractions.length - 1]!; k++) {
+    if (fractions[k] !== k) throw new SpinNativeError(`${call}: fraction ${k} of split '${split}' is missing in ${dir}`, "INVALID_ARGUMENT", call);
+    const meta = (await readJsonIfExists(path.join(dir, `${split}-${k}.meta.json`), call)) as FractionMeta;
+    if (!meta.complete) throw new SpinNativeError(`${call}: fraction ${k} of split '${split}' is incomplete; run it again to finish it`, "INVALID_ARGUMENT", call);
+    if (metas.length > 0 && (meta.runHash !== metas[0]!.runHash || meta.format !== metas[0]!.format)) {
+      throw new SpinNativeError(`${call}: fraction ${k} was generated from other inputs, settings, weights or format than fraction 0`, "INVALID_ARGUMENT", call);
+    }
+    metas.push(meta);
+  }
+  const format = metas[0]!.format;
+  const file = options.output ?? path.join(outDir, `${split}.${format}`);
+  let rows = 0;
+  if (format === "jsonl") {
+    const chunks: Buffer[] = [];
+    for (const [k, meta] of metas.entries()) {
+      const part = path.join(dir, `${split}-${k}.jsonl`);
+      const bytes = await readFile(part).catch((error: Error) => {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT" && meta.rows === 0) return Buffer.alloc(0);
+        throw new SpinNativeError(`${call}: cannot read ${part}: ${error.message}`, "IO", call);
+      });
+      const lines = bytes.length === 0 ? 0 : bytes.toString("utf8").split("\n").length - 1;
+      if (lines !== meta.rows || (bytes.length > 0 && bytes[bytes.length - 1] !== 0x0a)) {
+        throw new SpinNativeError(`${call}: ${part} holds ${lines} rows, its meta says ${meta.rows}; run the fraction again to repair it`, "INVALID_ARGUMENT", call);
+      }
+      rows += lines;
+      chunks.push(bytes);
+    }
+    await writeFileAtomic(file, Buffer.concat(chunks));
+  } else {
+    const all: SpinRow[] = [];
+    for (const [k, meta] of metas.entries()) {
+      const before = all.length;
+      for (const part of await parquetParts(dir, split, k)) all.push(...(await readParquetRows(part)));
+      if (all.length - before !== meta.rows) throw new SpinNativeError(`${call}: fraction ${k} holds ${all.length - before} rows, its meta says ${meta.rows}`, "INVALID_ARGUMENT", call);
+    }
+    rows = all.length;
+    await writeParquet(file, all);
+  }
+  const covered = metas[0]!.fracLen === 0 ? metas[0]!.totalPrompts : Math.min(metas[0]!.totalPrompts, metas.length * metas[0]!.fracLen);
+  return { file, rows, fractions: metas.length, complete: covered === metas[0]!.totalPrompts };
+}

@@ -6,7 +6,9 @@ import { performance } from "node:perf_hooks";
 
 import type { Distributed } from "../distributed/distributed.js";
 import { lockRunFolder, runCommand } from "../core/run-lock.js";
-import { type GenerationProgress, type GenerationSummary, SelfPlayGenerator, type SelfPlayGeneratorInit, mergeFractions } from "./generator.js";
+import { mergeFractions } from "../data/fraction-output.js";
+import { SelfPlayGenerator, type SelfPlayGeneratorInit } from "./generator.js";
+import type { GenerationProgress, GenerationSummary } from "./self-play-events.js";
 
 export interface DataParallelGeneration {
   /** Rows of the split across all ranks (those of earlier runs included). */

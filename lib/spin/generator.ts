@@ -30,7 +30,9 @@
 //   next rows; the fraction is the concatenation of its files. Both formats are
 //   lib/data/dataset-write.ts's (the parquet schema of the original's released datasets);
 //   lib/data/fraction-output.ts writes and recovers a fraction's files.
-// {@link mergeFractions} concatenates fractions 0..k into `<outDir>/<split>.jsonl|parquet`.
+// mergeFractions (data/fraction-output.ts) concatenates fractions 0..k into
+// `<outDir>/<split>.jsonl|parquet`. The options and their checks are self-play-options.ts's,
+// the progress events and summary self-play-events.ts's.
 //
 // Batching: with lengthSortedBatching (default), rows are taken in windows of
 // batchSize × sortWindowBatches rows; inside a window, prompts are sorted by token length
@@ -41,79 +43,24 @@
 // resumed run (with the same batchSize and window) puts every row in the same batch as an
 // uninterrupted one; another batch layout may be used to resume (e.g. a smaller batch after
 // running out of memory).
-import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { mkdir, readFile, readdir } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 
-import { writeParquet } from "../data/dataset-write.js";
-import { FractionOutput, escapeRegExp, parquetParts, readParquetRows } from "../data/fraction-output.js";
-import { type ChatMessage, type RowLocation, type SpinRow, locateRow, toSpinRow } from "../data/rows.js";
-import { SpinNativeError } from "../core/errors.js";
-import type { Generation, GenerateOptions } from "../model/generation.js";
 import { writeFileAtomic } from "../core/atomic.js";
-import { RunLock, runCommand } from "../core/run-lock.js";
+import { SpinNativeError } from "../core/errors.js";
 import { permutation } from "../core/random.js";
-import { scope } from "../core/memory.js";
+import { RunLock, runCommand } from "../core/run-lock.js";
+import { type FractionMeta, FractionOutput, readJsonIfExists } from "../data/fraction-output.js";
+import { type ChatMessage, type SpinRow, locateRow, toSpinRow } from "../data/rows.js";
 import type { CausalLM } from "../model/causal-lm.js";
-import type { SpinTextOptions, Tokenizer } from "../model/tokenizer.js";
-import { type NumberRule, describeRule, fitsRule, showValue } from "../core/validate.js";
+import { hashParts, modelFingerprint } from "../model/fingerprint.js";
+import type { GenerateOptions, Generation } from "../model/generation.js";
+import type { Tokenizer } from "../model/tokenizer.js";
+import { type GenerationSummary, type GeneratorEvents, RunStats } from "./self-play-events.js";
+import { type ResolvedSelfPlayOptions, type SelfPlayOptions, resolveSelfPlayOptions } from "./self-play-options.js";
 
-/** Options of {@link SelfPlayGenerator}. Defaults are the original generate.py's where it had the option. */
-/**
- * Sampling options are model.generate's (unset ones come from the checkpoint's generation
- * config, greedy by default), as are eosTokenIds and stopSequences.
- */
-export interface SelfPlayOptions
-  extends Pick<GenerateOptions, "doSample" | "temperature" | "topK" | "topP" | "minP" | "repetitionPenalty" | "eosTokenIds" | "stopSequences"> {
-  /** Prompts per generate call (the original's per-device batch_size). Default 16. */
-  batchSize?: number;
-  /** Which fraction to generate (the original's data_frac). Default 0. */
-  dataFrac?: number;
-  /** Rows per fraction; 0 = every row in one fraction (the original's frac_len). Default 0. */
-  fracLen?: number;
-  /** Output subfolder and file prefix (the original's split). Default "train". */
-  split?: string;
-  /** Default 256 (the original's max_new_tokens). */
-  maxNewTokens?: number;
-  /**
-   * "chat" (default): the tokenizer's chat template over the prompt messages with the
-   * generation prompt ({@link Tokenizer.promptText}) — the text SPIN trains on.
-   * "spin-instruction": the original generator's `"### Instruction: {x}\n\n### Response: "`,
-   * x = the content of the last user message.
-   */
-  promptFormat?: "chat" | "spin-instruction";
-  /** Passed to {@link Tokenizer.promptText} for promptFormat "chat" (template choice, variables). */
-  promptTextOptions?: SpinTextOptions;
-  /** Row seed = seed + the row's index in the shuffled order (the same in every fraction and batch). Default 0. */
-  seed?: number;
-  /**
-   * Keep the stop sequence that ended a row at the end of its text. Default false: it is
-   * removed (as vLLM does), e.g. a "### Instruction" the model starts after its answer.
-   */
-  keepStopSequences?: boolean;
-  /** Batch prompts of similar token length together (results stay in input order). Default true. */
-  lengthSortedBatching?: boolean;
-  /** Batches per sorting window with lengthSortedBatching. Default 8. */
-  sortWindowBatches?: number;
-  /**
-   * Prompts with more than (the model's context − maxNewTokens) tokens: "error" (default)
-   * throws naming the row; "skip" leaves them out and counts them.
-   */
-  skipTooLong?: "error" | "skip";
-  /** Output format of {@link SelfPlayGenerator.run}. Default "jsonl". */
-  format?: "jsonl" | "parquet";
-  /** Seed of the prompt shuffle. Default 42 (the original's). */
-  shuffleSeed?: number;
-  /** Names the input in error messages (e.g. its file). */
-  inputName?: string;
-  /**
-   * Where input row i came from (e.g. its file and line, for rows read from several files),
-   * named by errors about the row. Default: `{ file: inputName, row: i }`.
-   */
-  rowLocation?: (row: number) => RowLocation;
-}
 
 export interface SelfPlayGeneratorInit {
   model: CausalLM;
@@ -121,77 +68,6 @@ export interface SelfPlayGeneratorInit {
   options?: SelfPlayOptions;
   /** @internal The caller holds the output folder's lock for a whole job (data-parallel generation). */
   folderLocked?: boolean;
-}
-
-/** After every batch: where the fraction stands. */
-export interface GenerationProgress {
-  fraction: number;
-  /** Rows of the fraction done (written or yielded), those of earlier runs included. */
-  rows: number;
-  /** Rows of the fraction to generate (skipped ones excluded). */
-  total: number;
-  /** New tokens per second of wall time in this run. */
-  tokensPerSecond: number;
-  /** Seconds left at this run's pace (NaN before the first batch ends). */
-  etaSeconds: number;
-  elapsedSeconds: number;
-}
-
-/** One generate call. */
-export interface GenerationBatch {
-  fraction: number;
-  /** Index of the batch in the fraction's layout. */
-  batch: number;
-  rows: number;
-  /** Tokens of the longest prompt in the batch. */
-  promptTokens: number;
-  /** Left-padding tokens in the batch's prompt tensor. */
-  paddingTokens: number;
-  newTokens: number;
-  prefillSeconds: number;
-  decodeSeconds: number;
-  tokensPerSecond: number;
-}
-
-/** What a run did. Row statistics are over the rows produced by this run (not earlier runs). */
-export interface GenerationSummary {
-  fraction: number;
-  /** Rows of the fraction done after this run (earlier runs' rows included). */
-  rows: number;
-  /** Rows already written by earlier runs. */
-  resumedRows: number;
-  /** Rows produced by this run. */
-  generatedRows: number;
-  /** Prompts of the fraction left out (too long, with skipTooLong "skip"). */
-  skipped: number;
-  /** Their indices in the input. */
-  skippedRows: number[];
-  /** New tokens decoded by this run (rows regenerated to redo a window included). */
-  newTokens: number;
-  seconds: number;
-  /** Share of this run's rows that ended with an EOS token. */
-  eosRate: number;
-  /** Mean new tokens of this run's rows (the EOS or stop tokens included). */
-  meanGeneratedTokens: number;
-  finishReasons: { eos: number; stop: number; length: number };
-  /** Output files of the fraction (run() only). */
-  files: string[];
-}
-
-/** Payloads of the generator's events. */
-export interface GeneratorEvents {
-  progress: GenerationProgress;
-  batch: GenerationBatch;
-  done: GenerationSummary;
-}
-
-/** {@link mergeFractions}' result. */
-export interface MergeResult {
-  file: string;
-  rows: number;
-  fractions: number;
-  /** Whether the merged fractions hold every prompt of the input (skipped ones aside). */
-  complete: boolean;
 }
 
 const META_VERSION = 1;
@@ -213,120 +89,6 @@ export function spinInstructionPrompt(x: string): string {
  */
 export function shuffledOrder(n: number, seed = 42): number[] {
   return permutation(n, seed);
-}
-
-interface Resolved {
-  batchSize: number;
-  dataFrac: number;
-  fracLen: number;
-  split: string;
-  maxNewTokens: number;
-  promptFormat: "chat" | "spin-instruction";
-  promptTextOptions: SpinTextOptions;
-  sampling: Pick<GenerateOptions, "doSample" | "temperature" | "topK" | "topP" | "minP" | "repetitionPenalty" | "eosTokenIds" | "stopSequences">;
-  seed: number;
-  keepStopSequences: boolean;
-  /** Token ids of the stop sequences (as model.generate encodes them). */
-  stopIds: number[][];
-  lengthSortedBatching: boolean;
-  sortWindowBatches: number;
-  skipTooLong: "error" | "skip";
-  format: "jsonl" | "parquet";
-  shuffleSeed: number;
-  inputName: string;
-  rowLocation: (row: number) => RowLocation;
-}
-
-/** Sampling options' ranges (model.generate's; native/sampling.cc refuses the same, but only once decoding starts). */
-const SAMPLING_RULES: Record<"temperature" | "topK" | "topP" | "minP" | "repetitionPenalty", NumberRule> = {
-  temperature: { min: 0 },
-  topK: { integer: true, min: 0 },
-  topP: { min: 0, max: 1, minOpen: true },
-  minP: { min: 0, max: 1 },
-  repetitionPenalty: { min: 0, minOpen: true },
-};
-
-/** Checks the sampling options, the token ids and the flags: every value of the wrong type or out of range, naming the option. */
-function checkSampling(o: SelfPlayOptions): void {
-  for (const [name, rule] of Object.entries(SAMPLING_RULES) as [keyof typeof SAMPLING_RULES, NumberRule][]) {
-    const value = o[name];
-    if (value !== undefined && !fitsRule(value, rule)) throw invalid(`${CALL}: ${name} must be ${describeRule(rule)}, got ${showValue(value)}`);
-  }
-  if (o.doSample === true && o.temperature === 0) throw invalid(`${CALL}: temperature must be > 0 when doSample is true, got 0`);
-  for (const name of ["doSample", "keepStopSequences", "lengthSortedBatching"] as const) {
-    if (o[name] !== undefined && typeof o[name] !== "boolean") throw invalid(`${CALL}: ${name} must be true or false, got ${showValue(o[name])}`);
-  }
-  const tokenIds = (value: unknown) => Array.isArray(value) && value.every((id) => Number.isSafeInteger(id) && (id as number) >= 0);
-  // An empty eosTokenIds is allowed: rows then end at maxNewTokens or a stop sequence.
-  if (o.eosTokenIds !== undefined && !tokenIds(o.eosTokenIds)) throw invalid(`${CALL}: eosTokenIds must be a list of token ids (integers ≥ 0), got ${showValue(o.eosTokenIds)}`);
-  if (o.stopSequences !== undefined && !(Array.isArray(o.stopSequences) && o.stopSequences.every((q) => (typeof q === "string" && q !== "") || (tokenIds(q) && q.length > 0)))) {
-    throw invalid(`${CALL}: stopSequences must be a list of non-empty strings or token id lists, got ${showValue(o.stopSequences)}`);
-  }
-  if (o.inputName !== undefined && typeof o.inputName !== "string") throw invalid(`${CALL}: inputName must be a string, got ${showValue(o.inputName)}`);
-  if (o.rowLocation !== undefined && typeof o.rowLocation !== "function") throw invalid(`${CALL}: rowLocation must be a function`);
-}
-
-const SELF_PLAY_OPTION_KEYS: readonly (keyof SelfPlayOptions)[] = [
-  "batchSize", "dataFrac", "fracLen", "split", "maxNewTokens", "promptFormat", "promptTextOptions", "seed",
-  "keepStopSequences", "lengthSortedBatching", "sortWindowBatches", "skipTooLong", "format", "shuffleSeed",
-  "inputName", "rowLocation", "doSample", "temperature", "topK", "topP", "minP", "repetitionPenalty",
-  "eosTokenIds", "stopSequences",
-];
-
-function resolveOptions(o: SelfPlayOptions, tokenizer: Tokenizer): Resolved {
-  const int = (name: keyof SelfPlayOptions, value: number | undefined, fallback: number, min: number): number => {
-    const v = value ?? fallback;
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) throw invalid(`${CALL}: ${name} must be an integer >= ${min}, got ${String(value)}`);
-    return v;
-  };
-  const oneOf = <T extends string>(name: keyof SelfPlayOptions, value: T | undefined, allowed: readonly T[]): T => {
-    const v = value ?? allowed[0]!;
-    if (!allowed.includes(v)) throw invalid(`${CALL}: ${name} must be ${allowed.map((a) => `"${a}"`).join(" or ")}, got ${JSON.stringify(value)}`);
-    return v;
-  };
-  // A misspelt option would otherwise be ignored and its default used in silence.
-  for (const key of Object.keys(o)) {
-    if (!SELF_PLAY_OPTION_KEYS.includes(key as keyof SelfPlayOptions)) {
-      throw invalid(`${CALL}: unknown option '${key}'; known: ${SELF_PLAY_OPTION_KEYS.join(", ")}`);
-    }
-  }
-  checkSampling(o);
-  const split = o.split ?? "train";
-  if (typeof split !== "string" || !/^[A-Za-z0-9_][A-Za-z0-9_.]*$/.test(split)) {
-    throw invalid(`${CALL}: split must be a plain name (letters, digits, '_', '.'), got ${JSON.stringify(o.split)}`);
-  }
-  const fracLen = int("fracLen", o.fracLen, 0, 0);
-  const dataFrac = int("dataFrac", o.dataFrac, 0, 0);
-  if (fracLen === 0 && dataFrac !== 0) throw invalid(`${CALL}: dataFrac ${dataFrac} needs fracLen > 0 (fracLen 0 is one fraction holding every row)`);
-  return {
-    batchSize: int("batchSize", o.batchSize, 16, 1),
-    dataFrac,
-    fracLen,
-    split,
-    maxNewTokens: int("maxNewTokens", o.maxNewTokens, 256, 1),
-    promptFormat: oneOf("promptFormat", o.promptFormat, ["chat", "spin-instruction"] as const),
-    promptTextOptions: o.promptTextOptions ?? {},
-    sampling: {
-      doSample: o.doSample,
-      temperature: o.temperature,
-      topK: o.topK,
-      topP: o.topP,
-      minP: o.minP,
-      repetitionPenalty: o.repetitionPenalty,
-      eosTokenIds: o.eosTokenIds,
-      stopSequences: o.stopSequences,
-    },
-    seed: int("seed", o.seed, 0, 0),
-    keepStopSequences: o.keepStopSequences ?? false,
-    stopIds: (o.stopSequences ?? []).map((q) => (typeof q === "string" ? tokenizer.encode(q, { addSpecialTokens: false }) : [...q])),
-    lengthSortedBatching: o.lengthSortedBatching ?? true,
-    sortWindowBatches: int("sortWindowBatches", o.sortWindowBatches, 8, 1),
-    skipTooLong: oneOf("skipTooLong", o.skipTooLong, ["error", "skip"] as const),
-    format: oneOf("format", o.format, ["jsonl", "parquet"] as const),
-    shuffleSeed: int("shuffleSeed", o.shuffleSeed, 42, 0),
-    inputName: o.inputName ?? "rows",
-    rowLocation: o.rowLocation ?? ((row) => ({ file: o.inputName ?? "rows", row })),
-  };
 }
 
 /** A prompt of the fraction that will be generated. */
@@ -360,67 +122,10 @@ interface Completed {
   generation: Generation;
 }
 
-interface Meta {
-  kind: "spin-native self-play generation";
-  version: number;
-  split: string;
-  fraction: number;
-  fracLen: number;
-  totalPrompts: number;
-  rows: number;
-  skippedRows: number[];
-  format: "jsonl" | "parquet";
-  runHash: string;
-  fractionHash: string;
-  complete: boolean;
-}
-
-function sha256(parts: Iterable<string>): string {
-  const hash = createHash("sha256");
-  for (const part of parts) hash.update(part).update("\u0000");
-  return hash.digest("hex");
-}
-
-/**
- * A fingerprint of the weights: config, dtype and 64 evenly spaced values of every parameter.
- * Cheap, device independent, and different for the checkpoints of successive iterations.
- */
-function modelFingerprint(model: CausalLM): string {
-  const parts: string[] = [JSON.stringify(model.config), JSON.stringify(model.generationConfig), model.dtype];
-  scope(() => {
-    const parameters = model.parameters();
-    for (const name of [...parameters.keys()].sort()) {
-      const t = parameters.get(name)!;
-      const numel = t.numel;
-      const flat = t.reshape([-1]);
-      const step = Math.max(1, Math.floor(numel / 64));
-      const sample = flat.slice(0, 0, null, step).slice(0, 0, 64).to({ device: "cpu", dtype: "float32" });
-      parts.push(`${name}:${t.shape.join("x")}:${Array.from(sample.toTypedArray() as Float32Array).join(",")}`);
-    }
-  });
-  return sha256(parts);
-}
-
 /** Messages as stored: copies, and only role and content for parquet. */
 function copyMessages(messages: readonly ChatMessage[]): ChatMessage[] {
   return messages.map((m) => ({ ...m }));
 }
-
-async function readJsonIfExists(file: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw new SpinNativeError(`cannot read ${file}: ${(error as Error).message}`, "IO", CALL);
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new SpinNativeError(`${file} is not valid JSON`, "IO", CALL);
-  }
-}
-
 
 /**
  * Self-play generation: the model answers the SFT prompts and each answer becomes a SPIN row
@@ -435,7 +140,7 @@ async function readJsonIfExists(file: string): Promise<unknown> {
 export class SelfPlayGenerator {
   readonly model: CausalLM;
   readonly tokenizer: Tokenizer;
-  readonly options: Readonly<Resolved>;
+  readonly options: Readonly<ResolvedSelfPlayOptions>;
   readonly #events = new EventEmitter();
   readonly #folderLocked: boolean;
 
@@ -443,7 +148,7 @@ export class SelfPlayGenerator {
     if (!init || typeof init !== "object" || !init.model || !init.tokenizer) throw new TypeError(`${CALL}: expected {model, tokenizer, options?}`);
     this.model = init.model;
     this.tokenizer = init.tokenizer;
-    this.options = resolveOptions(init.options ?? {}, init.tokenizer);
+    this.options = resolveSelfPlayOptions(init.options ?? {}, init.tokenizer);
     this.#folderLocked = init.folderLocked ?? false;
   }
 
@@ -572,8 +277,8 @@ export class SelfPlayGenerator {
       skipTooLong: o.skipTooLong,
       keepStopSequences: o.keepStopSequences,
     };
-    const run = sha256([JSON.stringify(settings), modelFingerprint(this.model), ...plan.converted.map((r) => JSON.stringify(r.real))]);
-    const fraction = sha256([run, String(plan.fraction), ...plan.rows.map((r) => `${r.source}:${r.ids.join(",")}`), `skipped:${plan.skipped.join(",")}`]);
+    const run = hashParts([JSON.stringify(settings), modelFingerprint(this.model), ...plan.converted.map((r) => JSON.stringify(r.real))]);
+    const fraction = hashParts([run, String(plan.fraction), ...plan.rows.map((r) => `${r.source}:${r.ids.join(",")}`), `skipped:${plan.skipped.join(",")}`]);
     return { run, fraction };
   }
 
@@ -655,7 +360,7 @@ export class SelfPlayGenerator {
     for await (const chunk of this.#drive(plan, 0, stats)) {
       for (const c of chunk) yield c.generated;
     }
-    const summary = stats.summary(plan, 0, (performance.now() - t0) / 1000, []);
+    const summary = stats.summary(plan.fraction, plan.skipped, 0, (performance.now() - t0) / 1000, []);
     this.#emit("done", summary);
     return summary;
   }
@@ -688,7 +393,7 @@ export class SelfPlayGenerator {
     const hashes = this.#hashes(plan);
     await mkdir(dir, { recursive: true });
     const output = new FractionOutput(dir, o.split, plan.fraction, o.format);
-    const meta: Meta = {
+    const meta: FractionMeta = {
       kind: "spin-native self-play generation",
       version: META_VERSION,
       split: o.split,
@@ -702,7 +407,7 @@ export class SelfPlayGenerator {
       fractionHash: hashes.fraction,
       complete: false,
     };
-    const existing = (await readJsonIfExists(output.meta)) as Meta | null;
+    const existing = (await readJsonIfExists(output.meta, CALL)) as FractionMeta | null;
     if (existing !== null) {
       const why =
         existing.format !== meta.format
@@ -731,106 +436,9 @@ export class SelfPlayGenerator {
     }
     if (done !== plan.rows.length) throw new SpinNativeError(`${CALL}: internal error: ${done} of ${plan.rows.length} rows written`, "TORCH", CALL);
     await writeMeta(true);
-    const summary = stats.summary(plan, resumed, (performance.now() - t0) / 1000, await output.files());
+    const summary = stats.summary(plan.fraction, plan.skipped, resumed, (performance.now() - t0) / 1000, await output.files());
     this.#emit("done", summary);
     return summary;
   }
 }
 
-class RunStats {
-  newTokens = 0;
-  rows = 0;
-  tokens = 0;
-  finish = { eos: 0, stop: 0, length: 0 };
-
-  add(generation: Generation): void {
-    this.rows++;
-    this.tokens += generation.tokens.length;
-    this.finish[generation.finishReason]++;
-  }
-
-  summary(plan: Plan, resumed: number, seconds: number, files: string[]): GenerationSummary {
-    return {
-      fraction: plan.fraction,
-      rows: resumed + this.rows,
-      resumedRows: resumed,
-      generatedRows: this.rows,
-      skipped: plan.skipped.length,
-      skippedRows: [...plan.skipped],
-      newTokens: this.newTokens,
-      seconds,
-      eosRate: this.rows === 0 ? 0 : this.finish.eos / this.rows,
-      meanGeneratedTokens: this.rows === 0 ? 0 : this.tokens / this.rows,
-      finishReasons: { ...this.finish },
-      files,
-    };
-  }
-}
-
-/**
- * Concatenates fractions 0..k of a split, in order, into one file (written atomically):
- * `<outDir>/<split>.jsonl` or `.parquet` (the fractions' format) unless `options.output` names
- * another. Every fraction from 0 to the highest present must be complete and come from the
- * same inputs, settings and weights.
- *
- * @throws SpinNativeError `INVALID_ARGUMENT` for a missing or incomplete fraction or fractions
- *   of different runs; `IO` for unreadable files.
- */
-export async function mergeFractions(outDir: string, split = "train", options: { output?: string } = {}): Promise<MergeResult> {
-  const call = "mergeFractions";
-  const dir = path.join(outDir, split);
-  let entries: string[];
-  try {
-    entries = await readdir(dir);
-  } catch (error) {
-    throw new SpinNativeError(`${call}: cannot read ${dir}: ${(error as Error).message}`, "IO", call);
-  }
-  const pattern = new RegExp(`^${escapeRegExp(split)}-(\\d+)\\.meta\\.json$`);
-  const fractions = entries
-    .map((name) => pattern.exec(name))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => a - b);
-  if (fractions.length === 0) throw invalid(`${call}: ${dir} holds no generated fractions of split '${split}'`, call);
-  const metas: Meta[] = [];
-  for (let k = 0; k <= fractions[fractions.length - 1]!; k++) {
-    if (fractions[k] !== k) throw invalid(`${call}: fraction ${k} of split '${split}' is missing in ${dir}`, call);
-    const meta = (await readJsonIfExists(path.join(dir, `${split}-${k}.meta.json`))) as Meta;
-    if (!meta.complete) throw invalid(`${call}: fraction ${k} of split '${split}' is incomplete; run it again to finish it`, call);
-    if (metas.length > 0 && (meta.runHash !== metas[0]!.runHash || meta.format !== metas[0]!.format)) {
-      throw invalid(`${call}: fraction ${k} was generated from other inputs, settings, weights or format than fraction 0`, call);
-    }
-    metas.push(meta);
-  }
-  const format = metas[0]!.format;
-  const file = options.output ?? path.join(outDir, `${split}.${format}`);
-  let rows = 0;
-  if (format === "jsonl") {
-    const chunks: Buffer[] = [];
-    for (const [k, meta] of metas.entries()) {
-      const part = path.join(dir, `${split}-${k}.jsonl`);
-      const bytes = await readFile(part).catch((error: Error) => {
-        if ((error as NodeJS.ErrnoException).code === "ENOENT" && meta.rows === 0) return Buffer.alloc(0);
-        throw new SpinNativeError(`${call}: cannot read ${part}: ${error.message}`, "IO", call);
-      });
-      const lines = bytes.length === 0 ? 0 : bytes.toString("utf8").split("\n").length - 1;
-      if (lines !== meta.rows || (bytes.length > 0 && bytes[bytes.length - 1] !== 0x0a)) {
-        throw invalid(`${call}: ${part} holds ${lines} rows, its meta says ${meta.rows}; run the fraction again to repair it`, call);
-      }
-      rows += lines;
-      chunks.push(bytes);
-    }
-    await writeFileAtomic(file, Buffer.concat(chunks));
-  } else {
-    const all: SpinRow[] = [];
-    for (const [k, meta] of metas.entries()) {
-      const before = all.length;
-      for (const part of await parquetParts(dir, split, k)) all.push(...(await readParquetRows(part)));
-      if (all.length - before !== meta.rows) throw invalid(`${call}: fraction ${k} holds ${all.length - before} rows, its meta says ${meta.rows}`, call);
-    }
-    rows = all.length;
-    await writeParquet(file, all);
-  }
-  const covered = metas[0]!.fracLen === 0 ? metas[0]!.totalPrompts : Math.min(metas[0]!.totalPrompts, metas.length * metas[0]!.fracLen);
-  return { file, rows, fractions: metas.length, complete: covered === metas[0]!.totalPrompts };
-}

@@ -4,27 +4,21 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 
-import { tensor } from "../core/create.js";
-import { type SftBatch, type SpinBatch, SpinCollator } from "./collator.js";
-import type { SpinRow } from "../data/rows.js";
-import { SpinNativeError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/atomic.js";
+import { tensor } from "../core/create.js";
+import { SpinNativeError } from "../core/errors.js";
+import type { Tensor } from "../core/tensor.js";
+import type { SpinRow } from "../data/rows.js";
 import type { Distributed } from "../distributed/distributed.js";
 import type { CausalLM } from "../model/causal-lm.js";
-import { noGrad } from "../core/runtime.js";
-import { Tensor } from "../core/tensor.js";
 import type { Tokenizer } from "../model/tokenizer.js";
+import { type SftBatch, type SpinBatch, SpinCollator } from "./collator.js";
 import { SPIN_DEFAULTS, type SpinConfig, TRAINING_DEFAULTS, type TrainingConfig, resolveConfig } from "./config.js";
+import { disposeBatch, evaluateSft, meanGeneratedLength, meanOverChunks, opponentLogps } from "./evaluate.js";
 import { type Metrics, TrainingLoop } from "./loop.js";
 import { sftStep, spinStep } from "./step.js";
 
 export { epochOrder, type Metrics, type TrainOptions, type TrainResult, type TrainerEvents } from "./loop.js";
-
-function disposeBatch(batch: SpinBatch | SftBatch): void {
-  batch.ids.dispose();
-  batch.attentionMask.dispose();
-  batch.labels.dispose();
-}
 
 function tokensOf(batch: SpinBatch | SftBatch): number {
   return (batch.attentionMask.sum().item() as number) ?? 0;
@@ -94,11 +88,7 @@ export class SpinTrainer extends TrainingLoop<SpinConfig> {
   async #opponentPass(opponent: CausalLM, rows: SpinRow[]): Promise<[number[], number[]]> {
     const batch = this.#collator.collate(rows);
     try {
-      const out = await noGrad(() => opponent.logprobs(batch.ids, batch.attentionMask, batch.labels));
-      const sums = Array.from(out.sum.toTypedArray() as Float32Array);
-      for (const t of Object.values(out)) t.dispose();
-      const pairs = rows.length;
-      return [sums.slice(0, pairs), sums.slice(pairs)];
+      return await opponentLogps(opponent, batch);
     } finally {
       disposeBatch(batch);
     }
@@ -139,8 +129,7 @@ export class SpinTrainer extends TrainingLoop<SpinConfig> {
         gradientCheckpointing: this.config.gradientCheckpointing,
         bf16: this.config.bf16,
       });
-      const generatedTokens = batch.generatedTokens.reduce((a, b) => a + b, 0) / Math.max(1, batch.generatedTokens.length);
-      return { ...metrics, "generated/length": generatedTokens, tokens: tokensOf(batch) };
+      return { ...metrics, "generated/length": meanGeneratedLength(batch), tokens: tokensOf(batch) };
     } finally {
       disposeBatch(batch);
       for (const t of [opponentReal, opponentGenerated, identical]) t.dispose();
@@ -152,15 +141,8 @@ export class SpinTrainer extends TrainingLoop<SpinConfig> {
   }
 
   /** SPIN metrics of `rows` under the current model, eval_-prefixed, without training. */
-  override async evaluate(rows: SpinRow[]): Promise<Metrics> {
-    const sums = new Map<string, number>();
-    const size = this.config.perDeviceTrainBatchSize;
-    for (let start = 0; start < rows.length; start += size) {
-      const chunk = rows.slice(start, start + size);
-      const metrics = await this.#step(chunk, chunk.map((_, i) => start + i), 1, false);
-      for (const [k, v] of Object.entries(metrics)) sums.set(k, (sums.get(k) ?? 0) + v * chunk.length);
-    }
-    return Object.fromEntries([...sums].filter(([k]) => k !== "tokens").map(([k, v]) => [`eval_${k}`, v / rows.length]));
+  override evaluate(rows: SpinRow[]): Promise<Metrics> {
+    return meanOverChunks(rows, this.config.perDeviceTrainBatchSize, (chunk, start) => this.#step(chunk, chunk.map((_, i) => start + i), 1, false));
   }
 }
 
@@ -177,38 +159,28 @@ export interface SftTrainerOptions {
  */
 export class SftTrainer extends TrainingLoop<TrainingConfig> {
   readonly #collator: SpinCollator;
+  readonly #tokenizer: Tokenizer;
 
   constructor(options: SftTrainerOptions) {
     super(options.model, resolveConfig<TrainingConfig>(TRAINING_DEFAULTS, options.config), options.distributed ?? null);
+    this.#tokenizer = options.tokenizer;
     this.#collator = new SpinCollator({ tokenizer: options.tokenizer, maxLength: this.config.maxLength, maxPromptLength: this.config.maxPromptLength });
   }
 
   protected override async prepare(): Promise<void> {}
 
-  async #step(rows: SpinRow[], indices: number[], scale: number, backward: boolean): Promise<Metrics> {
+  protected override async microStep(rows: SpinRow[], indices: number[], scale: number): Promise<Metrics> {
     const batch = this.#collator.collateSft(rows, indices);
     try {
-      const metrics = await sftStep(this.model, batch, { scale, backward, gradientCheckpointing: this.config.gradientCheckpointing, bf16: this.config.bf16 });
+      const metrics = await sftStep(this.model, batch, { scale, gradientCheckpointing: this.config.gradientCheckpointing, bf16: this.config.bf16 });
       return { loss: metrics.loss, "response/tokens": metrics.tokens, tokens: tokensOf(batch) };
     } finally {
       disposeBatch(batch);
     }
   }
 
-  protected override microStep(rows: SpinRow[], indices: number[], scale: number): Promise<Metrics> {
-    return this.#step(rows, indices, scale, true);
-  }
-
-  override async evaluate(rows: SpinRow[]): Promise<Metrics> {
-    let weighted = 0;
-    let count = 0;
-    const size = this.config.perDeviceTrainBatchSize;
-    for (let start = 0; start < rows.length; start += size) {
-      const chunk = rows.slice(start, start + size);
-      const metrics = await this.#step(chunk, chunk.map((_, i) => start + i), 1, false);
-      weighted += metrics.loss! * metrics["response/tokens"]!;
-      count += metrics["response/tokens"]!;
-    }
-    return { eval_loss: weighted / Math.max(1, count) };
+  override evaluate(rows: SpinRow[]): Promise<Metrics> {
+    const { perDeviceTrainBatchSize: batchSize, maxLength, maxPromptLength, bf16 } = this.config;
+    return evaluateSft(this.model, rows, { tokenizer: this.#tokenizer, batchSize, maxLength, maxPromptLength, bf16 });
   }
 }
