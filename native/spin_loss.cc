@@ -54,8 +54,6 @@ double Mean(const at::Tensor& t) { return t.numel() == 0 ? 0.0 : t.to(at::kDoubl
 }  // namespace
 
 at::Tensor SpinLoss(const PairLogprobs& p, const SpinLossConfig& config, const at::Tensor& identical) {
-  if (!(config.beta > 0)) throw SpinError(ErrorCode::kInvalidArgument, "beta must be positive");
-  if (!(config.label_smoothing >= 0 && config.label_smoothing < 0.5)) throw SpinError(ErrorCode::kInvalidArgument, "labelSmoothing must be in [0, 0.5)");
   const at::Tensor delta = Delta(p, SameMask(identical, p.policy_real));
   const double beta = config.beta;
   at::Tensor losses;

@@ -130,7 +130,6 @@ Napi::Value SpinTrainStep(const Napi::CallbackInfo& info) {
     const Napi::Object options = Options(args, 2);
     const SpinLossConfig loss = ReadLossConfig(options);
     const double sft_weight = OptionNumber(options, "sftWeight");
-    if (!(sft_weight >= 0)) throw SpinError(ErrorCode::kInvalidArgument, "sftWeight must be a non-negative number");
     const bool average = OptionBool(options, "averageLogProb");
     const StepOptions step = ReadStepOptions(options, batch);
     return RunAsync<Metrics>(
@@ -173,22 +172,22 @@ Napi::Value SpinTrainStep(const Napi::CallbackInfo& info) {
 
 namespace {
 
-PairLogprobs ReadPairLogprobs(const Args& args) {
-  return {Tensor::From(args, 0, "policyReal"), Tensor::From(args, 1, "policyGenerated"), Tensor::From(args, 2, "opponentReal"),
-          Tensor::From(args, 3, "opponentGenerated")};
+// The four log-prob tensors (arguments 0–3) and `identical` (4, optional), checked.
+std::pair<PairLogprobs, at::Tensor> ReadPairLogprobs(const Args& args) {
+  args.ExpectAtMost(6);
+  PairLogprobs logps{Tensor::From(args, 0, "policyReal"), Tensor::From(args, 1, "policyGenerated"), Tensor::From(args, 2, "opponentReal"),
+                     Tensor::From(args, 3, "opponentGenerated")};
+  at::Tensor identical = args.present(4) ? Tensor::From(args, 4, "identical") : at::Tensor();
+  CheckPairLogprobs(logps, identical);
+  return {std::move(logps), std::move(identical)};
 }
-
-at::Tensor ReadIdentical(const Args& args) { return args.present(4) ? Tensor::From(args, 4, "identical") : at::Tensor(); }
 
 }  // namespace
 
 // spinLoss(policyReal, policyGenerated, opponentReal, opponentGenerated, identical?, {lossType, beta, labelSmoothing})
 Napi::Value SpinLossBinding(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("spinLoss", {
-    args.ExpectAtMost(6);
-    const PairLogprobs logps = ReadPairLogprobs(args);
-    const at::Tensor identical = ReadIdentical(args);
-    CheckPairLogprobs(logps, identical);
+    const auto [logps, identical] = ReadPairLogprobs(args);
     return Tensor::Wrap(info.Env(), SpinLoss(logps, ReadLossConfig(Options(args, 5)), identical));
   });
 }
@@ -196,12 +195,8 @@ Napi::Value SpinLossBinding(const Napi::CallbackInfo& info) {
 // spinMetrics(policyReal, policyGenerated, opponentReal, opponentGenerated, identical?, {beta})
 Napi::Value SpinMetricsBinding(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("spinMetrics", {
-    args.ExpectAtMost(6);
-    const PairLogprobs logps = ReadPairLogprobs(args);
-    const at::Tensor identical = ReadIdentical(args);
-    CheckPairLogprobs(logps, identical);
+    const auto [logps, identical] = ReadPairLogprobs(args);
     const double beta = OptionNumber(Options(args, 5), "beta");
-    if (!(beta > 0)) throw SpinError(ErrorCode::kInvalidArgument, "beta must be positive");
     at::NoGradGuard no_grad;
     return MetricsObject(info.Env(), SpinMetrics(logps, beta, identical));
   });

@@ -12,7 +12,8 @@ import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import type { RunState } from "../lib/run/pipeline.js";
-import { type LogLine, REPORT_PLOTS, escapeHtml, formatNumber, niceTicks, parseMetricsJsonl, renderReport, writeReport } from "../lib/run/report.js";
+import { type LogLine, REPORT_PLOTS, parseMetricsJsonl, renderReport, writeReport } from "../lib/run/report.js";
+import { escapeHtml, formatNumber, niceTicks } from "../lib/run/report-plots.js";
 
 const CHROMIUM = process.env.CHROMIUM ?? "chromium";
 const root = mkdtempSync(path.join(os.tmpdir(), "spin-test-report-"));

@@ -1,6 +1,9 @@
 // Hugging Face tokenizers for training: tokenizer.json through @huggingface/tokenizers (pure JS),
 // chat templates through @huggingface/jinja, and the SPIN prompt/response texts of docs/method.md
 // ("Chat templates").
+// Over 400 lines because it is one class: loading resolves transformers' rules for special and
+// added tokens across tokenizer.json, tokenizer_config.json and special_tokens_map.json in one
+// constructor, and the chat-template and SPIN-text methods depend on what it resolved.
 import { copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 

@@ -32,7 +32,8 @@
 //   lib/data/fraction-output.ts writes and recovers a fraction's files.
 // mergeFractions (data/fraction-output.ts) concatenates fractions 0..k into
 // `<outDir>/<split>.jsonl|parquet`. The options and their checks are self-play-options.ts's,
-// the progress events and summary self-play-events.ts's.
+// the progress events and summary self-play-events.ts's. What stays here (about 440 lines) is
+// one state machine — plan, batch, decode, write in order, resume — that reads best whole.
 //
 // Batching: with lengthSortedBatching (default), rows are taken in windows of
 // batchSize × sortWindowBatches rows; inside a window, prompts are sorted by token length
