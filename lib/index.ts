@@ -35,6 +35,7 @@ export {
 export { Tokenizer, ZEPHYR_CHAT_TEMPLATE, type ChatMessage } from "./model/tokenizer.js";
 export { CausalLM, KVCache, type ForwardOptions, type LoadModelOptions, type ResponseLogprobs } from "./model/causal-lm.js";
 export { parseModelConfig, SUPPORTED_MODEL_TYPES, type ModelConfig } from "./model/config.js";
+export { type LoraConfig, type LoraOptions } from "./model/lora.js";
 export {
   loadSafetensors,
   saveSafetensors,

@@ -165,7 +165,7 @@ Napi::Value BroadcastParameters(const Napi::CallbackInfo& info) {
     RequireBackend();
 #ifdef SPIN_HAS_C10D
     return RunCollective(info, args, model->device(), [model, root](ProcessGroup& group) {
-      for (const auto& [name, parameter] : model->parameters()) {
+      for (const auto& [name, parameter] : model->TrainableParameters()) {
         at::Tensor target = parameter;
         group.Broadcast(target, root);
       }

@@ -35,10 +35,10 @@ std::shared_ptr<GradientReducer> GradientReducer::Create(std::shared_ptr<Process
   if (bucket_bytes < 1) throw SpinError(ErrorCode::kInvalidArgument, "bucketBytes must be positive");
   std::shared_ptr<GradientReducer> reducer(new GradientReducer(std::move(group)));
   // Reverse forward order; a tied tensor (one TensorImpl under two names) is one slot.
-  const auto expected = ExpectedParameters(model.config());
+  const auto trainable = model.TrainableParameters();
   std::set<const c10::TensorImpl*> seen;
-  for (auto it = expected.rbegin(); it != expected.rend(); ++it) {
-    const at::Tensor& parameter = model.parameters().at(it->first);
+  for (auto it = trainable.rbegin(); it != trainable.rend(); ++it) {
+    const at::Tensor& parameter = it->second;
     if (!parameter.requires_grad() || !seen.insert(parameter.unsafeGetTensorImpl()).second) continue;
     Slot slot;
     slot.name = it->first;

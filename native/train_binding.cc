@@ -89,7 +89,10 @@ struct StepOptions {
 
 StepOptions ReadStepOptions(const Napi::Object& options, Batch& batch) {
   batch.inputs.checkpoint_layers = OptionBool(options, "checkpoint");
-  return {OptionNumber(options, "scale"), OptionBool(options, "backward"), OptionBool(options, "autocastBf16")};
+  const StepOptions step{OptionNumber(options, "scale"), OptionBool(options, "backward"), OptionBool(options, "autocastBf16")};
+  // Adapter dropout is on in a step that trains, off in evaluation.
+  batch.inputs.training = step.backward;
+  return step;
 }
 
 SpinLossConfig ReadLossConfig(const Napi::Object& options) {
@@ -300,7 +303,8 @@ Napi::Value OptimizerHandle::Create(const Napi::CallbackInfo& info) {
     config.beta2 = OptionNumber(options, "beta2");
     config.eps = OptionNumber(options, "eps");
     config.weight_decay = OptionNumber(options, "weightDecay");
-    std::vector<std::pair<std::string, at::Tensor>> parameters(model->parameters().begin(), model->parameters().end());
+    // The adapter's tensors when one is attached (the base is frozen), otherwise every parameter.
+    std::vector<std::pair<std::string, at::Tensor>> parameters = model->TrainableParameters();
     auto optimizer = std::make_shared<Optimizer>(std::move(parameters), config);
     return Instance(info.Env()).optimizer_class.New(
         {Napi::External<std::shared_ptr<Optimizer>>::New(info.Env(), &optimizer)});

@@ -131,6 +131,14 @@ export interface NativeModel {
   forwardAsync(...args: NativeForwardArgs): Promise<NativeTensor>;
   logprobs(ids: NativeTensor, attentionMask: NativeTensor, labels: NativeTensor, checkpoint: boolean): Promise<NativeResponseLogprobs>;
   parameters(): Record<string, NativeTensor>;
+  /** The projections an adapter can target, in forward order. */
+  linearModules(): { name: string; in: number; out: number }[];
+  /** Attaches a LoRA adapter (tensors named "<module>.lora_A.weight" / ".lora_B.weight") and freezes the base; null detaches. */
+  setAdapter(adapter: { scale: number; dropout: number; tensors: Record<string, NativeTensor> } | null): void;
+  adapterTensors(): Record<string, NativeTensor> | null;
+  /** The adapted modules' weights with the adapter folded in, as new tensors. */
+  mergedWeights(): Record<string, NativeTensor>;
+  mergeAdapter(): void;
   newCache(batch: number, capacity: number): NativeKVCache;
   dispose(): void;
 }

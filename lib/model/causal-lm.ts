@@ -14,6 +14,7 @@ import { native } from "../core/native.js";
 import { type SaveCheckpointOptions, loadCheckpointTensors, saveCheckpointTensors } from "./safetensors.js";
 import { Tensor } from "../core/tensor.js";
 import { TOKENIZER_FILES } from "./tokenizer.js";
+import { type LoraConfig, type LoraOptions, adapterDtype, handlesOf, initialAdapterTensors, loraScale, readAdapter, resolveLoraOptions, writeAdapter } from "./lora.js";
 
 export interface LoadModelOptions {
   /** Device for the parameters (default "cpu"). */
@@ -113,6 +114,7 @@ function normaliseNames(config: ModelConfig, tensors: Record<string, Tensor>): R
 export class CausalLM implements Disposable {
   /** @internal Who is using the parameters (lib/model/usage.ts): conflicting calls are refused. */
   readonly usage = new ModelUsage();
+  #adapter: LoraConfig | null = null;
 
   private constructor(
     private readonly native: NativeModel,
@@ -228,6 +230,112 @@ export class CausalLM implements Disposable {
     return new Map(Object.entries(this.native.parameters()).map(([n, h]) => [n, new Tensor(h)]));
   }
 
+  /** The projections a LoRA adapter can target, by HF module name, with their in/out features. */
+  linearModules(): { name: string; in: number; out: number }[] {
+    return this.native.linearModules();
+  }
+
+  /** The attached LoRA adapter's settings, or null. */
+  get adapter(): LoraConfig | null {
+    return this.#adapter;
+  }
+
+  /**
+   * Attaches a fresh LoRA adapter (A Kaiming-uniform, B zero: the outputs are unchanged) and
+   * freezes the base weights: from now on training updates only the adapter (float32 over a
+   * 16-bit base, as PEFT; the base's dtype otherwise).
+   *
+   * @throws SpinNativeError INVALID_ARGUMENT naming the option; a target that matches no
+   *   module lists the model's linear modules; an adapter already attached.
+   */
+  addAdapter(options: LoraOptions = {}): LoraConfig {
+    const call = "model.addAdapter";
+    this.#noAdapter(call);
+    const config = resolveLoraOptions(options, this.config.modelType, this.#moduleNames(), call);
+    const tensors = initialAdapterTensors(this.native, config, adapterDtype(this.dtype), this.device);
+    this.#attach(call, { r: config.r, alpha: config.alpha, dropout: config.dropout, targetModules: config.targetModules, useRslora: config.useRslora, modules: config.modules }, tensors);
+    return this.#adapter!;
+  }
+
+  /**
+   * Attaches a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors), as
+   * `PeftModel.from_pretrained` would.
+   *
+   * @throws SpinNativeError naming the file, key or tensor: a tensor that names no module of
+   *   this model or does not fit its shape, a setting other than plain LoRA.
+   */
+  async loadAdapter(dir: string): Promise<LoraConfig> {
+    const call = "model.loadAdapter";
+    this.#noAdapter(call);
+    const { config, tensors } = await readAdapter(dir, this.config.modelType, this.#moduleNames(), adapterDtype(this.dtype), this.device);
+    this.#attach(call, config, tensors);
+    return config;
+  }
+
+  /** Writes the attached adapter as a PEFT folder (loads with `PeftModel.from_pretrained`). */
+  async saveAdapter(dir: string): Promise<void> {
+    const call = "model.saveAdapter";
+    const config = this.#requireAdapter(call);
+    await this.usage.read(call, async () => {
+      const tensors = this.adapterTensors()!;
+      try {
+        await writeAdapter(dir, config, tensors, this.sourceDir);
+      } finally {
+        for (const t of Object.values(tensors)) t.dispose();
+      }
+    });
+  }
+
+  /** The adapter's tensors by name ("<module>.lora_A.weight", …), live; null without an adapter. Dispose the handles. */
+  adapterTensors(): Record<string, Tensor> | null {
+    const handles = this.native.adapterTensors();
+    return handles === null ? null : Object.fromEntries(Object.entries(handles).map(([name, h]) => [name, new Tensor(h)]));
+  }
+
+  /** Folds the adapter into the base weights (W += s·B·A, as PEFT's merge_and_unload) and detaches it. */
+  mergeAdapter(): void {
+    const call = "model.mergeAdapter";
+    this.#requireAdapter(call);
+    this.usage.assertIdle(call);
+    this.native.mergeAdapter();
+    this.#adapter = null;
+  }
+
+  /** Detaches the adapter; the base weights stay frozen (an optimizer made later trains them again). */
+  removeAdapter(): void {
+    const call = "model.removeAdapter";
+    this.#requireAdapter(call);
+    this.usage.assertIdle(call);
+    this.native.setAdapter(null);
+    this.#adapter = null;
+  }
+
+  #moduleNames(): string[] {
+    return this.native.linearModules().map((m) => m.name);
+  }
+
+  #noAdapter(call: string): void {
+    if (this.#adapter) throw new SpinNativeError(`${call}: the model already has an adapter; merge or remove it first`, "INVALID_ARGUMENT", call);
+    this.usage.assertIdle(call);
+  }
+
+  #requireAdapter(call: string): LoraConfig {
+    if (!this.#adapter) throw new SpinNativeError(`${call}: the model has no adapter`, "INVALID_ARGUMENT", call);
+    return this.#adapter;
+  }
+
+  #attach(call: string, config: LoraConfig, tensors: Record<string, Tensor>): void {
+    try {
+      this.native.setAdapter({ scale: loraScale(config), dropout: config.dropout, tensors: handlesOf(tensors) });
+    } catch (error) {
+      if (error instanceof SpinNativeError) throw new SpinNativeError(`${call}: ${error.message.replace(/^model\.setAdapter: /, "")}`, error.code, call);
+      throw error;
+    } finally {
+      for (const t of Object.values(tensors)) t.dispose(); // the model holds its own references
+    }
+    this.#adapter = config;
+  }
+
   /** A KV cache for `batch` rows and up to `capacity` positions. */
   newCache(batch: number, capacity: number): KVCache {
     return new KVCache(this.native.newCache(batch, capacity));
@@ -236,7 +344,8 @@ export class CausalLM implements Disposable {
   /**
    * Writes a complete Hugging Face folder, atomically: config.json, generation_config.json,
    * safetensors (sharded with an index above `maxShardBytes`), and the tokenizer files of the
-   * folder it was loaded from.
+   * folder it was loaded from. With an adapter attached the weights are written merged
+   * (W + s·B·A; the model itself is unchanged): a plain model any HF loader reads.
    */
   async save(dir: string, options: SaveCheckpointOptions & { dtype?: DType } = {}): Promise<void> {
     const dtype = options.dtype ?? this.dtype;
@@ -246,6 +355,12 @@ export class CausalLM implements Disposable {
   async #save(dir: string, dtype: DType, options: SaveCheckpointOptions): Promise<void> {
     await writeDirAtomic(dir, async (temp) => {
       const parameters = this.parameters();
+      if (this.#adapter) {
+        for (const [name, merged] of Object.entries(this.native.mergedWeights())) {
+          parameters.get(name)!.dispose();
+          parameters.set(name, new Tensor(merged));
+        }
+      }
       const tensors: Record<string, Tensor> = {};
       for (const [name, t] of parameters) tensors[name] = t.dtype === dtype && t.device === "cpu" ? t : t.to({ device: "cpu", dtype });
       try {

@@ -12,6 +12,7 @@ import { writeDirAtomic, writeFileAtomic } from "../core/atomic.js";
 import type { CausalLM } from "../model/causal-lm.js";
 import type { Optimizer } from "./optim.js";
 import { noGrad } from "../core/runtime.js";
+import { type LoraConfig, adapterDtype, readAdapterTensors } from "../model/lora.js";
 import { loadCheckpointTensors, loadSafetensors, saveSafetensors } from "../model/safetensors.js";
 import type { SpinConfig, TrainingConfig } from "./config.js";
 
@@ -49,6 +50,7 @@ export function trainingFingerprint(
   rows: readonly SpinRow[],
   worldSize: number,
   dtype: string,
+  adapter: LoraConfig | null = null,
 ): TrainingFingerprint {
   const data = createHash("sha256");
   for (const row of rows) data.update(JSON.stringify(row)).update("\n");
@@ -80,6 +82,8 @@ export function trainingFingerprint(
   }
   // Recorded only when used, so checkpoints from before the option resume as they were.
   if (config.sftWeight) fingerprint.sftWeight = config.sftWeight;
+  if (config.averageLogProb) fingerprint.averageLogProb = true;
+  if (adapter) fingerprint.lora = `r=${adapter.r} alpha=${adapter.alpha} dropout=${adapter.dropout} rslora=${adapter.useRslora} modules=${adapter.modules.join(",")}`;
   return fingerprint;
 }
 
@@ -100,7 +104,9 @@ const PREFIX = "checkpoint-";
 export async function saveTrainingCheckpoint(outputDir: string, state: TrainerState, model: CausalLM, optimizer: Optimizer): Promise<string> {
   const dir = path.join(outputDir, `${PREFIX}${state.globalStep}`);
   await writeDirAtomic(dir, async (temp) => {
-    await model.save(path.join(temp, "model"));
+    // With an adapter only the adapter changes: it is what a checkpoint holds.
+    if (model.adapter) await model.saveAdapter(path.join(temp, "adapter"));
+    else await model.save(path.join(temp, "model"));
     const optimizerState = optimizer.state();
     try {
       await saveSafetensors(path.join(temp, "optimizer.safetensors"), optimizerState);
@@ -147,18 +153,20 @@ export async function restoreTrainingCheckpoint(dir: string, model: CausalLM, op
   } catch (error) {
     throw new SpinNativeError(`resume: cannot read ${path.join(dir, "trainer_state.json")}: ${(error as Error).message}`, "IO", "trainer.resume");
   }
-  const saved = await loadCheckpointTensors(path.join(dir, "model"), { dtype: model.dtype, device: model.device });
-  const parameters = model.parameters();
+  const adapter = model.adapter !== null;
+  const folder = path.join(dir, adapter ? "adapter" : "model");
+  const saved = adapter ? await readAdapterTensors(folder, adapterDtype(model.dtype), model.device) : await loadCheckpointTensors(folder, { dtype: model.dtype, device: model.device });
+  const live = adapter ? new Map(Object.entries(model.adapterTensors()!)) : model.parameters();
   try {
     noGrad(() => {
-      for (const [name, parameter] of parameters) {
+      for (const [name, parameter] of live) {
         const value = saved[name];
-        if (!value) throw new SpinNativeError(`resume: ${dir}/model lacks ${name}`, "IO", "trainer.resume");
+        if (!value) throw new SpinNativeError(`resume: ${folder} lacks ${name}`, "IO", "trainer.resume");
         parameter.copyFrom(value);
       }
     });
   } finally {
-    for (const t of [...parameters.values(), ...Object.values(saved)]) t.dispose();
+    for (const t of [...live.values(), ...Object.values(saved)]) t.dispose();
   }
   const optimizerState = await loadSafetensors(path.join(dir, "optimizer.safetensors"));
   try {

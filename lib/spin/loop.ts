@@ -198,7 +198,7 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
     await this.prepare(rows, options.evalRows ?? []);
     let state: TrainerState = { globalStep: 0, epoch: 0, stepInEpoch: 0, totalSteps, stepsPerEpoch, numRows: rows.length, seed: c.seed, optimizerSteps: 0, worldSize: world };
     const resumeDir = options.resumeFrom ? await findCheckpoint(c.outputDir, options.resumeFrom) : null;
-    const fingerprint = trainingFingerprint(c, { totalSteps, warmupSteps: warmup }, rows, world, this.model.dtype);
+    const fingerprint = trainingFingerprint(c, { totalSteps, warmupSteps: warmup }, rows, world, this.model.dtype, this.model.adapter);
     state.fingerprint = fingerprint;
     if (resumeDir) {
       const saved = await restoreTrainingCheckpoint(resumeDir, this.model, optimizer);

@@ -1,6 +1,10 @@
 #include "checkpoint.h"
 
+#include <ATen/Context.h>
+#include <ATen/core/Generator.h>
 #include <c10/core/GradMode.h>
+
+#include <mutex>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
 
@@ -13,10 +17,24 @@ namespace {
 // The backward node of a checkpointed block: recomputes the block with grad enabled from
 // the saved input, then back-propagates the incoming gradient through it (reentrantly),
 // which accumulates parameter gradients and yields the input's gradient.
+at::Generator DefaultGenerator(const c10::Device& device) {
+  return device.is_cpu() ? at::detail::getDefaultCPUGenerator() : at::globalContext().defaultGenerator(device);
+}
+
+at::Tensor GeneratorState(at::Generator& generator) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+void SetGeneratorState(at::Generator& generator, const at::Tensor& state) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
+
 class CheckpointBackward : public torch::autograd::Node {
  public:
-  CheckpointBackward(BlockFn block, at::Tensor input, bool input_requires_grad)
-      : block_(std::move(block)), input_(std::move(input)), input_requires_grad_(input_requires_grad) {}
+  CheckpointBackward(BlockFn block, at::Tensor input, bool input_requires_grad, at::Tensor rng_state)
+      : block_(std::move(block)), input_(std::move(input)), input_requires_grad_(input_requires_grad), rng_state_(std::move(rng_state)) {}
 
   torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
     TORCH_CHECK(input_.defined(), "checkpointed block: backward ran twice without retain_graph");
@@ -24,7 +42,16 @@ class CheckpointBackward : public torch::autograd::Node {
     at::Tensor output;
     {
       c10::AutoGradMode enable(true);
-      output = block_(input);
+      if (rng_state_.defined()) {
+        // Replay the forward's random draws, then put the generator back where it was.
+        at::Generator generator = DefaultGenerator(input.device());
+        const at::Tensor now = GeneratorState(generator);
+        SetGeneratorState(generator, rng_state_);
+        output = block_(input);
+        SetGeneratorState(generator, now);
+      } else {
+        output = block_(input);
+      }
     }
     torch::autograd::backward({output}, {grads[0]});
     return {input_requires_grad_ ? input.grad() : at::Tensor()};
@@ -32,6 +59,7 @@ class CheckpointBackward : public torch::autograd::Node {
 
   void release_variables() override {
     input_.reset();
+    rng_state_.reset();
     block_ = nullptr;
   }
 
@@ -39,17 +67,23 @@ class CheckpointBackward : public torch::autograd::Node {
   BlockFn block_;
   at::Tensor input_;
   bool input_requires_grad_;
+  at::Tensor rng_state_;
 };
 
 }  // namespace
 
-at::Tensor CheckpointedCall(const BlockFn& block, const at::Tensor& input) {
+at::Tensor CheckpointedCall(const BlockFn& block, const at::Tensor& input, bool preserve_rng) {
+  at::Tensor rng_state;
+  if (preserve_rng) {
+    at::Generator generator = DefaultGenerator(input.device());
+    rng_state = GeneratorState(generator);
+  }
   at::Tensor output;
   {
     c10::AutoGradMode disable(false);
     output = block(input);
   }
-  NodePtr node = MakeNode<CheckpointBackward>(block, input.detach(), input.requires_grad());
+  NodePtr node = MakeNode<CheckpointBackward>(block, input.detach(), input.requires_grad(), rng_state);
   node->set_next_edges(torch::autograd::collect_next_edges(input));
   torch::autograd::create_gradient_edge(output, node);
   return output;

@@ -11,7 +11,9 @@ namespace spin {
 using BlockFn = std::function<at::Tensor(const at::Tensor&)>;
 
 // `block` must own everything it needs (it runs again during backward). Gradients reach the
-// block's parameters and `input`, exactly as an ordinary call would give.
-at::Tensor CheckpointedCall(const BlockFn& block, const at::Tensor& input);
+// block's parameters and `input`, exactly as an ordinary call would give. With `preserve_rng`
+// (a block that draws random numbers, e.g. dropout) the recomputation replays the forward's
+// draws from the input device's default generator, as torch.utils.checkpoint does.
+at::Tensor CheckpointedCall(const BlockFn& block, const at::Tensor& input, bool preserve_rng = false);
 
 }  // namespace spin

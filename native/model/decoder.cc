@@ -207,21 +207,27 @@ at::Tensor Decoder::Norm(const at::Tensor& x, const at::Tensor& weight, const at
 }
 
 at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor& hidden, const at::Tensor& mask,
-                                 const at::Tensor& rope_cos, const at::Tensor& rope_sin, KVCache* cache) const {
+                                 const at::Tensor& rope_cos, const at::Tensor& rope_sin, KVCache* cache, bool training) const {
   const int64_t batch = hidden.size(0);
   const int64_t tokens = hidden.size(1);
   const int64_t head_dim = config_.head_dim;
   const bool gpt2 = config_.architecture == Architecture::kGpt2;
+  // A projection with its adapter term (none when no adapter is attached).
+  const LoraAdapter* adapter = adapter_.get();
+  auto linear = [&](const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const LoraWeights& lora) {
+    const at::Tensor y = gpt2 ? Conv1D(x, weight, bias) : Linear(x, weight, bias);
+    return adapter ? AddLora(y, x, lora, *adapter, training) : y;
+  };
 
   at::Tensor x = Norm(hidden, L.norm1_weight, L.norm1_bias);
   at::Tensor q, k, v;
   if (gpt2) {
-    const auto qkv = Conv1D(x, L.qkv, L.qkv_bias).chunk(3, -1);
+    const auto qkv = linear(x, L.qkv, L.qkv_bias, L.qkv_lora).chunk(3, -1);
     q = qkv[0], k = qkv[1], v = qkv[2];
   } else {
-    q = Linear(x, L.q, L.q_bias);
-    k = Linear(x, L.k, L.k_bias);
-    v = Linear(x, L.v, L.v_bias);
+    q = linear(x, L.q, L.q_bias, L.q_lora);
+    k = linear(x, L.k, L.k_bias, L.k_lora);
+    v = linear(x, L.v, L.v_bias, L.v_lora);
   }
   q = q.view({batch, tokens, -1, head_dim}).transpose(1, 2);
   k = k.view({batch, tokens, -1, head_dim}).transpose(1, 2);
@@ -240,19 +246,14 @@ at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor
     v = cache->values[index].narrow(2, 0, end);
   }
   at::Tensor attended = Attention(q, k, v, mask, gpt2).transpose(1, 2).reshape({batch, tokens, -1});
-  at::Tensor out;
-  if (gpt2) {
-    out = Conv1D(attended, L.proj, L.proj_bias);
-  } else {
-    out = Linear(attended, L.o, L.o_bias);
-  }
+  at::Tensor out = gpt2 ? linear(attended, L.proj, L.proj_bias, L.proj_lora) : linear(attended, L.o, L.o_bias, L.o_lora);
   at::Tensor h = hidden.add(out);
 
   x = Norm(h, L.norm2_weight, L.norm2_bias);
   if (gpt2) {
-    out = Conv1D(at::gelu(Conv1D(x, L.fc, L.fc_bias), "tanh"), L.fc_out, L.fc_out_bias);
+    out = linear(at::gelu(linear(x, L.fc, L.fc_bias, L.fc_lora), "tanh"), L.fc_out, L.fc_out_bias, L.fc_out_lora);
   } else {
-    out = Linear(at::silu(Linear(x, L.gate, L.gate_bias)).mul(Linear(x, L.up, L.up_bias)), L.down, L.down_bias);
+    out = linear(at::silu(linear(x, L.gate, L.gate_bias, L.gate_lora)).mul(linear(x, L.up, L.up_bias, L.up_lora)), L.down, L.down_bias, L.down_lora);
   }
   return h.add(out);
 }
@@ -300,18 +301,19 @@ at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
     rope_sin = tables.sin;
   }
   const bool checkpoint = in.checkpoint_layers && in.cache == nullptr && c10::GradMode::is_enabled();
+  const bool training = in.training;
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     const at::Tensor& mask = i >= config_.sliding_window_from_layer ? window_mask : full_mask;
     if (checkpoint) {
       // The block runs again in backward: it owns the decoder and its tensors.
       auto self = shared_from_this();
       hidden = CheckpointedCall(
-          [self, i, mask, rope_cos, rope_sin](const at::Tensor& h) {
-            return self->LayerForward(self->layers_[i], i, h, mask, rope_cos, rope_sin, nullptr);
+          [self, i, mask, rope_cos, rope_sin, training](const at::Tensor& h) {
+            return self->LayerForward(self->layers_[i], i, h, mask, rope_cos, rope_sin, nullptr, training);
           },
-          hidden);
+          hidden, training && adapter_ && adapter_->dropout > 0);
     } else {
-      hidden = LayerForward(layers_[i], i, hidden, mask, rope_cos, rope_sin, in.cache);
+      hidden = LayerForward(layers_[i], i, hidden, mask, rope_cos, rope_sin, in.cache, training);
     }
   }
   if (in.cache) in.cache->length = past + tokens;
@@ -331,6 +333,115 @@ KVCache* Decoder::NewCache(int64_t batch, int64_t capacity) const {
     cache->values.push_back(at::zeros({batch, config_.num_kv_heads, capacity, config_.head_dim}, options));
   }
   return cache;
+}
+
+std::vector<Decoder::Slot> Decoder::Slots() const {
+  std::vector<Slot> slots;
+  const bool gpt2 = config_.architecture == Architecture::kGpt2;
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    const std::string p = LayerPrefix(config_, i);
+    if (gpt2) {
+      slots.push_back({p + "attn.c_attn", i, &Layer::qkv, &Layer::qkv_lora, true});
+      slots.push_back({p + "attn.c_proj", i, &Layer::proj, &Layer::proj_lora, true});
+      slots.push_back({p + "mlp.c_fc", i, &Layer::fc, &Layer::fc_lora, true});
+      slots.push_back({p + "mlp.c_proj", i, &Layer::fc_out, &Layer::fc_out_lora, true});
+    } else {
+      slots.push_back({p + "self_attn.q_proj", i, &Layer::q, &Layer::q_lora, false});
+      slots.push_back({p + "self_attn.k_proj", i, &Layer::k, &Layer::k_lora, false});
+      slots.push_back({p + "self_attn.v_proj", i, &Layer::v, &Layer::v_lora, false});
+      slots.push_back({p + "self_attn.o_proj", i, &Layer::o, &Layer::o_lora, false});
+      slots.push_back({p + "mlp.gate_proj", i, &Layer::gate, &Layer::gate_lora, false});
+      slots.push_back({p + "mlp.up_proj", i, &Layer::up, &Layer::up_lora, false});
+      slots.push_back({p + "mlp.down_proj", i, &Layer::down, &Layer::down_lora, false});
+    }
+  }
+  return slots;
+}
+
+std::vector<LinearModule> Decoder::LinearModules() const {
+  std::vector<LinearModule> modules;
+  for (const Slot& slot : Slots()) {
+    const at::Tensor& weight = layers_[slot.layer].*slot.weight;
+    modules.push_back({slot.module, weight.size(slot.conv1d ? 0 : 1), weight.size(slot.conv1d ? 1 : 0)});
+  }
+  return modules;
+}
+
+void Decoder::SetAdapter(std::shared_ptr<const LoraAdapter> adapter) {
+  const std::vector<Slot> slots = Slots();
+  std::vector<LoraWeights> bound(slots.size());
+  if (adapter) {
+    std::map<std::string, size_t> index;
+    for (size_t i = 0; i < slots.size(); ++i) index[slots[i].module] = i;
+    for (const auto& [name, tensor] : adapter->tensors) {
+      const bool is_a = name.size() > 14 && name.compare(name.size() - 14, 14, ".lora_A.weight") == 0;
+      const bool is_b = name.size() > 14 && name.compare(name.size() - 14, 14, ".lora_B.weight") == 0;
+      const std::string module = is_a || is_b ? name.substr(0, name.size() - 14) : name;
+      const auto found = index.find(module);
+      if (!(is_a || is_b) || found == index.end()) {
+        std::string known;
+        for (size_t i = 0; i < slots.size() && i < (config_.architecture == Architecture::kGpt2 ? 4u : 7u); ++i) known += (i ? ", " : "") + slots[i].module;
+        throw SpinError(ErrorCode::kInvalidArgument, "adapter tensor " + name + " names no LoRA weight of a linear module of the model" +
+                                                         " (expected <module>.lora_A.weight / .lora_B.weight; modules: " + known + ", … for every layer)");
+      }
+      if (!at::isFloatingType(tensor.scalar_type()) || tensor.dim() != 2) throw SpinError(ErrorCode::kInvalidArgument, "adapter tensor " + name + " must be a 2-D floating tensor");
+      if (tensor.device() != device()) throw SpinError(ErrorCode::kDevice, "adapter tensor " + name + " is on another device than the model");
+      (is_a ? bound[found->second].a : bound[found->second].b) = tensor;
+    }
+    const std::vector<LinearModule> modules = LinearModules();
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const LoraWeights& lora = bound[i];
+      if (!lora.a.defined() && !lora.b.defined()) continue;
+      const std::string& module = slots[i].module;
+      if (!lora.a.defined() || !lora.b.defined()) {
+        throw SpinError(ErrorCode::kInvalidArgument, "adapter has " + module + (lora.a.defined() ? ".lora_A.weight without .lora_B.weight" : ".lora_B.weight without .lora_A.weight"));
+      }
+      const int64_t rank = lora.a.size(0);
+      if (lora.a.size(1) != modules[i].in || lora.b.size(0) != modules[i].out || lora.b.size(1) != rank) {
+        throw SpinError(ErrorCode::kShapeMismatch, module + ": lora_A " + ShapeText(lora.a.sizes()) + " and lora_B " + ShapeText(lora.b.sizes()) +
+                                                       " do not fit the module's [" + std::to_string(modules[i].out) + ", " + std::to_string(modules[i].in) +
+                                                       "] weight (expected lora_A [r, " + std::to_string(modules[i].in) + "], lora_B [" +
+                                                       std::to_string(modules[i].out) + ", r])");
+      }
+    }
+    // The base is frozen: no gradients, no optimizer state, only the adapter trains.
+    for (auto& [name, parameter] : parameters_) parameter.requires_grad_(false);
+  }
+  for (size_t i = 0; i < slots.size(); ++i) layers_[slots[i].layer].*slots[i].lora = bound[i];
+  adapter_ = std::move(adapter);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Decoder::MergedWeights() const {
+  if (!adapter_) throw SpinError(ErrorCode::kInvalidArgument, "the model has no adapter to merge");
+  at::NoGradGuard no_grad;
+  std::vector<std::pair<std::string, at::Tensor>> merged;
+  for (const Slot& slot : Slots()) {
+    const Layer& layer = layers_[slot.layer];
+    const LoraWeights& lora = layer.*slot.lora;
+    if (lora.defined()) merged.push_back({slot.module + ".weight", MergedWeight(layer.*slot.weight, lora, adapter_->scale, slot.conv1d)});
+  }
+  return merged;
+}
+
+void Decoder::MergeAdapter() {
+  at::NoGradGuard no_grad;
+  for (const auto& [name, weight] : MergedWeights()) parameters_.at(name).copy_(weight);
+  SetAdapter(nullptr);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Decoder::TrainableParameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> trainable;
+  if (!adapter_) {
+    for (const auto& [name, shape] : ExpectedParameters(config_)) trainable.push_back({name, parameters_.at(name)});
+    return trainable;
+  }
+  for (const Slot& slot : Slots()) {
+    const LoraWeights& lora = layers_[slot.layer].*slot.lora;
+    if (!lora.defined()) continue;
+    trainable.push_back({slot.module + ".lora_A.weight", lora.a});
+    trainable.push_back({slot.module + ".lora_B.weight", lora.b});
+  }
+  return trainable;
 }
 
 }  // namespace spin

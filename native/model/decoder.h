@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "kv_cache.h"
+#include "lora.h"
 
 namespace spin {
 
@@ -21,6 +22,13 @@ struct ForwardInputs {
   at::Tensor positions;       // [B, T] int64, or undefined: derived from the mask
   KVCache* cache = nullptr;   // when set, keys/values are appended at cache->length
   bool checkpoint_layers = false;  // recompute each layer in backward (saves activations)
+  bool training = false;           // adapter dropout on (a training step's forward)
+};
+
+// A linear projection an adapter can target, by its HF module name.
+struct LinearModule {
+  std::string name;  // e.g. "model.layers.0.self_attn.q_proj", "transformer.h.0.attn.c_attn"
+  int64_t in = 0, out = 0;
 };
 
 class Decoder : public std::enable_shared_from_this<Decoder> {
@@ -41,6 +49,21 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
 
   KVCache* NewCache(int64_t batch, int64_t capacity) const;
 
+  // The projections an adapter can target, in forward order.
+  std::vector<LinearModule> LinearModules() const;
+  // Attaches `adapter` (validated against LinearModules: every tensor named, shaped, typed and
+  // placed right, or SpinError naming it) and freezes the base; null detaches the adapter.
+  void SetAdapter(std::shared_ptr<const LoraAdapter> adapter);
+  const std::shared_ptr<const LoraAdapter>& adapter() const { return adapter_; }
+  // The adapted modules' weights with the adapter folded in (W + s·B·A), as new tensors by
+  // parameter name; the model is unchanged.
+  std::vector<std::pair<std::string, at::Tensor>> MergedWeights() const;
+  // Folds the adapter into the base weights in place and detaches it.
+  void MergeAdapter();
+  // What training updates, in forward order: the adapter's tensors when one is attached,
+  // otherwise every parameter.
+  std::vector<std::pair<std::string, at::Tensor>> TrainableParameters() const;
+
   // Positions of real tokens counted from the first one (left padding aware): cumsum - 1,
   // padding slots clamped to 0. mask: [B, S]; returns the last T columns.
   static at::Tensor PositionsFromMask(const at::Tensor& attention_mask, int64_t queries);
@@ -52,11 +75,22 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
     at::Tensor qkv, qkv_bias, proj, proj_bias;                   // gpt2 attention (Conv1D)
     at::Tensor gate, up, down, gate_bias, up_bias, down_bias;    // SwiGLU
     at::Tensor fc, fc_bias, fc_out, fc_out_bias;                 // gpt2 MLP (Conv1D)
+    LoraWeights q_lora, k_lora, v_lora, o_lora, gate_lora, up_lora, down_lora, qkv_lora, proj_lora, fc_lora, fc_out_lora;
+  };
+
+  // A projection of a layer: its module name, weight and adapter slot.
+  struct Slot {
+    std::string module;
+    int64_t layer;
+    at::Tensor Layer::*weight;
+    LoraWeights Layer::*lora;
+    bool conv1d;  // GPT-2's Conv1D: weight [in, out]
   };
 
   void Bind();
+  std::vector<Slot> Slots() const;
   at::Tensor LayerForward(const Layer& layer, int64_t index, const at::Tensor& hidden, const at::Tensor& mask,
-                          const at::Tensor& rope_cos, const at::Tensor& rope_sin, KVCache* cache) const;
+                          const at::Tensor& rope_cos, const at::Tensor& rope_sin, KVCache* cache, bool training) const;
   at::Tensor Norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
 
   ModelConfig config_;
@@ -64,6 +98,7 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
   std::vector<Layer> layers_;
   at::Tensor embed_, positions_embed_, final_norm_weight_, final_norm_bias_, lm_head_;
   at::Tensor inverse_frequencies_;
+  std::shared_ptr<const LoraAdapter> adapter_;
 };
 
 // The expected parameter names and shapes of a config (HF layout).

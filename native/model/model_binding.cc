@@ -61,6 +61,11 @@ Napi::Function ModelHandle::Define(Napi::Env env) {
                                     InstanceMethod<&ModelHandle::ForwardAsync>("forwardAsync"),
                                     InstanceMethod<&ModelHandle::Logprobs>("logprobs"),
                                     InstanceMethod<&ModelHandle::Parameters>("parameters"),
+                                    InstanceMethod<&ModelHandle::LinearModules>("linearModules"),
+                                    InstanceMethod<&ModelHandle::SetAdapter>("setAdapter"),
+                                    InstanceMethod<&ModelHandle::AdapterTensors>("adapterTensors"),
+                                    InstanceMethod<&ModelHandle::MergedWeights>("mergedWeights"),
+                                    InstanceMethod<&ModelHandle::MergeAdapter>("mergeAdapter"),
                                     InstanceMethod<&ModelHandle::NewCache>("newCache"),
                                     InstanceMethod<&ModelHandle::Dispose>("dispose")});
   Instance(env).model_class = Napi::Persistent(cls);
@@ -231,6 +236,75 @@ Napi::Value ModelHandle::Parameters(const Napi::CallbackInfo& info) {
     Napi::Object out = Napi::Object::New(info.Env());
     for (const auto& [name, tensor] : Model(args.call())->parameters()) out.Set(name, Tensor::Wrap(info.Env(), tensor));
     return out;
+  });
+}
+
+Napi::Value ModelHandle::LinearModules(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("model.linearModules", {
+    const std::vector<LinearModule> modules = Model(args.call())->LinearModules();
+    Napi::Array out = Napi::Array::New(info.Env(), modules.size());
+    for (size_t i = 0; i < modules.size(); ++i) {
+      Napi::Object module = Napi::Object::New(info.Env());
+      module.Set("name", modules[i].name);
+      module.Set("in", static_cast<double>(modules[i].in));
+      module.Set("out", static_cast<double>(modules[i].out));
+      out.Set(static_cast<uint32_t>(i), module);
+    }
+    return out;
+  });
+}
+
+// setAdapter({scale, dropout, tensors: Record<string, NativeTensor>} | null)
+Napi::Value ModelHandle::SetAdapter(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("model.setAdapter", {
+    args.ExpectAtMost(1);
+    auto model = Model(args.call());
+    if (!args.present(0)) {
+      model->SetAdapter(nullptr);
+      return info.Env().Undefined();
+    }
+    if (!args.at(0).IsObject()) args.Fail(0, "adapter", "an object {scale, dropout, tensors} or null");
+    const Napi::Object given = args.at(0).As<Napi::Object>();
+    auto adapter = std::make_shared<LoraAdapter>();
+    const Napi::Value scale = given.Get("scale"), dropout = given.Get("dropout"), tensors = given.Get("tensors");
+    if (!scale.IsNumber() || !dropout.IsNumber() || !tensors.IsObject()) args.Fail(0, "adapter", "an object {scale, dropout, tensors} or null");
+    adapter->scale = scale.As<Napi::Number>().DoubleValue();
+    adapter->dropout = dropout.As<Napi::Number>().DoubleValue();
+    const Napi::Object named = tensors.As<Napi::Object>();
+    const Napi::Array names = named.GetPropertyNames();
+    for (uint32_t i = 0; i < names.Length(); ++i) {
+      const std::string name = names.Get(i).As<Napi::String>().Utf8Value();
+      if (!Tensor::Is(info.Env(), named.Get(name))) throw SpinError(ErrorCode::kInvalidArgument, "adapter tensor " + name + " is not a Tensor");
+      adapter->tensors[name] = Tensor::FromValue(named.Get(name), args.call());
+    }
+    model->SetAdapter(std::move(adapter));
+    return info.Env().Undefined();
+  });
+}
+
+// The attached adapter's tensors by name (live), or null.
+Napi::Value ModelHandle::AdapterTensors(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("model.adapterTensors", {
+    auto model = Model(args.call());
+    if (!model->adapter()) return info.Env().Null();
+    Napi::Object out = Napi::Object::New(info.Env());
+    for (const auto& [name, tensor] : model->TrainableParameters()) out.Set(name, Tensor::Wrap(info.Env(), tensor));
+    return out;
+  });
+}
+
+Napi::Value ModelHandle::MergedWeights(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("model.mergedWeights", {
+    Napi::Object out = Napi::Object::New(info.Env());
+    for (const auto& [name, tensor] : Model(args.call())->MergedWeights()) out.Set(name, Tensor::Wrap(info.Env(), tensor));
+    return out;
+  });
+}
+
+Napi::Value ModelHandle::MergeAdapter(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("model.mergeAdapter", {
+    Model(args.call())->MergeAdapter();
+    return info.Env().Undefined();
   });
 }
 

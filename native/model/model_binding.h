@@ -40,6 +40,11 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value ForwardAsync(const Napi::CallbackInfo& info);
   Napi::Value Logprobs(const Napi::CallbackInfo& info);
   Napi::Value Parameters(const Napi::CallbackInfo& info);
+  Napi::Value LinearModules(const Napi::CallbackInfo& info);
+  Napi::Value SetAdapter(const Napi::CallbackInfo& info);
+  Napi::Value AdapterTensors(const Napi::CallbackInfo& info);
+  Napi::Value MergedWeights(const Napi::CallbackInfo& info);
+  Napi::Value MergeAdapter(const Napi::CallbackInfo& info);
   Napi::Value NewCache(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   std::shared_ptr<Decoder> model_;
