@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The spin-native command line: generate | train | sft | iterate | convert | eval | demo | info
-// | launch, one module per command in run/cli/. Run configs use the original SPIN config.yaml
+// The spin-native command line: generate | train | sft | iterate | convert | eval | merge | demo
+// | info | launch, one module per command in run/cli/. Run configs use the original SPIN config.yaml
 // keys (run/config.ts), with --key=value overrides; unknown keys are errors that name the
 // nearest valid key. A config is read and checked before its command's module is imported,
 // so usage and config errors come before libtorch loads.
@@ -19,6 +19,7 @@ const CONFIG_COMMANDS: Record<string, () => Promise<ConfigCommand>> = {
   sft: async () => (await import("./run/cli/train.js")).sft,
   iterate: async () => (await import("./run/cli/iterate.js")).iterate,
   eval: async () => (await import("./run/cli/eval.js")).evaluate,
+  merge: async () => (await import("./run/cli/merge.js")).merge,
 };
 
 /** Commands that read their own arguments. */

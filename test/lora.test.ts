@@ -9,7 +9,7 @@ import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
-import { CausalLM, Optimizer, SpinTrainer, type Tensor, noGrad, ones, setNumThreads, tensor } from "../lib/index.js";
+import { CausalLM, Optimizer, SpinCollator, SpinTrainer, type Tensor, manualSeed, noGrad, ones, setNumThreads, spinStep, tensor } from "../lib/index.js";
 import { saveSafetensors } from "../lib/model/safetensors.js";
 import { VOCAB, removeRoot, tempRoot, writeFixture } from "./fixtures.js";
 import { valuesOf } from "./helpers.js";
@@ -258,6 +258,56 @@ describe("PEFT format", () => {
 });
 
 describe("training with an adapter", () => {
+  async function stepLoss(model: CausalLM, backward: boolean): Promise<number> {
+    const collator = new SpinCollator({ tokenizer: tinyTokenizer() });
+    const batch = collator.collate([pairOf("hi", "ab", "cd"), pairOf("yo", "abc", "x")]);
+    const opponent = tensor(Float32Array.from([-20, -20]));
+    const metrics = await spinStep(model, { ...batch, opponentReal: opponent, opponentGenerated: opponent }, { beta: 0.5 }, { backward });
+    for (const t of [batch.ids, batch.attentionMask, batch.labels, opponent]) t.dispose();
+    return metrics.loss;
+  }
+
+  test("dropout acts in training steps only, drawing from libtorch's seeded generator", async () => {
+    using model = await CausalLM.load(await fixture("llama", "llama-dropout"));
+    model.addAdapter({ r: 4, alpha: 8, dropout: 0.5, targetModules: "all-linear" });
+    randomizeAdapter(model, 0.3);
+    const evaluation = await stepLoss(model, false);
+    expect(await stepLoss(model, false)).toBe(evaluation);
+    manualSeed(1);
+    const first = await stepLoss(model, true);
+    manualSeed(1);
+    const again = await stepLoss(model, true);
+    manualSeed(2);
+    const other = await stepLoss(model, true);
+    expect(again).toBe(first);
+    expect(other).not.toBe(first);
+    expect(first).not.toBe(evaluation);
+  });
+
+  test("a bfloat16 base trains a float32 adapter: finite gradients on the adapter only", async () => {
+    using model = await CausalLM.load(await fixture("llama", "llama-bf16"), { dtype: "bfloat16" });
+    model.addAdapter({ r: 4, alpha: 8, dropout: 0, targetModules: "all-linear" });
+    randomizeAdapter(model, 0.1);
+    const tensors = model.adapterTensors()!;
+    for (const t of Object.values(tensors)) t.requiresGrad = true;
+    expect(Number.isFinite(await stepLoss(model, true))).toBe(true);
+    for (const [name, t] of Object.entries(tensors)) {
+      expect(t.dtype, name).toBe("float32");
+      const grad = t.grad!;
+      expect(grad.dtype).toBe("float32");
+      const values = valuesOf(grad);
+      expect(values.every(Number.isFinite), name).toBe(true);
+      expect(values.some((v) => v !== 0), name).toBe(true);
+      grad.dispose();
+      t.dispose();
+    }
+    for (const [name, p] of model.parameters()) {
+      expect(p.dtype, name).toBe("bfloat16");
+      expect(p.grad, name).toBeNull();
+      p.dispose();
+    }
+  });
+
   test("SPIN updates only the adapter: the base stays bit for bit, the optimizer state is adapter-sized", async () => {
     const dir = await fixture("llama", "llama-train");
     using model = await CausalLM.load(dir);

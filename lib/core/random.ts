@@ -29,3 +29,10 @@ export function seededShuffle<T>(items: readonly T[], seed: number): T[] {
 export function permutation(n: number, seed: number): number[] {
   return seededShuffle(Array.from({ length: n }, (_, i) => i), seed);
 }
+
+/** A 32-bit seed for micro-batch `micro` of update `update` on `rank`, from the run's seed (distinct per tuple). */
+export function microBatchSeed(seed: number, update: number, micro: number, rank: number): number {
+  let h = seed >>> 0;
+  for (const part of [update, micro, rank]) h = Math.imul(h ^ (part >>> 0), 0x9e3779b1) + 0x7f4a7c15;
+  return mulberry32(h)() * 2 ** 32 >>> 0;
+}

@@ -9,6 +9,7 @@ import { parse as parseYaml } from "yaml";
 
 import { SpinNativeError } from "../core/errors.js";
 import { type NumberRule, describeRule, fitsRule, showValue } from "../core/validate.js";
+import type { LoraOptions } from "../model/lora.js";
 import { OPTIONS, type OptionSpec, type SpinConfig, fieldProblem } from "../spin/config.js";
 
 type Value = string | number | boolean | null | Value[] | { [key: string]: Value };
@@ -49,6 +50,13 @@ const RUN_KEYS = [
   "ddp_bucket_cap_mb",
   "ddp_timeout",
   "allow_config_change",
+  "use_peft",
+  "lora_r",
+  "lora_alpha",
+  "lora_dropout",
+  "lora_target_modules",
+  "adapter",
+  "merge_adapters",
 ] as const;
 
 /** Keys of the original configs that have no effect here (multi-GPU, hub, logging backends). */
@@ -196,6 +204,11 @@ const textList: KeyCheck = (value, key, where) => {
   if (value !== null && !(Array.isArray(value) && value.every((v) => typeof v === "string"))) throw valueError(where, key, "a list of strings", value);
 };
 
+/** lora_target_modules: a list of module names, or "all-linear". */
+const targetModules: KeyCheck = (value, key, where) => {
+  if (value !== null && value !== "all-linear") textList(value, key, where);
+};
+
 const positiveInteger = number({ integer: true, min: 1 });
 const nonNegativeInteger = number({ integer: true, min: 0 });
 const positive = number({ min: 0, minOpen: true });
@@ -230,6 +243,13 @@ const RUN_CHECKS: Record<(typeof RUN_KEYS)[number], KeyCheck> = {
   ddp_bucket_cap_mb: positive,
   ddp_timeout: positive,
   allow_config_change: flag,
+  use_peft: flag,
+  lora_r: positiveInteger,
+  lora_alpha: positive,
+  lora_dropout: number({ min: 0, max: 1, maxOpen: true }),
+  lora_target_modules: targetModules,
+  adapter: textValue,
+  merge_adapters: flag,
 };
 
 /** Keys whose value is text: an override keeps what was typed. */
@@ -335,4 +355,19 @@ export function distributedOptions(config: RawConfig): { bucketBytes?: number; t
   };
   const bucketMb = positive("ddp_bucket_cap_mb");
   return { ...(bucketMb !== undefined ? { bucketBytes: Math.round(bucketMb * 2 ** 20) } : {}), timeoutMs: (positive("ddp_timeout") ?? 1800) * 1000 };
+}
+
+/**
+ * The LoRA settings of a config (the original's ModelArguments: use_peft, lora_r, lora_alpha,
+ * lora_dropout, lora_target_modules), or null without use_peft.
+ */
+export function loraOptions(config: RawConfig): LoraOptions | null {
+  if (config.use_peft !== true) return null;
+  const targets = config.lora_target_modules;
+  return {
+    ...(numberKey(config, "lora_r") !== undefined ? { r: numberKey(config, "lora_r")! } : {}),
+    ...(numberKey(config, "lora_alpha") !== undefined ? { alpha: numberKey(config, "lora_alpha")! } : {}),
+    ...(numberKey(config, "lora_dropout") !== undefined ? { dropout: numberKey(config, "lora_dropout")! } : {}),
+    ...(targets !== undefined && targets !== null ? { targetModules: targets === "all-linear" ? "all-linear" : (targets as string[]) } : {}),
+  };
 }

@@ -17,6 +17,7 @@ import type { SelfPlayOptions } from "../spin/self-play-options.js";
 import { writeFileAtomic } from "../core/atomic.js";
 import { lockRunFolder, runCommand } from "../core/run-lock.js";
 import { CausalLM, type LoadModelOptions } from "../model/causal-lm.js";
+import type { LoraOptions } from "../model/lora.js";
 import { Tokenizer } from "../model/tokenizer.js";
 import type { SpinConfig } from "../spin/config.js";
 import { type Metrics, SpinTrainer } from "../spin/trainer.js";
@@ -53,6 +54,14 @@ export interface PipelineOptions {
    * data-parallel, and rank 0 alone writes run.json, models and evaluations.
    */
   distributed?: Distributed | null;
+  /**
+   * SPIN with LoRA: iteration 0 trains a fresh adapter on the frozen base, iteration t+1
+   * continues from adapter t (θt = base + adapter t, also the opponent), and each iteration
+   * saves its adapter in PEFT's format (iter<t>/adapter). Generation runs with the adapter.
+   */
+  lora?: LoraOptions | null;
+  /** With LoRA, also write each iteration's merged model (iter<t>/model). Default false. */
+  mergeAdapters?: boolean;
 }
 
 /** The original SPIN schedule: lr 5e-7 for iterations 0–1, 1e-7 for 2–3; β 0.1 for 0–2, 5.0 for 3. */
@@ -73,6 +82,8 @@ export interface IterationRecord {
 export interface RunState {
   version: 1;
   baseModel: string;
+  /** The LoRA settings of a run with adapters (absent: full fine-tuning). */
+  lora?: LoraOptions;
   iterations: number;
   baseEval?: Metrics;
   iteration: IterationRecord[];
@@ -81,11 +92,17 @@ export interface RunState {
 export interface PipelineResult {
   state: RunState;
   aborted: boolean;
-  /** The folder of the last trained model (θT), or the base model if none was trained. */
+  /** The folder of the last trained model (θT), or the base model if none was trained; with LoRA, θT's adapter folder. */
   finalModel: string;
 }
 
 const STATE_FILE = "run.json";
+
+/** A model of the loop: a model folder, and with LoRA the adapter over it. */
+interface Theta {
+  dir: string;
+  adapter: string | null;
+}
 
 async function readState(runDir: string, options: PipelineOptions): Promise<RunState> {
   try {
@@ -93,18 +110,32 @@ async function readState(runDir: string, options: PipelineOptions): Promise<RunS
     if (path.resolve(state.baseModel) !== path.resolve(options.baseModel)) {
       throw new SpinNativeError(`pipeline: ${runDir} belongs to a run from ${state.baseModel}, not ${options.baseModel}; use another run folder`, "INVALID_ARGUMENT", "pipeline");
     }
+    if (JSON.stringify(state.lora ?? null) !== JSON.stringify(options.lora ?? null)) {
+      throw new SpinNativeError(
+        `pipeline: ${runDir} was run with lora ${JSON.stringify(state.lora ?? null)}, not ${JSON.stringify(options.lora ?? null)}; use another run folder`,
+        "INVALID_ARGUMENT",
+        "pipeline",
+      );
+    }
     state.iterations = options.iterations;
     return state;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-    return { version: 1, baseModel: options.baseModel, iterations: options.iterations, iteration: [] };
+    return { version: 1, baseModel: options.baseModel, ...(options.lora ? { lora: options.lora } : {}), iterations: options.iterations, iteration: [] };
   }
 }
 
 /** Folder names of iteration t. */
 export function iterationPaths(runDir: string, t: number) {
   const dir = path.join(runDir, `iter${t}`);
-  return { dir, data: path.join(dir, "data"), train: path.join(dir, "train"), model: path.join(dir, "model"), metrics: path.join(dir, "metrics.jsonl") };
+  return {
+    dir,
+    data: path.join(dir, "data"),
+    train: path.join(dir, "train"),
+    model: path.join(dir, "model"),
+    adapter: path.join(dir, "adapter"),
+    metrics: path.join(dir, "metrics.jsonl"),
+  };
 }
 
 /** Runs (or resumes) the SPIN iterations. */
@@ -133,9 +164,13 @@ async function runStages(options: PipelineOptions, log: (line: string) => void, 
     await dist?.barrier();
   };
   const tokenizer = await Tokenizer.fromDir(options.baseModel);
-  const withModel = async <T>(dir: string, fn: (model: CausalLM) => Promise<T>): Promise<T> => {
-    const model = await CausalLM.load(dir, options.load);
+  const lora = options.lora ?? null;
+  // θt: a model folder, or with LoRA the base and adapter t (none before the first training).
+  const withModel = async <T>(theta: Theta, fn: (model: CausalLM) => Promise<T>, training = false): Promise<T> => {
+    const model = await CausalLM.load(theta.dir, options.load);
     try {
+      if (theta.adapter) await model.loadAdapter(theta.adapter);
+      else if (lora && training) model.addAdapter(lora);
       return await fn(model);
     } finally {
       model.dispose();
@@ -144,22 +179,23 @@ async function runStages(options: PipelineOptions, log: (line: string) => void, 
 
   if (options.evaluate && !state.baseEval) {
     log("evaluating θ0");
-    state.baseEval = main ? await withModel(options.baseModel, (m) => options.evaluate!(m, tokenizer, "base")) : {};
+    state.baseEval = main ? await withModel({ dir: options.baseModel, adapter: null }, (m) => options.evaluate!(m, tokenizer, "base")) : {};
     await save();
   }
-  let current = options.baseModel;
+  let current: Theta = { dir: options.baseModel, adapter: null };
+  const shown = (theta: Theta) => theta.adapter ?? theta.dir;
   for (let t = 0; t < options.iterations; t++) {
     const paths = iterationPaths(options.runDir, t);
     const record = (state.iteration[t] ??= {});
     if (!record.generate) {
-      log(`iteration ${t}: generating with ${current}`);
+      log(`iteration ${t}: generating with ${shown(current)}`);
       const init = (model: CausalLM) => ({ model, tokenizer, options: { ...options.generation, split: "train" } });
       const result = await withModel(current, (model) => generateDataParallel(init(model), options.sftRows, paths.data, dist ?? null));
       const identicalPairs = identicalPairShare(await readSpinRows(paths.data, "train"));
       record.generate = { rows: result.rows, eosRate: result.eosRate, meanGeneratedTokens: result.meanGeneratedTokens, seconds: result.seconds, identicalPairs };
       await save();
     }
-    if (options.signal?.aborted) return { state, aborted: true, finalModel: current };
+    if (options.signal?.aborted) return { state, aborted: true, finalModel: shown(current) };
     if (!record.train) {
       const own = await readSpinRows(paths.data, "train");
       const rows =
@@ -172,7 +208,7 @@ async function runStages(options: PipelineOptions, log: (line: string) => void, 
               ],
               options.mixSeed ?? 42,
             );
-      log(`iteration ${t}: training on ${rows.length} pairs from ${current}`);
+      log(`iteration ${t}: training on ${rows.length} pairs from ${shown(current)}`);
       const result = await withModel(current, async (model) => {
         // Each iteration's trainer (its optimizer state is model-sized) is freed before the next.
         const trainer = new SpinTrainer({ model, tokenizer, distributed: dist, config: { ...options.training, ...options.perIteration?.[t], outputDir: paths.train } });
@@ -182,14 +218,18 @@ async function runStages(options: PipelineOptions, log: (line: string) => void, 
             ...(options.signal ? { signal: options.signal } : {}),
             ...(options.allowConfigChange ? { allowConfigChange: true } : {}),
           });
-          if (!trained.aborted && main) await model.save(paths.model);
+          if (!trained.aborted && main) {
+            if (lora) await model.saveAdapter(paths.adapter);
+            // With an adapter attached, save() writes the merged weights.
+            if (!lora || options.mergeAdapters) await model.save(paths.model);
+          }
           await dist?.barrier();
           return trained;
         } finally {
           trainer.dispose();
         }
-      });
-      if (result.aborted) return { state, aborted: true, finalModel: current };
+      }, true);
+      if (result.aborted) return { state, aborted: true, finalModel: shown(current) };
       if (main) await copyFile(path.join(paths.train, "metrics.jsonl"), paths.metrics).catch(() => undefined);
       record.train = { steps: result.globalStep, rows: rows.length, metrics: result.metrics };
       await save();
@@ -201,12 +241,12 @@ async function runStages(options: PipelineOptions, log: (line: string) => void, 
     for (const entry of main ? await readdir(paths.train).catch(() => [] as string[]) : []) {
       if (entry.startsWith("checkpoint-")) await rm(path.join(paths.train, entry), { recursive: true, force: true });
     }
-    current = paths.model;
+    current = lora ? { dir: options.baseModel, adapter: paths.adapter } : { dir: paths.model, adapter: null };
     if (options.evaluate && !record.eval) {
       log(`iteration ${t}: evaluating θ${t + 1}`);
       record.eval = main ? await withModel(current, (m) => options.evaluate!(m, tokenizer, `iter${t}`)) : {};
       await save();
     }
   }
-  return { state, aborted: false, finalModel: current };
+  return { state, aborted: false, finalModel: shown(current) };
 }

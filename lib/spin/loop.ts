@@ -14,7 +14,8 @@ import { writeFileAtomic } from "../core/atomic.js";
 import type { Distributed } from "../distributed/distributed.js";
 import type { CausalLM } from "../model/causal-lm.js";
 import { Optimizer } from "./optim.js";
-import { permutation } from "../core/random.js";
+import { manualSeed } from "../core/create.js";
+import { microBatchSeed, permutation } from "../core/random.js";
 import { lrMultiplier, warmupSteps } from "./schedule.js";
 import { lockRunFolder, runCommand } from "../core/run-lock.js";
 import {
@@ -294,6 +295,9 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
         let finite = true;
         for (const [k, indices] of micro.entries()) {
           if (k === micro.length - 1) reducer?.beforeLastBackward();
+          // Adapter dropout draws from libtorch's generator: seeded per micro-batch, a resumed
+          // run draws exactly what an uninterrupted one did.
+          if ((this.model.adapter?.dropout ?? 0) > 0) manualSeed(microBatchSeed(c.seed, state.globalStep, k, rank));
           const metrics = await this.microStep(indices.map((i) => rows[i]!), indices, 1 / micro.length);
           if (!Number.isFinite(metrics.loss)) finite = false;
           tokens += metrics.tokens ?? 0;

@@ -1,6 +1,7 @@
 // One micro-batch of training in one native call, off the event loop: the forward pass on the
 // collated rows, the objective, and backward scaled by 1 / accumulation steps. The trainers,
 // the tests and the benchmarks all step through these two functions.
+import { tensor } from "../core/create.js";
 import { native } from "../core/native.js";
 import { Tensor } from "../core/tensor.js";
 import type { CausalLM } from "../model/causal-lm.js";
@@ -19,8 +20,8 @@ export interface SpinStepBatch extends StepBatch {
   /** [B] the opponent's summed log-probs of the real responses. */
   opponentReal: Tensor;
   opponentGenerated: Tensor;
-  /** [B] bool: pairs whose generated response equals the real one. */
-  identical?: Tensor | null;
+  /** [B] bool (a Tensor, or SpinBatch.identical as it comes): pairs whose generated response equals the real one. */
+  identical?: Tensor | readonly boolean[] | null;
 }
 
 export interface StepOptions {
@@ -84,14 +85,20 @@ export async function spinStep(model: CausalLM, batch: SpinStepBatch, objective:
   };
   for (const [field, value] of Object.entries(resolved)) checkField(field as keyof SpinObjective, value, "spinStep");
   const step = nativeOptions(options);
-  const handles = {
-    ...nativeBatch(batch, "spinStep"),
-    opponentReal: Tensor.handleOf(batch.opponentReal, "spinStep", "opponentReal"),
-    opponentGenerated: Tensor.handleOf(batch.opponentGenerated, "spinStep", "opponentGenerated"),
-    identical: batch.identical ? Tensor.handleOf(batch.identical, "spinStep", "identical") : null,
-  };
-  const metrics = await guarded(model, "spinStep", step.backward, () => native.spinTrainStep(model.nativeHandle, handles, { ...resolved, ...step }));
-  return metrics as unknown as SpinStepMetrics;
+  const flags = Array.isArray(batch.identical) ? tensor(batch.identical as boolean[], { dtype: "bool" }) : null;
+  try {
+    const identical = flags ?? (batch.identical as Tensor | null | undefined);
+    const handles = {
+      ...nativeBatch(batch, "spinStep"),
+      opponentReal: Tensor.handleOf(batch.opponentReal, "spinStep", "opponentReal"),
+      opponentGenerated: Tensor.handleOf(batch.opponentGenerated, "spinStep", "opponentGenerated"),
+      identical: identical ? Tensor.handleOf(identical, "spinStep", "identical") : null,
+    };
+    const metrics = await guarded(model, "spinStep", step.backward, () => native.spinTrainStep(model.nativeHandle, handles, { ...resolved, ...step }));
+    return metrics as unknown as SpinStepMetrics;
+  } finally {
+    flags?.dispose();
+  }
 }
 
 /** One supervised micro-step: mean NLL per response token, and backward unless `backward` is false. */

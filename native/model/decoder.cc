@@ -406,6 +406,11 @@ void Decoder::SetAdapter(std::shared_ptr<const LoraAdapter> adapter) {
     }
     // The base is frozen: no gradients, no optimizer state, only the adapter trains.
     for (auto& [name, parameter] : parameters_) parameter.requires_grad_(false);
+    for (const LoraWeights& lora : bound) {
+      if (!lora.defined()) continue;
+      lora.a.requires_grad_(true);
+      lora.b.requires_grad_(true);
+    }
   }
   for (size_t i = 0; i < slots.size(); ++i) layers_[slots[i].layer].*slots[i].lora = bound[i];
   adapter_ = std::move(adapter);

@@ -9,10 +9,10 @@ import { type RawRow, readRows, readSpinRows } from "../../data/dataset-read.js"
 import { mixDatasets } from "../../data/mixer.js";
 import type { SpinRow } from "../../data/rows.js";
 import { rankDevice } from "../../distributed/launch.js";
-import type { LoadModelOptions } from "../../model/causal-lm.js";
+import type { CausalLM, LoadModelOptions } from "../../model/causal-lm.js";
 import { TRAINING_DEFAULTS } from "../../spin/config.js";
 import type { SelfPlayOptions } from "../../spin/self-play-options.js";
-import { type RawConfig, numberKey, stringKey } from "../config.js";
+import { type RawConfig, loraOptions, numberKey, stringKey } from "../config.js";
 
 /** A command's arguments: an optional config file first, then `--key=value` flags. */
 export function splitArguments(argv: string[]): { file: string | null; flags: string[] } {
@@ -45,6 +45,25 @@ export function interruptSignal(): AbortSignal {
   const abort = new AbortController();
   process.once("SIGINT", () => abort.abort());
   return abort.signal;
+}
+
+/**
+ * The model of model_name_or_path with its adapter: the `adapter` folder when given, else with
+ * use_peft and `training` a fresh adapter (the LoRA keys).
+ */
+export async function loadModel(config: RawConfig, training = false): Promise<CausalLM> {
+  const { CausalLM } = await import("../../model/causal-lm.js");
+  const model = await CausalLM.load(stringKey(config, "model_name_or_path", true), loadOptions(config));
+  try {
+    const adapter = stringKey(config, "adapter");
+    const lora = loraOptions(config);
+    if (adapter) await model.loadAdapter(adapter);
+    else if (lora && training) model.addAdapter(lora);
+    return model;
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
 }
 
 export function loadOptions(config: RawConfig): LoadModelOptions {

@@ -6,12 +6,12 @@ import { Tokenizer } from "../../model/tokenizer.js";
 import { SPIN_DEFAULTS } from "../../spin/config.js";
 import { evaluateSft, evaluateSpin } from "../../spin/evaluate.js";
 import { type RawConfig, stringKey, trainingFields } from "../config.js";
-import { loadOptions } from "./common.js";
+import { loadModel, loadOptions } from "./common.js";
 
 export async function evaluate(config: RawConfig): Promise<void> {
   const modelDir = stringKey(config, "model_name_or_path", true);
   const rows = await readSpinRows(stringKey(config, "input", true), (stringKey(config, "split") ?? "test") as "train" | "test");
-  const model = await CausalLM.load(modelDir, loadOptions(config));
+  const model = await loadModel(config);
   const tokenizer = await Tokenizer.fromDir(modelDir);
   const settings = { ...SPIN_DEFAULTS, ...trainingFields(config) };
   const options = { tokenizer, batchSize: settings.perDeviceTrainBatchSize, maxLength: settings.maxLength, maxPromptLength: settings.maxPromptLength, bf16: settings.bf16 };

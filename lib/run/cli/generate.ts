@@ -1,11 +1,10 @@
 // `spin-native generate`: self-play generation of SPIN rows from SFT prompts (resumable).
 import type { RawRow } from "../../data/dataset-read.js";
-import { CausalLM } from "../../model/causal-lm.js";
 import { Tokenizer } from "../../model/tokenizer.js";
 import { SelfPlayGenerator } from "../../spin/generator.js";
 import { type RawConfig, stringKey } from "../config.js";
 import { createProgress } from "../progress.js";
-import { generationOptions, interruptSignal, interrupted, loadOptions, makeOutputFolder, streamRawRows } from "./common.js";
+import { generationOptions, interruptSignal, interrupted, loadModel, makeOutputFolder, streamRawRows } from "./common.js";
 
 export async function generate(config: RawConfig): Promise<void> {
   const modelDir = stringKey(config, "model_name_or_path", true);
@@ -14,7 +13,7 @@ export async function generate(config: RawConfig): Promise<void> {
   await makeOutputFolder(outputDir);
   const rows: RawRow[] = [];
   for await (const row of streamRawRows(stringKey(config, "input", true), split as "train" | "test")) rows.push(row);
-  const model = await CausalLM.load(modelDir, loadOptions(config));
+  const model = await loadModel(config);
   const tokenizer = await Tokenizer.fromDir(modelDir);
   const generator = new SelfPlayGenerator({ model, tokenizer, options: { ...generationOptions(config), split, rowLocation: (i) => rows[i]! } });
   const progress = createProgress("generate");

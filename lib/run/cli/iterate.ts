@@ -4,7 +4,7 @@ import type { RawRow } from "../../data/dataset-read.js";
 import { fractionCount } from "../../data/mixer.js";
 import { Distributed } from "../../distributed/distributed.js";
 import type { SpinConfig } from "../../spin/config.js";
-import { type RawConfig, distributedOptions, iterationSchedule, numberKey, stringKey, trainingFields } from "../config.js";
+import { type RawConfig, distributedOptions, iterationSchedule, loraOptions, numberKey, stringKey, trainingFields } from "../config.js";
 import { runPipeline } from "../pipeline.js";
 import { writeReport } from "../report.js";
 import { generationOptions, interruptSignal, interrupted, loadOptions, makeOutputFolder, streamRawRows } from "./common.js";
@@ -44,6 +44,8 @@ export async function iterate(config: RawConfig): Promise<void> {
     onStage: () => writeReport(runDir).then(() => undefined),
     distributed,
     allowConfigChange: config.allow_config_change === true,
+    lora: loraOptions(config),
+    mergeAdapters: config.merge_adapters === true,
   });
   distributed?.destroy();
   if (result.aborted) interrupted(`stopped, the run folder ${runDir} keeps every finished stage`);

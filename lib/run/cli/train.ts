@@ -4,12 +4,11 @@ import path from "node:path";
 
 import { lockRunFolder, runCommand } from "../../core/run-lock.js";
 import { Distributed } from "../../distributed/distributed.js";
-import { CausalLM } from "../../model/causal-lm.js";
 import { Tokenizer } from "../../model/tokenizer.js";
 import { SftTrainer, SpinTrainer } from "../../spin/trainer.js";
 import { type RawConfig, distributedOptions, stringKey, trainingFields } from "../config.js";
 import { createProgress } from "../progress.js";
-import { interruptSignal, interrupted, loadOptions, makeOutputFolder, mixedRows } from "./common.js";
+import { interruptSignal, interrupted, loadModel, makeOutputFolder, mixedRows } from "./common.js";
 
 export const train = (config: RawConfig): Promise<void> => trainCommand(config, "spin");
 export const sft = (config: RawConfig): Promise<void> => trainCommand(config, "sft");
@@ -33,7 +32,7 @@ async function trainCommand(config: RawConfig, kind: "spin" | "sft"): Promise<vo
 
 async function trainAndSave(config: RawConfig, kind: "spin" | "sft", outputDir: string, modelDir: string, distributed: Distributed | null): Promise<void> {
   const rows = await mixedRows(config, "train");
-  const model = await CausalLM.load(modelDir, loadOptions(config));
+  const model = await loadModel(config, true);
   const tokenizer = await Tokenizer.fromDir(modelDir);
   const fields = { ...trainingFields(config), outputDir, logToConsole: true };
   const trainer =
@@ -45,7 +44,11 @@ async function trainAndSave(config: RawConfig, kind: "spin" | "sft", outputDir: 
   trainer.dispose();
   if (result.aborted) interrupted(`stopped after update ${result.globalStep}, checkpoint saved in ${outputDir}`);
   else progress.done(`${result.globalStep} updates`);
-  if (!result.aborted && (distributed?.isMain ?? true)) await model.save(path.join(outputDir, "model"));
+  if (!result.aborted && (distributed?.isMain ?? true)) {
+    if (model.adapter) await model.saveAdapter(path.join(outputDir, "adapter"));
+    // With an adapter attached, save() writes the merged weights.
+    if (!model.adapter || config.merge_adapters === true) await model.save(path.join(outputDir, "model"));
+  }
   await distributed?.barrier();
   model.dispose();
 }

@@ -22,6 +22,8 @@ export const USAGE: Record<string, string> = {
   Converts a dataset between jsonl, json and parquet (by extension), in the original's schema.`,
   eval: `spin-native eval [config.yaml] --model_name_or_path=DIR --input=DATA [--split=test --opponent=DIR]
   Held-out metrics: mean NLL of the real responses; with --opponent, the SPIN metrics against it.`,
+  merge: `spin-native merge --model_name_or_path=DIR --adapter=DIR --output_dir=DIR
+  Folds a LoRA adapter (PEFT format) into its base model and writes a plain Hugging Face model folder.`,
   demo: `spin-native demo [--out=DIR] [--iterations=3] [--seed=42]
   The SPIN demo on the embedded tiny model and data: θ0 → SPIN iterations (logistic loss, IPO loss, and with an SFT term) → table of held-out exact match (per task), mean log-prob of the ground truth, reward margins and identical pairs, against continued SFT with the same updates (at SPIN's lr and at the best of a sweep); report.html plots them.`,
   launch: `spin-native launch --nproc-per-node=N [--nnodes=M --node-rank=R --master-addr=A --master-port=P --rdzv-id=ID] -- <command ...>
