@@ -144,6 +144,29 @@ export async function scalingRows(): Promise<Row[]> {
   return rows;
 }
 
+/**
+ * LoRA against full fine-tuning of the same shape (checkpointed SPIN steps, one process each):
+ * a float32 and a bfloat16 base with an r=16 adapter on every linear module.
+ */
+export async function loraRows(shapes: string[] = ["bench-250m", "bench-1b"]): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const shape of shapes) {
+    const full = await trainChild(shape, ["--checkpoint"]);
+    for (const flags of [[], ["--lora=16"], ["--lora=16", "--dtype=bfloat16"]]) {
+      const r = flags.length === 0 ? full : await trainChild(shape, ["--checkpoint", ...flags]);
+      rows.push({
+        name: String(r.name),
+        "s/step": Number(r.seconds),
+        "× full step": Number(r.seconds) / Number(full.seconds),
+        "peak RSS GiB": Number(r.peakRssBytes) / 2 ** 30,
+        "× full RSS": Number(r.peakRssBytes) / Number(full.peakRssBytes),
+        "min GiB (w+g+opt)": Number(r.minimumBytes) / 2 ** 30,
+      });
+    }
+  }
+  return rows;
+}
+
 /** Generation (docs/benchmarks.md, Workloads): 64-token prompts, exactly 128 new tokens, greedy b=1 and b=32, sampling b=32. */
 export async function generateRows(limits: { matmulGflops: number; bandwidthGBs: number }): Promise<Row[]> {
   const rows: Row[] = [];

@@ -37,6 +37,8 @@ if (mode === "collectives") {
   // Resume runs: {tag, maxSteps}; checkpoints after every update, a constant learning rate.
   const resume = process.argv[7] ? JSON.parse(process.argv[7]) : null;
   const model = await lib.CausalLM.load(path.join(dir, "model"), { dtype: "float64" });
+  // SPIN_TEST_LORA: train an adapter (no dropout: the ranks' draws would differ from one rank's).
+  if (process.env.SPIN_TEST_LORA) model.addAdapter({ r: 2, alpha: 4, dropout: 0, targetModules: "all-linear", seed: 5 });
   const tokenizer = await lib.Tokenizer.fromDir(path.join(dir, "model"));
   const words = ["ab", "cd", "ef", "gh", "ij", "kl", "mn", "op"];
   const rows = words.slice(0, count).map((w, i) => ({
@@ -70,6 +72,7 @@ if (mode === "collectives") {
   }
   const params = {};
   for (const [name, p] of model.parameters()) params[name] = Array.from(p.toTypedArray());
+  for (const [name, t] of Object.entries(model.adapterTensors() ?? {})) params[name] = Array.from(t.toTypedArray());
   out(resume ? `train-${resume.tag}` : "train", { params, losses: logs, aborted: result.aborted, globalStep: result.globalStep });
 } else if (mode === "reduce" || mode === "nccl") {
   // Each rank's own gradients (its rows, two micro-batches accumulated, layers checkpointed),

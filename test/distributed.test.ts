@@ -29,18 +29,18 @@ beforeAll(() => {
 
 let nextPort = 20000 + Math.floor(Math.random() * 30000);
 
-function launch(ranks: number, args: string[], timeoutMs = 90_000) {
+function launch(ranks: number, args: string[], timeoutMs = 90_000, env: Record<string, string> = {}) {
   const port = nextPort++;
   return spawnSync(process.execPath, [CLI, "launch", `--nproc-per-node=${ranks}`, `--master-port=${port}`, "--", process.execPath, WORKER, ...args], {
     encoding: "utf8",
     timeout: timeoutMs,
-    env: { ...process.env, OMP_NUM_THREADS: "1" },
+    env: { ...process.env, OMP_NUM_THREADS: "1", ...env },
   });
 }
 
 /** The worker as a single process (no launcher, WORLD_SIZE=1). */
-function runAlone(args: string[]) {
-  return spawnSync(process.execPath, [WORKER, ...args], { encoding: "utf8", timeout: 90_000, env: { ...process.env, OMP_NUM_THREADS: "1", WORLD_SIZE: "1" } });
+function runAlone(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [WORKER, ...args], { encoding: "utf8", timeout: 90_000, env: { ...process.env, OMP_NUM_THREADS: "1", WORLD_SIZE: "1", ...env } });
 }
 
 /** A tiny llama checkpoint with the char tokenizer's files, in `dir`. */
@@ -72,15 +72,18 @@ describe.each([2, 3])("collectives on %i ranks", (ranks) => {
 });
 
 test.each([
-  [2, 1, 8],
-  [1, 2, 8], // the reduction overlaps the last micro-batch's backward only
-  [2, 1, 6], // the last update's 2 rows are split 1 + 1, not 2 + 0
-])("SPIN on 2 ranks with batch %i × %i accumulation steps equals 1 rank with batch 4 (%i rows)", async (batch, accumulation, count) => {
+  [2, 1, 8, ""],
+  [1, 2, 8, ""], // the reduction overlaps the last micro-batch's backward only
+  [2, 1, 6, ""], // the last update's 2 rows are split 1 + 1, not 2 + 0
+  [2, 1, 8, "lora"], // only the adapter's gradients are reduced
+  [1, 2, 8, "lora"],
+])("SPIN on 2 ranks with batch %i × %i accumulation steps equals 1 rank with batch 4 (%i rows) %s", async (batch, accumulation, count, lora) => {
   const dir = mkdtempSync(path.join(root, "train-"));
   await writeCharCheckpoint(path.join(dir, "model"));
-  const two = launch(2, ["train", dir, String(batch), String(accumulation), String(count)]);
+  const env: Record<string, string> = lora ? { SPIN_TEST_LORA: "1" } : {};
+  const two = launch(2, ["train", dir, String(batch), String(accumulation), String(count)], 90_000, env);
   expect(two.status, two.stderr + two.stdout).toBe(0);
-  const one = runAlone(["train", dir, "4", "1", String(count)]);
+  const one = runAlone(["train", dir, "4", "1", String(count)], env);
   expect(one.status, one.stderr).toBe(0);
   const single = read(dir, "train", 0); // the 1-rank run wrote rank 0 last; rank 1 is the 2-rank run
   const rank1 = read(dir, "train", 1);
@@ -90,6 +93,7 @@ test.each([
     values.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - other[i]!) / Math.max(1e-3, Math.abs(v)))));
   }
   expect(worst).toBeLessThan(1e-6);
+  if (lora) expect(Object.keys(single.params).filter((name) => name.endsWith("lora_B.weight")).length).toBeGreaterThan(0);
   expect(single.losses.length).toBe(4);
   rank1.losses.forEach((loss: number, i: number) => expect(Math.abs(loss - single.losses[i]) / Math.abs(single.losses[i])).toBeLessThan(1e-6));
   // The updates moved the parameters (the comparison is not vacuous).

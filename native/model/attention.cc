@@ -1,5 +1,7 @@
 #include "attention.h"
 
+#include "upcast.h"
+
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -31,18 +33,26 @@ at::Tensor AttentionMask(const at::Tensor& attention_mask, int64_t past, int64_t
   return at::where(visible, zero, LowestFinite(dtype)).unsqueeze(1);
 }
 
+namespace {
+// a @ b, rounded to a's dtype; 16-bit products of many query rows run in float32 (upcast.h).
+at::Tensor MatMul(const at::Tensor& a, const at::Tensor& b) {
+  if (UpcastGemm(a, a.size(-2))) return at::matmul(Upcast(a), Upcast(b)).to(a.scalar_type());
+  return at::matmul(a, b);
+}
+}  // namespace
+
 at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                      bool divide_by_sqrt) {
   const int64_t groups = q.size(1) / k.size(1);
   const at::Tensor keys = groups == 1 ? k : k.repeat_interleave(groups, 1);
   const at::Tensor values = groups == 1 ? v : v.repeat_interleave(groups, 1);
   const double head_dim = static_cast<double>(q.size(-1));
-  at::Tensor scores = at::matmul(q, keys.transpose(-1, -2));
+  at::Tensor scores = MatMul(q, keys.transpose(-1, -2));
   scores = divide_by_sqrt ? scores.div(std::sqrt(head_dim)) : scores.mul(std::pow(head_dim, -0.5));
   // Softmax in float32 (float64 for float64 models), as transformers' eager attention.
   const at::Tensor weights =
       at::softmax(scores.add(mask), -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
-  return at::matmul(weights, values);
+  return MatMul(weights, values);
 }
 
 }  // namespace spin

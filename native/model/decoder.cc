@@ -9,6 +9,7 @@
 #include "attention.h"
 #include "checkpoint.h"
 #include "rope.h"
+#include "upcast.h"
 
 namespace spin {
 
@@ -32,6 +33,8 @@ std::string ShapeText(c10::IntArrayRef shape) {
 // (gemv): OpenBLAS 0.3.21 would otherwise pack the whole weight for a one-row GEMM, which
 // triples the memory traffic of batch-1 decoding.
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  // 16-bit products of many rows in float32 on the CPU (upcast.h).
+  if (UpcastGemm(x, x.numel() / x.size(-1))) return at::linear(Upcast(x), Upcast(weight), Upcast(bias)).to(x.scalar_type());
   if (x.numel() != x.size(-1)) return at::linear(x, weight, bias);
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = weight.size(0);
@@ -44,6 +47,7 @@ at::Tensor Conv1D(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = weight.size(1);
   if (x.numel() == x.size(-1)) return at::addmv(bias, weight.t(), x.reshape({-1})).view(shape);
+  if (UpcastGemm(x, x.numel() / x.size(-1))) return at::addmm(Upcast(bias), Upcast(x).reshape({-1, x.size(-1)}), Upcast(weight)).view(shape).to(x.scalar_type());
   return at::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(shape);
 }
 
