@@ -56,7 +56,7 @@ function compile() {
 
 const buildFromSource = process.env.npm_config_build_from_source === "true";
 const file = buildFromSource ? null : prebuild();
-if (file && existsSync(path.join(root, "dist", "lib", "runtime.js"))) {
+if (file && existsSync(path.join(root, "dist", "lib", "core", "runtime.js"))) {
   const result = tryPrebuild(file);
   if (result.ok) {
     // A build from an earlier install would win over the prebuild at load (node-gyp-build
