@@ -384,7 +384,9 @@ void Decoder::SetAdapter(std::shared_ptr<const LoraAdapter> adapter) {
       const auto found = index.find(module);
       if (!(is_a || is_b) || found == index.end()) {
         std::string known;
-        for (size_t i = 0; i < slots.size() && i < (config_.architecture == Architecture::kGpt2 ? 4u : 7u); ++i) known += (i ? ", " : "") + slots[i].module;
+        for (const Slot& slot : slots) {
+          if (slot.layer == 0) known += (known.empty() ? "" : ", ") + slot.module;
+        }
         throw SpinError(ErrorCode::kInvalidArgument, "adapter tensor " + name + " names no LoRA weight of a linear module of the model" +
                                                          " (expected <module>.lora_A.weight / .lora_B.weight; modules: " + known + ", … for every layer)");
       }

@@ -231,11 +231,19 @@ Napi::Value ModelHandle::Logprobs(const Napi::CallbackInfo& info) {
   });
 }
 
+namespace {
+// {name: Tensor} of named tensors (a map or a list of pairs).
+template <typename Named>
+Napi::Object NamedTensors(Napi::Env env, const Named& tensors) {
+  Napi::Object out = Napi::Object::New(env);
+  for (const auto& [name, tensor] : tensors) out.Set(name, Tensor::Wrap(env, tensor));
+  return out;
+}
+}  // namespace
+
 Napi::Value ModelHandle::Parameters(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("model.parameters", {
-    Napi::Object out = Napi::Object::New(info.Env());
-    for (const auto& [name, tensor] : Model(args.call())->parameters()) out.Set(name, Tensor::Wrap(info.Env(), tensor));
-    return out;
+    return NamedTensors(info.Env(), Model(args.call())->parameters());
   });
 }
 
@@ -287,17 +295,13 @@ Napi::Value ModelHandle::AdapterTensors(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("model.adapterTensors", {
     auto model = Model(args.call());
     if (!model->adapter()) return info.Env().Null();
-    Napi::Object out = Napi::Object::New(info.Env());
-    for (const auto& [name, tensor] : model->TrainableParameters()) out.Set(name, Tensor::Wrap(info.Env(), tensor));
-    return out;
+    return NamedTensors(info.Env(), model->TrainableParameters());
   });
 }
 
 Napi::Value ModelHandle::MergedWeights(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("model.mergedWeights", {
-    Napi::Object out = Napi::Object::New(info.Env());
-    for (const auto& [name, tensor] : Model(args.call())->MergedWeights()) out.Set(name, Tensor::Wrap(info.Env(), tensor));
-    return out;
+    return NamedTensors(info.Env(), Model(args.call())->MergedWeights());
   });
 }
 
