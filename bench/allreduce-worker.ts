@@ -4,20 +4,14 @@
 // backward (buckets started by the gradient hooks). Rank 0 prints one JSON line.
 import { performance } from "node:perf_hooks";
 
-import { CausalLM, Distributed, arange, getNumThreads, ones, randn, scope, spinStep, tensor, zeros } from "../lib/index.js";
+import { CausalLM, Distributed, getNumThreads, spinStep, tensor, zeros } from "../lib/index.js";
 import { benchCheckpoint } from "./checkpoints.js";
+import { spinBenchBatch } from "./spin-batch.js";
 
 const dist = await Distributed.fromEnv(process.env, { timeoutMs: 600_000 });
 if (!dist) throw new Error("run through the launcher with WORLD_SIZE > 1");
 const model = await CausalLM.load(await benchCheckpoint("bench-60m"));
-const rows = 4;
-const length = 512;
-const ids = scope(() => randn([rows, length]).abs().mul(8000).floor().clamp(0, 31999).to("int64"));
-const mask = ones([rows, length], { dtype: "int64" });
-const labels = scope(() => {
-  const isResponse = arange(0, length).ge(256).unsqueeze(0).expand([rows, length]);
-  return isResponse.to("int64").mul(ids).add(isResponse.logicalNot().to("int64").mul(-100));
-});
+const { ids, attentionMask: mask, labels } = spinBenchBatch(32000, 4, 256, 256);
 const opponent = zeros([2]);
 for (const p of model.parameters().values()) p.requireGrad().dispose();
 using reducer = dist.gradientReducer(model);
@@ -35,7 +29,7 @@ const slowest = async (seconds: number) => {
 const step = async (mode: Mode) => {
   await dist.barrier();
   const start = performance.now();
-  if (mode === "overlapped") reducer.beforeLastBackward();
+  if (mode === "overlapped") reducer.beforeBackward(true);
   await spinStep(model, { ids, attentionMask: mask, labels, opponentReal: opponent, opponentGenerated: opponent }, { beta: 0.1 });
   const backward = (performance.now() - start) / 1000;
   const stats = mode === "backward only" ? null : await reducer.finish();

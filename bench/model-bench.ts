@@ -167,6 +167,45 @@ export async function loraRows(shapes: string[] = ["bench-250m", "bench-1b"]): P
   return rows;
 }
 
+/**
+ * ZeRO stages 0–3 on 2 local ranks (Gloo loopback, 1 thread each): per-rank peak RSS and
+ * step time of checkpointed SPIN steps, beside the analytic per-rank state. One launch per
+ * stage, so each peak is its own.
+ */
+export async function zeroRows(runs: [shape: string, stages: number[]][]): Promise<Row[]> {
+  const { launch } = await import("../lib/distributed/launch.js");
+  const { fileURLToPath } = await import("node:url");
+  const rows: Row[] = [];
+  for (const [shape, stages] of runs) {
+    await benchCheckpoint(shape);
+    let stageZero: { seconds: number; peak: number } | null = null;
+    for (const stage of stages) {
+      const lines: string[] = [];
+      const result = await launch({
+        nprocPerNode: 2,
+        masterPort: 29500 + Math.floor(Math.random() * 1000),
+        command: [process.execPath, fileURLToPath(new URL("./zero-worker.js", import.meta.url)), shape, String(stage)],
+        onLine: (line) => lines.push(line),
+      });
+      const json = lines.map((l) => l.replace(/^\[rank \d+\] /, "")).find((l) => l.startsWith("{"));
+      if (result.exitCode !== 0 || !json) throw new Error(`ZeRO benchmark (${shape}, stage ${stage}) failed:\n${lines.join("\n")}`);
+      const r = JSON.parse(json) as { seconds: number; peakRssBytes: number[]; stateBytes: number[]; analyticBytes: number; threads: number };
+      const peak = Math.max(...r.peakRssBytes);
+      if (stage === 0) stageZero = { seconds: r.seconds, peak };
+      rows.push({
+        name: `${shape} ZeRO stage ${stage}, 2 ranks × ${r.threads} thread`,
+        "s/step": r.seconds,
+        "× stage 0 step": stageZero ? r.seconds / stageZero.seconds : "-",
+        "peak RSS GiB (max rank)": peak / 2 ** 30,
+        "× stage 0 RSS": stageZero ? peak / stageZero.peak : "-",
+        "optimizer state GiB (rank 0)": r.stateBytes[0]! / 2 ** 30,
+        "analytic w+g+opt GiB": r.analyticBytes / 2 ** 30,
+      });
+    }
+  }
+  return rows;
+}
+
 /** Generation (docs/benchmarks.md, Workloads): 64-token prompts, exactly 128 new tokens, greedy b=1 and b=32, sampling b=32. */
 export async function generateRows(limits: { matmulGflops: number; bandwidthGBs: number }): Promise<Row[]> {
   const rows: Row[] = [];

@@ -1,16 +1,17 @@
 // `npm run bench [workload ...]`: runs benchmarks, prints a table per workload and records
 // it under bench/results/<date>-<workload>-torch<version>.json. Workloads: machine, logprobs, load,
 // train, generate, allreduce (2 local ranks), scaling (one checkpointed step per shape, bench-1b included: minutes),
-// threads, lora (LoRA r=16 against full fine-tuning at bench-250m and bench-1b: tens of minutes; lora-250m alone);
+// threads, lora (LoRA r=16 against full fine-tuning at bench-250m and bench-1b: tens of minutes; lora-250m alone),
+// zero (ZeRO stages 0–3 on 2 local ranks at bench-250m; zero-1b: stages 2–3 at bench-1b, whose stages 0–1 do not fit 2 ranks in 24 GiB);
 // default: machine logprobs load train generate. The machine's limits are measured first in the
 // same run, so every ratio compares figures from one run.
 import { measureMachine } from "./machine.js";
-import { allReduceRows, generateRows, loadRows, logprobsRows, loraRows, scalingRows, threadRows, trainRows } from "./model-bench.js";
+import { allReduceRows, generateRows, loadRows, logprobsRows, loraRows, scalingRows, threadRows, trainRows, zeroRows } from "./model-bench.js";
 import { type Row, machine, printTable, record } from "./report.js";
 
 const requested = process.argv.slice(2);
 const names = requested.length > 0 ? requested : ["machine", "logprobs", "load", "train", "generate"];
-const known = ["machine", "logprobs", "load", "train", "generate", "allreduce", "scaling", "threads", "lora", "lora-250m"];
+const known = ["machine", "logprobs", "load", "train", "generate", "allreduce", "scaling", "threads", "lora", "lora-250m", "zero", "zero-1b"];
 for (const name of names) {
   if (!known.includes(name)) {
     console.error(`unknown workload '${name}'; known: ${known.join(", ")}`);
@@ -30,6 +31,8 @@ const workloads: Record<string, () => Promise<Row[]>> = {
   allreduce: allReduceRows,
   lora: () => loraRows(),
   "lora-250m": () => loraRows(["bench-250m"]),
+  zero: () => zeroRows([["bench-250m", [0, 1, 2, 3]]]),
+  "zero-1b": () => zeroRows([["bench-1b", [2, 3]]]),
 };
 for (const name of names) {
   const rows = await workloads[name]!();

@@ -4,16 +4,11 @@
 // response tokens, labels −100 on prompts, sigmoid loss β 0.1, backward, clip 1.0, RMSprop step.
 // --lora=R: a LoRA adapter of rank R (α 2R, dropout 0.05) on every linear module over a frozen
 // base of --dtype (default float32); only the adapter has gradients and optimizer state.
-import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 
-import { CausalLM, Optimizer, arange, noGrad, ones, randn, scope, spinStep, zeros } from "../lib/index.js";
+import { CausalLM, Optimizer, noGrad, spinStep, zeros } from "../lib/index.js";
 import { SHAPES, benchCheckpoint, parameterCount } from "./checkpoints.js";
-
-function peakRssBytes(): number {
-  const status = readFileSync("/proc/self/status", "utf8");
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
-}
+import { peakRssBytes, spinBenchBatch } from "./spin-batch.js";
 
 const [shapeName = "bench-tiny", ...flags] = process.argv.slice(2);
 const shape = SHAPES[shapeName];
@@ -42,12 +37,7 @@ const adapterParams = Object.values(model.adapterTensors() ?? {}).reduce((n, t) 
   return count;
 }, 0);
 
-const ids = scope(() => randn([rows, length]).abs().mul(shape.vocab / 4).floor().clamp(0, shape.vocab - 1).to("int64"));
-const mask = ones([rows, length], { dtype: "int64" });
-const labels = scope(() => {
-  const isResponse = arange(0, length).ge(prompt).unsqueeze(0).expand([rows, length]);
-  return isResponse.to("int64").mul(ids).add(isResponse.logicalNot().to("int64").mul(-100));
-});
+const { ids, attentionMask: mask, labels } = spinBenchBatch(shape.vocab, rows, prompt, response);
 let opponentReal = zeros([pairs]);
 let opponentGenerated = zeros([pairs]);
 

@@ -14,6 +14,7 @@
 #include "model/model_binding.h"
 #include "process_group.h"
 #include "tensor.h"
+#include "train_binding.h"
 
 namespace spin {
 
@@ -134,7 +135,7 @@ Napi::Value AllGather(const Napi::CallbackInfo& info) {
 #ifdef SPIN_HAS_C10D
     auto group = ProcessGroup::Current();
     return RunAsync<std::vector<at::Tensor>>(
-        info.Env(), args.call(), tensor.device(), [group, tensor]() { return group->AllGather(tensor); },
+        info.Env(), args.call(), tensor.device(), [group, tensor]() { return group->AllGather(tensor).unbind(0); },
         [](Napi::Env env, std::vector<at::Tensor>& gathered) -> Napi::Value {
           Napi::Array out = Napi::Array::New(env, gathered.size());
           for (size_t i = 0; i < gathered.size(); ++i) out.Set(static_cast<uint32_t>(i), Tensor::Wrap(env, gathered[i]));
@@ -162,6 +163,7 @@ Napi::Value BroadcastParameters(const Napi::CallbackInfo& info) {
     args.ExpectAtMost(2);
     auto model = ModelHandle::From(args, 0);
     const int64_t root = args.present(1) ? args.Int(1, "root") : 0;
+    model->RequireWhole(args.call());
     RequireBackend();
 #ifdef SPIN_HAS_C10D
     return RunCollective(info, args, model->device(), [model, root](ProcessGroup& group) {
@@ -192,12 +194,15 @@ GradientReducerHandle::GradientReducerHandle(const Napi::CallbackInfo& info) : N
 
 Napi::Value GradientReducerHandle::Create(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("createGradientReducer", {
-    args.ExpectAtMost(2);
+    args.ExpectAtMost(3);
     auto model = ModelHandle::From(args, 0);
     const int64_t bucket_bytes = args.present(1) ? args.Int(1, "bucketBytes") : 25 << 20;
     RequireBackend();
 #ifdef SPIN_HAS_C10D
-    auto reducer = GradientReducer::Create(ProcessGroup::Current(), *model, bucket_bytes);
+    // With a stage-2 optimizer, the reducer fills its gradient shards (its layout, its buckets).
+    const auto optimizer = args.present(2) ? OptimizerHandle::From(args, 2) : nullptr;
+    const bool sharded = optimizer && optimizer->partition() && optimizer->partition()->stage() >= 2;
+    auto reducer = sharded ? GradientReducer::Create(optimizer->partition()) : GradientReducer::Create(ProcessGroup::Current(), *model, bucket_bytes);
     return Instance(info.Env()).gradient_reducer_class.New(
         {Napi::External<std::shared_ptr<GradientReducer>>::New(info.Env(), &reducer)});
 #endif

@@ -254,9 +254,9 @@ void ProcessGroup::Broadcast(at::Tensor& tensor, int64_t root) {
   });
 }
 
-std::vector<at::Tensor> ProcessGroup::AllGather(const at::Tensor& tensor) {
+at::Tensor ProcessGroup::AllGather(const at::Tensor& tensor) {
   // One tensor [world, ...] whose rows are the ranks' tensors: a single staging copy for
-  // the NCCL-only path, and views for the caller.
+  // the NCCL-only path.
   std::vector<int64_t> shape{world()};
   shape.insert(shape.end(), tensor.sizes().begin(), tensor.sizes().end());
   at::Tensor gathered = at::empty(shape, tensor.options());
@@ -269,7 +269,47 @@ std::vector<at::Tensor> ProcessGroup::AllGather(const at::Tensor& tensor) {
     options.timeout = options_.timeout;
     Wait(backend.allgather(outputs, inputs, options), "allGather");
   });
-  return gathered.unbind(0);
+  return gathered;
+}
+
+c10::intrusive_ptr<c10d::Work> ProcessGroup::StartAllGather(at::Tensor& input, at::Tensor& output) {
+  const int64_t numel = input.numel();
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  for (int r = 0; r < world(); ++r) outputs[0].push_back(output.narrow(0, r * numel, numel));
+  std::vector<at::Tensor> inputs{input};
+  c10d::AllgatherOptions options;
+  options.timeout = options_.timeout;
+#ifdef SPIN_HAS_NCCL
+  if (input.is_cuda()) return nccl_->allgather(outputs, inputs, options);
+#endif
+#ifdef SPIN_HAS_GLOO
+  return gloo_->allgather(outputs, inputs, options);
+#else
+  throw SpinError(ErrorCode::kInvalidArgument, "this build has NCCL only: sharded weights must be CUDA tensors");
+#endif
+}
+
+bool ProcessGroup::HasReduceScatter(const at::Tensor& tensor) const {
+#ifdef SPIN_HAS_NCCL
+  return tensor.is_cuda() && nccl_;
+#else
+  (void)tensor;
+  return false;
+#endif
+}
+
+c10::intrusive_ptr<c10d::Work> ProcessGroup::StartReduceScatter(at::Tensor& input, at::Tensor& output) {
+#ifdef SPIN_HAS_NCCL
+  if (HasReduceScatter(input)) {
+    c10d::ReduceScatterOptions options;
+    options.reduceOp = c10d::ReduceOp::SUM;
+    options.timeout = options_.timeout;
+    return nccl_->_reduce_scatter_base(output, input, options);
+  }
+#endif
+  (void)input;
+  (void)output;
+  throw SpinError(ErrorCode::kInvalidArgument, "reduce-scatter needs NCCL and CUDA tensors");
 }
 
 #endif  // SPIN_HAS_C10D

@@ -76,7 +76,17 @@ class ProcessGroup {
 
   void AllReduce(at::Tensor& tensor, Reduction op);
   void Broadcast(at::Tensor& tensor, int64_t root);
-  std::vector<at::Tensor> AllGather(const at::Tensor& tensor);
+  // [world, ...tensor's shape]: row r is rank r's tensor.
+  at::Tensor AllGather(const at::Tensor& tensor);
+  // Starts gathering every rank's `input` (contiguous) into `output` (world × its numel, flat):
+  // rank r's at [r·n, (r+1)·n).
+  c10::intrusive_ptr<c10d::Work> StartAllGather(at::Tensor& input, at::Tensor& output);
+  // Whether StartReduceScatter serves this tensor: NCCL (CUDA tensors) has the collective,
+  // Gloo has not (the sharded reducer then all-reduces and keeps its slice).
+  bool HasReduceScatter(const at::Tensor& tensor) const;
+  // Starts the sum of every rank's `input` (world × output's numel, contiguous), scattered:
+  // this rank receives its chunk in `output`.
+  c10::intrusive_ptr<c10d::Work> StartReduceScatter(at::Tensor& input, at::Tensor& output);
 
  private:
   explicit ProcessGroup(const GroupOptions& options);

@@ -237,6 +237,9 @@ Napi::Function OptimizerHandle::Define(Napi::Env env) {
                                    {InstanceMethod<&OptimizerHandle::Step>("step"),
                                     InstanceMethod<&OptimizerHandle::State>("state"),
                                     InstanceMethod<&OptimizerHandle::LoadState>("loadState"),
+                                    InstanceMethod<&OptimizerHandle::DiscardGradients>("discardGradients"),
+                                    InstanceMethod<&OptimizerHandle::ShardParameters>("shardParameters"),
+                                    InstanceMethod<&OptimizerHandle::GatherParameters>("gatherParameters"),
                                     InstanceMethod<&OptimizerHandle::Dispose>("dispose"),
                                     InstanceAccessor<&OptimizerHandle::Steps>("steps"),
                                     InstanceAccessor<&OptimizerHandle::Disposed>("disposed")});
@@ -284,9 +287,19 @@ Napi::Value OptimizerHandle::Dispose(const Napi::CallbackInfo& info) {
 
 Napi::Value OptimizerHandle::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !optimizer_); }
 
+std::shared_ptr<Optimizer> OptimizerHandle::From(const Args& args, size_t i) {
+  const Napi::Value value = args.at(i);
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(Instance(args.env()).optimizer_class.Value())) {
+    args.Fail(i, "optimizer", "an optimizer from createOptimizer()");
+  }
+  const OptimizerHandle* handle = Unwrap(value.As<Napi::Object>());
+  if (!handle->optimizer_) throw SpinError(ErrorCode::kDisposed, std::string(args.call()) + ": the optimizer was disposed");
+  return handle->optimizer_;
+}
+
 Napi::Value OptimizerHandle::Create(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("createOptimizer", {
-    args.ExpectAtMost(2);
+    args.ExpectAtMost(3);
     auto model = ModelHandle::From(args, 0);
     const Napi::Object options = Options(args, 1);
     OptimizerConfig config;
@@ -305,7 +318,21 @@ Napi::Value OptimizerHandle::Create(const Napi::CallbackInfo& info) {
     config.weight_decay = OptionNumber(options, "weightDecay");
     // The adapter's tensors when one is attached (the base is frozen), otherwise every parameter.
     std::vector<std::pair<std::string, at::Tensor>> parameters = model->TrainableParameters();
-    auto optimizer = std::make_shared<Optimizer>(std::move(parameters), config);
+    std::shared_ptr<Optimizer> optimizer;
+    if (args.present(2)) {
+      const Napi::Object sharding = Options(args, 2);
+      const double stage = OptionNumber(sharding, "stage");
+      const double bucket_bytes = OptionNumber(sharding, "bucketBytes");
+      RequireBackend();
+#ifdef SPIN_HAS_C10D
+      // The partition's layout covers what requires grad: make the parameters trainable first.
+      for (auto& [name, p] : parameters) p.requires_grad_(true);
+      auto partition = ZeroPartition::Create(ProcessGroup::Current(), model, std::move(parameters), static_cast<int64_t>(bucket_bytes), static_cast<int>(stage));
+      optimizer = std::make_shared<Optimizer>(std::move(partition), config);
+#endif
+    } else {
+      optimizer = std::make_shared<Optimizer>(std::move(parameters), config);
+    }
     return Instance(info.Env()).optimizer_class.New(
         {Napi::External<std::shared_ptr<Optimizer>>::New(info.Env(), &optimizer)});
   });
@@ -328,6 +355,49 @@ Napi::Value OptimizerHandle::Step(const Napi::CallbackInfo& info) {
           out.Set("applied", result.applied);
           return out;
         });
+  });
+}
+
+Napi::Value OptimizerHandle::DiscardGradients(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("optimizer.discardGradients", {
+    Get("optimizer.discardGradients").DiscardGradients();
+    return info.Env().Undefined();
+  });
+}
+
+#ifdef SPIN_HAS_C10D
+namespace {
+ZeroPartition& WeightPartition(const Optimizer& optimizer, const char* call) {
+  const auto& partition = optimizer.partition();
+  if (!partition || partition->stage() < 3) throw SpinError(ErrorCode::kInvalidArgument, std::string(call) + ": the optimizer does not shard weights (ZeRO stage 3)");
+  return *partition;
+}
+}  // namespace
+#endif
+
+Napi::Value OptimizerHandle::ShardParameters(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("optimizer.shardParameters", {
+    RequireBackend();
+#ifdef SPIN_HAS_C10D
+    WeightPartition(Get(args.call()), args.call()).ShardParameters();
+#endif
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value OptimizerHandle::GatherParameters(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("optimizer.gatherParameters", {
+    RequireBackend();
+#ifdef SPIN_HAS_C10D
+    const std::shared_ptr<ZeroPartition> partition = WeightPartition(Get(args.call()), args.call()).shared_from_this();
+    return RunAsync<bool>(
+        info.Env(), args.call(), c10::Device(c10::kCPU),
+        [partition]() {
+          partition->GatherAllParameters();
+          return true;
+        },
+        [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+#endif
   });
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "args.h"
 #include "optim.h"
 
 namespace spin {
@@ -15,8 +16,9 @@ namespace spin {
 class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
  public:
   static Napi::Function Define(Napi::Env env);
-  // createOptimizer(model, {kind, alpha, beta1, beta2, eps, weightDecay})
+  // createOptimizer(model, {kind, alpha, beta1, beta2, eps, weightDecay}, sharding?: {stage, bucketBytes})
   static Napi::Value Create(const Napi::CallbackInfo& info);
+  static std::shared_ptr<Optimizer> From(const Args& args, size_t i);
   explicit OptimizerHandle(const Napi::CallbackInfo& info);
   ~OptimizerHandle() override;
 
@@ -29,6 +31,11 @@ class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
   Napi::Value State(const Napi::CallbackInfo& info);
   Napi::Value LoadState(const Napi::CallbackInfo& info);
   Napi::Value Steps(const Napi::CallbackInfo& info);
+  Napi::Value DiscardGradients(const Napi::CallbackInfo& info);
+  // ZeRO stage 3: shardParameters() frees the layers' weights, keeping this rank's shards;
+  // gatherParameters() -> Promise, a collective, makes them whole again.
+  Napi::Value ShardParameters(const Napi::CallbackInfo& info);
+  Napi::Value GatherParameters(const Napi::CallbackInfo& info);
   // dispose(): drops the state and the references to the model's parameters (idempotent).
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Disposed(const Napi::CallbackInfo& info);

@@ -51,10 +51,10 @@ export interface Child {
 }
 
 /** Spawns `node <script> …args` in the repo with OMP_NUM_THREADS=1; `onLine` sees every stdout line. */
-export function spawnNode(script: string, args: string[], onLine?: (line: string, child: ChildProcess) => void): Child {
+export function spawnNode(script: string, args: string[], onLine?: (line: string, child: ChildProcess) => void, env: Record<string, string> = {}): Child {
   const child = spawn(process.execPath, [script, ...args], {
     cwd: REPO,
-    env: { ...process.env, OMP_NUM_THREADS: "1" },
+    env: { ...process.env, OMP_NUM_THREADS: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];

@@ -124,11 +124,11 @@ describe("config errors: exit code 2, naming the nearest valid key", () => {
     for (const key of KNOWN_KEYS) expect(nearestKey(key)).toBe(key);
   });
 
-  test("ddp_bucket_cap_mb and ddp_timeout: transformers' units, positive numbers", () => {
-    expect(distributedOptions({ ddp_bucket_cap_mb: 0.5, ddp_timeout: 60 })).toEqual({ bucketBytes: 524288, timeoutMs: 60_000 });
-    expect(distributedOptions({})).toEqual({ timeoutMs: 1_800_000 });
-    expect(() => distributedOptions({ ddp_timeout: 0 })).toThrow("config: 'ddp_timeout' must be a positive number");
-    expect(() => distributedOptions({ ddp_bucket_cap_mb: "big" })).toThrow("config: 'ddp_bucket_cap_mb' must be a number");
+  test("ddp_bucket_cap_mb and ddp_timeout: transformers' units, positive numbers", async () => {
+    expect(await distributedOptions({ ddp_bucket_cap_mb: 0.5, ddp_timeout: 60 })).toEqual({ bucketBytes: 524288, timeoutMs: 60_000, sharding: 0 });
+    expect(await distributedOptions({})).toEqual({ timeoutMs: 1_800_000, sharding: 0 });
+    await expect(distributedOptions({ ddp_timeout: 0 })).rejects.toThrow("config: 'ddp_timeout' must be a positive number");
+    await expect(distributedOptions({ ddp_bucket_cap_mb: "big" })).rejects.toThrow("config: 'ddp_bucket_cap_mb' must be a number");
   });
 });
 

@@ -8,7 +8,10 @@ const [mode, dir] = process.argv.slice(2);
 lib.setNumThreads(1);
 // The group's timeout: 8 s, or DIST_TIMEOUT_MS. Small buckets for the reducer tests: many
 // buckets, most of them started during backward.
-const options = { timeoutMs: Number(process.env.DIST_TIMEOUT_MS ?? 8000), bucketBytes: mode === "reduce" || mode === "nccl" ? 4096 : undefined, overlapGradients: process.env.OVERLAP !== "0" };
+// SPIN_TEST_SHARDING: the ZeRO stage (small buckets too, so that parameters straddle shards).
+const sharding = Number(process.env.SPIN_TEST_SHARDING ?? 0);
+const smallBuckets = mode === "reduce" || mode === "nccl" || mode === "zero" || sharding > 0;
+const options = { timeoutMs: Number(process.env.DIST_TIMEOUT_MS ?? 8000), bucketBytes: smallBuckets ? 4096 : undefined, overlapGradients: process.env.OVERLAP !== "0", sharding };
 // "nccl": a group of one on the GPU (scripts/gpu-check.sh), port in argv[4].
 const dist =
   mode === "nccl"
@@ -50,7 +53,7 @@ if (mode === "collectives") {
     config: {
       outputDir: path.join(dir, `run-${resume?.tag ?? process.env.WORLD_SIZE ?? 1}`),
       perDeviceTrainBatchSize: batch, gradientAccumulationSteps: accumulation, maxSteps: resume?.maxSteps ?? 4,
-      learningRate: 1e-3, optim: "adamw", beta: 0.5, warmupRatio: 0,
+      learningRate: 1e-3, optim: "adamw", beta: 0.5, warmupRatio: 0, gradientCheckpointing: sharding === 3 && !process.env.SPIN_TEST_NO_CHECKPOINT,
       ...(resume ? { saveStrategy: "steps", saveSteps: 1, lrSchedulerType: "constant" } : { saveStrategy: "no" }),
     },
   });
@@ -92,14 +95,14 @@ if (mode === "collectives") {
   };
   const grads = () => Object.fromEntries([...model.parameters()].map(([name, p]) => [name, Array.from(p.grad.to("cpu").toTypedArray())]));
   backward(0);
-  reducer.beforeLastBackward();
+  reducer.beforeBackward(true);
   backward(1);
   const local = grads();
   const stats = await reducer.finish();
   const reduced = grads();
   // Two backward passes under one arm: the second's gradients would miss the reduction.
   let twice = null;
-  reducer.beforeLastBackward();
+  reducer.beforeBackward(true);
   backward(0);
   backward(1);
   await reducer.finish().catch((error) => (twice = error.message));
@@ -122,6 +125,53 @@ if (mode === "collectives") {
     }
   }
   out(mode, result);
+} else if (mode === "zero") {
+  // The optimizer and reducer as the trainer drives them, at the stage of SPIN_TEST_SHARDING:
+  // AdamW with weight decay, two micro-batches per update, clipping that bites, and a third
+  // update whose loss is NaN on the last rank (skipped everywhere).
+  const variant = process.argv[4];
+  const model = await lib.CausalLM.load(path.join(dir, variant), { dtype: "float64" });
+  const optimizer = new lib.Optimizer(model, { kind: "adamw", weightDecay: 0.1 }, dist);
+  const reducer = dist.gradientReducer(model, optimizer);
+  const world = dist.worldSize;
+  const updates = [];
+  // Stage 3: the layers are gathered per use; whole-model calls wait for gatherParameters.
+  let refused = null;
+  if (sharding === 3) {
+    optimizer.shardParameters();
+    try {
+      model.parameters();
+    } catch (error) {
+      refused = error.message;
+    }
+  }
+  for (let update = 0; update < 4; update++) {
+    for (let k = 0; k < 2; k++) {
+      const last = k === 1;
+      reducer.beforeBackward(last);
+      const ids = lib.tensor([[3 + rank, 5 + k, 7 + update, 11 + rank, 2 + k]], { dtype: "int64" });
+      const mask = lib.ones([1, 5], { dtype: "int64" });
+      const logits = model.forward(ids, mask, { checkpoint: true });
+      const poison = update === 2 && rank === world - 1 ? Number.NaN : 1;
+      const loss = logits.pow(2).mean().mul((1 + rank) * poison);
+      loss.backward();
+      for (const t of [ids, mask, logits, loss]) t.dispose();
+      await reducer.afterBackward(last);
+    }
+    const { gradNorm, applied } = await optimizer.step(1e-2, 0.05);
+    if (sharding === 3) await optimizer.gatherParameters();
+    const params = {};
+    for (const [name, p] of model.parameters()) params[name] = Array.from(p.toTypedArray());
+    if (sharding === 3) optimizer.shardParameters();
+    updates.push({ gradNorm, applied, params });
+  }
+  if (sharding === 3) await optimizer.gatherParameters();
+  const state = optimizer.state();
+  const stateNumel = Object.values(state).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+  for (const t of Object.values(state)) t.dispose();
+  reducer.dispose();
+  optimizer.dispose();
+  out(`zero-${sharding}`, { updates, stateNumel, refused });
 } else if (mode === "generate") {
   const model = await lib.CausalLM.load(path.join(dir, "model"));
   const tokenizer = await lib.Tokenizer.fromDir(path.join(dir, "model"));

@@ -3,54 +3,19 @@
 // accumulation), the gradient reducer against the ranks' own gradients, data-parallel
 // generation and `iterate`, and a dead or hung rank failing the job within the timeout. Workers
 // are real processes started by `spin-native launch`.
-import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 
 import { maxRelativeDifference, sftRows, spawnNode, writeTinyCheckpoint } from "./cli-helpers.js";
 import { cudaAvailable, rankDevice } from "../lib/index.js";
 import { writeJsonl } from "../lib/data/dataset-write.js";
 import { writeCharModel } from "./tiny-char-model.js";
-import { TINY_TOKENIZER_CONFIG, tinyTokenizerJson } from "./tiny-tokenizer.js";
+import { CLI, WORKER, distTestRoot, freshPort, launch, read, runAlone, writeCharCheckpoint } from "./dist-helpers.js";
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = path.join(REPO, "dist", "lib", "cli.js");
-const WORKER = path.join(REPO, "test", "dist-worker.mjs");
-const root = mkdtempSync(path.join(os.tmpdir(), "spin-dist-"));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-beforeAll(() => {
-  execFileSync(path.join(REPO, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.build.json"], { cwd: REPO, stdio: "pipe" });
-}, 120_000);
-
-let nextPort = 20000 + Math.floor(Math.random() * 30000);
-
-function launch(ranks: number, args: string[], timeoutMs = 90_000, env: Record<string, string> = {}) {
-  const port = nextPort++;
-  return spawnSync(process.execPath, [CLI, "launch", `--nproc-per-node=${ranks}`, `--master-port=${port}`, "--", process.execPath, WORKER, ...args], {
-    encoding: "utf8",
-    timeout: timeoutMs,
-    env: { ...process.env, OMP_NUM_THREADS: "1", ...env },
-  });
-}
-
-/** The worker as a single process (no launcher, WORLD_SIZE=1). */
-function runAlone(args: string[], env: Record<string, string> = {}) {
-  return spawnSync(process.execPath, [WORKER, ...args], { encoding: "utf8", timeout: 90_000, env: { ...process.env, OMP_NUM_THREADS: "1", WORLD_SIZE: "1", ...env } });
-}
-
-/** A tiny llama checkpoint with the char tokenizer's files, in `dir`. */
-async function writeCharCheckpoint(dir: string): Promise<void> {
-  await writeCharModel(dir);
-  writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(tinyTokenizerJson()));
-  writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(TINY_TOKENIZER_CONFIG));
-}
-
-const read = (dir: string, name: string, rank: number) => JSON.parse(readFileSync(path.join(dir, `${name}-rank${rank}.json`), "utf8"));
+const root = distTestRoot("spin-dist-");
 
 describe.each([2, 3])("collectives on %i ranks", (ranks) => {
   test("allReduce sum/avg/max, broadcast, allGather, barrier", () => {
@@ -108,7 +73,7 @@ describe.each([
   test("averages the ranks' accumulated gradients, buckets started during backward", async () => {
     const dir = mkdtempSync(path.join(root, "reduce-"));
     await writeCharModel(path.join(dir, variant), variant as "llama" | "gpt2");
-    const run = spawnSync(process.execPath, [CLI, "launch", "--nproc-per-node=2", `--master-port=${nextPort++}`, "--", process.execPath, WORKER, "reduce", dir, variant], {
+    const run = spawnSync(process.execPath, [CLI, "launch", "--nproc-per-node=2", `--master-port=${freshPort()}`, "--", process.execPath, WORKER, "reduce", dir, variant], {
       encoding: "utf8",
       timeout: 90_000,
       env: { ...process.env, OMP_NUM_THREADS: "1", OVERLAP: overlap },
@@ -168,7 +133,7 @@ test("Ctrl-C reaching one rank stops every rank after the same update, with its 
   let rank1Pid = 0;
   let sent = false;
   const options = JSON.stringify({ tag: "stop", maxSteps: 40 });
-  const run = spawnNode(CLI, ["launch", "--nproc-per-node=2", `--master-port=${nextPort++}`, "--", process.execPath, WORKER, "train", dir, "2", "1", "8", options], (line) => {
+  const run = spawnNode(CLI, ["launch", "--nproc-per-node=2", `--master-port=${freshPort()}`, "--", process.execPath, WORKER, "train", dir, "2", "1", "8", options], (line) => {
     rank1Pid ||= Number(/^\[rank 1\] pid (\d+)$/.exec(line)?.[1] ?? 0);
     // Only rank 1 hears it: rank 0 learns it from the update's collective agreement.
     if (!sent && rank1Pid && /^\[rank 1\] step 2$/.test(line)) {
@@ -199,7 +164,7 @@ describe.runIf(cudaAvailable())("NCCL on one GPU (world size 1)", () => {
   test("collectives on CUDA and CPU tensors, and the overlapped gradient reducer", async () => {
     const dir = mkdtempSync(path.join(root, "nccl-"));
     await writeCharModel(path.join(dir, "llama"));
-    const run = spawnSync(process.execPath, [WORKER, "nccl", dir, String(nextPort++)], { encoding: "utf8", timeout: 90_000 });
+    const run = spawnSync(process.execPath, [WORKER, "nccl", dir, String(freshPort())], { encoding: "utf8", timeout: 90_000 });
     expect(run.status, run.stderr + run.stdout).toBe(0);
     const r = read(dir, "nccl", 0);
     for (const [name, reduced] of Object.entries(r.reduced as Record<string, number[]>)) expect(reduced, name).toEqual(r.local[name]);
@@ -258,7 +223,7 @@ test("spin-native iterate under launch on 2 ranks equals 1 rank with twice the b
     ].join("\n");
   writeFileSync(path.join(dir, "two.yaml"), config(path.join(dir, "run-2"), 2));
   writeFileSync(path.join(dir, "one.yaml"), config(path.join(dir, "run-1"), 4));
-  const port = nextPort++;
+  const port = freshPort();
   const two = spawnSync(process.execPath, [CLI, "launch", "--nproc-per-node=2", `--master-port=${port}`, "--", process.execPath, CLI, "iterate", path.join(dir, "two.yaml")], {
     encoding: "utf8",
     timeout: 120_000,

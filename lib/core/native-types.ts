@@ -160,6 +160,20 @@ export interface NativeOptimizer {
   step(lr: number, maxGradNorm: number): Promise<{ gradNorm: number; applied: boolean }>;
   state(): Record<string, NativeTensor>;
   loadState(state: Record<string, NativeTensor>, steps: number): void;
+  /** Frees the gradients (and a sharded optimizer's gradient shards) without an update. */
+  discardGradients(): void;
+  /** ZeRO stage 3: frees the layers' weights, keeping this rank's shards. */
+  shardParameters(): void;
+  /** ZeRO stage 3: makes every weight whole again (a collective). */
+  gatherParameters(): Promise<void>;
+}
+
+/** ZeRO sharding of an optimizer over the joined process group. */
+export interface NativeSharding {
+  /** 1: optimizer state; 2: + gradients; 3: + the layers' weights. */
+  stage: number;
+  /** The flat buckets the partition cuts (the gradient reducer's). */
+  bucketBytes: number;
 }
 
 export interface NativeGradientReducer {
@@ -309,7 +323,7 @@ export interface NativeBinding {
     mmap: boolean,
   ): Promise<[string, NativeTensor][]>;
   writeSafetensors(path: string, header: Uint8Array, tensors: NativeTensor[]): Promise<void>;
-  createOptimizer(model: NativeModel, options: NativeOptimizerOptions): NativeOptimizer;
+  createOptimizer(model: NativeModel, options: NativeOptimizerOptions, sharding?: NativeSharding): NativeOptimizer;
   spinTrainStep(model: NativeModel, batch: NativeSpinBatch, options: NativeSpinStepOptions): Promise<Record<string, number>>;
   /** The SPIN loss (a scalar with autograd) of per-pair log-probs. */
   spinLoss(
@@ -351,7 +365,8 @@ export interface NativeBinding {
   allGather(tensor: NativeTensor): Promise<NativeTensor[]>;
   barrier(): Promise<void>;
   /** Hooks the model's parameters (those requiring grad); needs a joined process group. */
-  createGradientReducer(model: NativeModel, bucketBytes: number): NativeGradientReducer;
+  /** With a stage-2 optimizer, the reducer keeps this rank's gradient shards in it. */
+  createGradientReducer(model: NativeModel, bucketBytes: number, optimizer?: NativeOptimizer): NativeGradientReducer;
   broadcastParameters(model: NativeModel, root: number): Promise<void>;
   sftTrainStep(model: NativeModel, batch: NativeBatch, options: NativeStepOptions): Promise<Record<string, number>>;
 }

@@ -2,9 +2,12 @@
 // environment variables, collectives on Tensors, and the helpers the trainer uses.
 import type { CausalLM } from "../model/causal-lm.js";
 import { native } from "../core/native.js";
-import type { NativeGradientReducer } from "../core/native-types.js";
+import type { NativeGradientReducer, NativeOptimizer } from "../core/native-types.js";
 import { SpinNativeError } from "../core/errors.js";
 import { Tensor } from "../core/tensor.js";
+import { type ShardingStage, shardingStage } from "./sharding.js";
+
+export type { ShardingStage } from "./sharding.js";
 
 export interface DistributedOptions {
   rank: number;
@@ -34,6 +37,14 @@ export interface DistributedOptions {
    * (default true); false reduces every bucket after backward.
    */
   overlapGradients?: boolean;
+  /**
+   * ZeRO stage (DeepSpeed's `zero_stage`): 0 replicates everything on every rank (DDP); 1
+   * partitions the optimizer state across ranks; 2 also the averaged gradients; 3 also the
+   * decoder layers' weights while a trainer runs (gathered per layer around each use; needs
+   * gradient checkpointing). Each rank then holds about 1/worldSize of that state; the
+   * updates equal the replicated ones. Default 0.
+   */
+  sharding?: ShardingStage;
 }
 
 /** What one gradient reduction did. */
@@ -47,18 +58,28 @@ export interface ReductionStats {
  * Gradient averaging for one model, as PyTorch DDP's reducer: the parameters' gradients in
  * flat buckets, reverse forward order, each bucket's all-reduce started by autograd hooks as
  * soon as backward has produced all its gradients. Get one from {@link Distributed.gradientReducer}.
+ *
+ * Replicated, it reduces once per update (after the last micro-batch, as DDP's no_sync);
+ * sharding gradients (ZeRO stage 2), after every micro-batch, so that whole gradients never
+ * accumulate: drive it with {@link beforeBackward} and {@link afterBackward}.
  */
 export class GradientReducer {
   /** @internal */
   constructor(
     private readonly handle: NativeGradientReducer,
     readonly overlap: boolean,
+    /** Reduces every micro-batch into this rank's gradient shards (ZeRO stage 2). */
+    readonly shardsGradients: boolean,
     private readonly serial: <T>(collective: () => Promise<T>) => Promise<T>,
   ) {}
 
-  /** Call before the backward pass that completes the update's gradients (the last micro-batch). */
-  beforeLastBackward(): void {
-    if (this.overlap) this.handle.arm();
+  /** Call before each micro-batch's backward pass; `last` marks the one that completes the update's gradients. */
+  beforeBackward(last: boolean): void {
+    if (this.overlap && (last || this.shardsGradients)) this.handle.arm();
+  }
+  /** Call after each micro-batch's backward pass: reduces when this micro-batch's gradients are due (null otherwise). */
+  afterBackward(last: boolean): Promise<ReductionStats | null> {
+    return last || this.shardsGradients ? this.finish() : Promise.resolve(null);
   }
   /** Averages every gradient across ranks: waits for the buckets started during backward, reduces the rest. */
   finish(): Promise<ReductionStats> {
@@ -88,6 +109,7 @@ export class Distributed {
     readonly localRank: number,
     readonly bucketBytes: number,
     readonly overlapGradients: boolean,
+    readonly sharding: ShardingStage,
   ) {}
 
   /** Joins the group: rank 0 hosts the TCPStore at masterAddr:masterPort. */
@@ -95,12 +117,16 @@ export class Distributed {
     const timeoutMs = options.timeoutMs ?? 1_800_000;
     if (!(timeoutMs > 0)) throw new SpinNativeError(`distributed: timeoutMs must be positive, got ${timeoutMs}`, "INVALID_ARGUMENT", "distributed");
     const singleNode = options.singleNode ?? /^(127\.|localhost$|::1$)/.test(options.masterAddr);
+    const sharding = shardingStage(options.sharding ?? 0, "distributed: sharding");
     await native.initProcessGroup({ ...options, localRank: options.localRank ?? 0, singleNode, timeoutMs, jobId: options.jobId ?? "none" });
-    return new Distributed(options.rank, options.worldSize, options.localRank ?? 0, options.bucketBytes ?? 25 << 20, options.overlapGradients ?? true);
+    return new Distributed(options.rank, options.worldSize, options.localRank ?? 0, options.bucketBytes ?? 25 << 20, options.overlapGradients ?? true, sharding);
   }
 
-  /** Runs `collective` after every collective called before it. */
-  readonly #serialize = <T>(collective: () => Promise<T>): Promise<T> => {
+  /**
+   * Runs `collective` after every collective called before it.
+   * @internal the sharded optimizer's step is a collective
+   */
+  readonly serialize = <T>(collective: () => Promise<T>): Promise<T> => {
     const run = this.#queue.then(collective);
     this.#queue = run.catch(() => undefined);
     return run;
@@ -113,7 +139,7 @@ export class Distributed {
    */
   static async fromEnv(
     env: NodeJS.ProcessEnv = process.env,
-    options: Pick<DistributedOptions, "timeoutMs" | "bucketBytes" | "overlapGradients"> = {},
+    options: Pick<DistributedOptions, "timeoutMs" | "bucketBytes" | "overlapGradients" | "sharding"> = {},
   ): Promise<Distributed | null> {
     const worldSize = Number(env.WORLD_SIZE ?? 1);
     if (!(worldSize > 1)) return null;
@@ -144,31 +170,34 @@ export class Distributed {
 
   allReduce(tensor: Tensor, op: "sum" | "avg" | "max" = "sum"): Promise<void> {
     const handle = Tensor.handleOf(tensor, "allReduce");
-    return this.#serialize(() => native.allReduce(handle, op));
+    return this.serialize(() => native.allReduce(handle, op));
   }
   broadcast(tensor: Tensor, root = 0): Promise<void> {
     const handle = Tensor.handleOf(tensor, "broadcast");
-    return this.#serialize(() => native.broadcast(handle, root));
+    return this.serialize(() => native.broadcast(handle, root));
   }
   async allGather(tensor: Tensor): Promise<Tensor[]> {
     const handle = Tensor.handleOf(tensor, "allGather");
-    return (await this.#serialize(() => native.allGather(handle))).map((h) => new Tensor(h));
+    return (await this.serialize(() => native.allGather(handle))).map((h) => new Tensor(h));
   }
   barrier(): Promise<void> {
-    return this.#serialize(() => native.barrier());
+    return this.serialize(() => native.barrier());
   }
   /**
    * A reducer hooked on `model`'s parameters (set requires-grad first); the trainers make one
-   * per run. Dispose it when done.
+   * per run. Given the run's optimizer sharded at stage 2, it fills that optimizer's gradient
+   * shards. Dispose it when done.
    */
-  gradientReducer(model: CausalLM): GradientReducer {
-    return new GradientReducer(native.createGradientReducer(model.nativeHandle, this.bucketBytes), this.overlapGradients, this.#serialize);
+  gradientReducer(model: CausalLM, optimizer?: { readonly sharding: number; readonly nativeHandle: NativeOptimizer }): GradientReducer {
+    const shards = optimizer !== undefined && optimizer.sharding >= 2;
+    const handle = native.createGradientReducer(model.nativeHandle, this.bucketBytes, shards ? optimizer.nativeHandle : undefined);
+    return new GradientReducer(handle, this.overlapGradients, shards, this.serialize);
   }
   /** Averages every parameter gradient of `model` across ranks now, in flat buckets. */
   async averageGradients(model: CausalLM): Promise<void> {
     let reducer = this.#reducers.get(model);
     if (!reducer) {
-      reducer = new GradientReducer(native.createGradientReducer(model.nativeHandle, this.bucketBytes), false, this.#serialize);
+      reducer = new GradientReducer(native.createGradientReducer(model.nativeHandle, this.bucketBytes), false, false, this.serialize);
       this.#reducers.set(model, reducer);
     }
     await reducer.finish();
@@ -176,7 +205,7 @@ export class Distributed {
   /** Makes every rank's parameters rank `root`'s. */
   broadcastParameters(model: CausalLM, root = 0): Promise<void> {
     const handle = model.nativeHandle;
-    return this.#serialize(() => native.broadcastParameters(handle, root));
+    return this.serialize(() => native.broadcastParameters(handle, root));
   }
   /** Averages a record of numbers across ranks (same keys on every rank). */
   averageMetrics(metrics: Record<string, number>): Promise<Record<string, number>> {

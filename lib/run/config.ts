@@ -4,10 +4,12 @@
 // of the wrong type (`beta: "0.1"` is a string, not a number), non-finite, out of range, or not
 // an integer where one is needed — all checked when the config is read, before any work.
 import { readFile } from "node:fs/promises";
+import path from "node:path";
 
 import { parse as parseYaml } from "yaml";
 
 import { SpinNativeError } from "../core/errors.js";
+import { type ShardingStage, shardingStage } from "../distributed/sharding.js";
 import { type NumberRule, describeRule, fitsRule, showValue } from "../core/validate.js";
 import type { LoraOptions } from "../model/lora.js";
 import { OPTIONS, type OptionSpec, type SpinConfig, fieldProblem } from "../spin/config.js";
@@ -49,6 +51,8 @@ const RUN_KEYS = [
   "run_dir",
   "ddp_bucket_cap_mb",
   "ddp_timeout",
+  "zero_stage",
+  "config_file",
   "allow_config_change",
   "use_peft",
   "lora_r",
@@ -242,6 +246,8 @@ const RUN_CHECKS: Record<(typeof RUN_KEYS)[number], KeyCheck> = {
   run_dir: textValue,
   ddp_bucket_cap_mb: positive,
   ddp_timeout: positive,
+  zero_stage: nonNegativeInteger,
+  config_file: textValue,
   allow_config_change: flag,
   use_peft: flag,
   lora_r: positiveInteger,
@@ -344,18 +350,56 @@ export function numberKey(config: RawConfig, key: string): number | undefined {
 
 /**
  * The data-parallel settings of a config, with transformers' names: ddp_bucket_cap_mb (MiB,
- * default 25) and ddp_timeout (seconds, default 1800 as transformers; a dead rank fails the
- * job after it).
+ * default 25), ddp_timeout (seconds, default 1800 as transformers; a dead rank fails the job
+ * after it) and the ZeRO stage: zero_stage, or else the one in config_file — an accelerate
+ * config (its deepspeed_config's zero_stage, or the DeepSpeed JSON its deepspeed_config_file
+ * names) or a DeepSpeed JSON (zero_optimization.stage), as the original's --config_file.
  */
-export function distributedOptions(config: RawConfig): { bucketBytes?: number; timeoutMs: number } {
+export async function distributedOptions(config: RawConfig): Promise<{ bucketBytes?: number; timeoutMs: number; sharding: ShardingStage }> {
   const positive = (key: string) => {
     const value = numberKey(config, key);
     if (value !== undefined && !(value > 0)) throw new SpinNativeError(`config: '${key}' must be a positive number`, "INVALID_ARGUMENT", "config");
     return value;
   };
   const bucketMb = positive("ddp_bucket_cap_mb");
-  return { ...(bucketMb !== undefined ? { bucketBytes: Math.round(bucketMb * 2 ** 20) } : {}), timeoutMs: (positive("ddp_timeout") ?? 1800) * 1000 };
+  const configFile = stringKey(config, "config_file");
+  const stage = numberKey(config, "zero_stage") ?? (configFile !== undefined ? await zeroStageOf(configFile) : 0);
+  return {
+    ...(bucketMb !== undefined ? { bucketBytes: Math.round(bucketMb * 2 ** 20) } : {}),
+    timeoutMs: (positive("ddp_timeout") ?? 1800) * 1000,
+    sharding: shardingStage(stage, `config: zero_stage${configFile !== undefined && numberKey(config, "zero_stage") === undefined ? ` (from ${configFile})` : ""}`),
+  };
 }
+
+/** The ZeRO stage an accelerate or DeepSpeed config file asks for (0 when it names none). */
+async function zeroStageOf(file: string): Promise<unknown> {
+  const read = async (name: string): Promise<Record<string, unknown>> => {
+    let text: string;
+    try {
+      text = await readFile(name, "utf8");
+    } catch (error) {
+      throw new SpinNativeError(`config: cannot read config_file ${name}: ${(error as Error).message}`, "IO", "config");
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(text); // YAML is a superset of JSON
+    } catch (error) {
+      throw new SpinNativeError(`config: config_file ${name} is neither YAML nor JSON: ${(error as Error).message}`, "INVALID_ARGUMENT", "config");
+    }
+    if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+      throw new SpinNativeError(`config: config_file ${name} must hold a mapping`, "INVALID_ARGUMENT", "config");
+    }
+    return parsed as Record<string, unknown>;
+  };
+  const field = (object: unknown, key: string): unknown => (object !== null && typeof object === "object" ? (object as Record<string, unknown>)[key] : undefined);
+  const top = await read(file);
+  const accelerate = field(top, "deepspeed_config");
+  if (field(accelerate, "zero_stage") !== undefined) return field(accelerate, "zero_stage");
+  const deepspeedFile = field(accelerate, "deepspeed_config_file");
+  const deepspeed = typeof deepspeedFile === "string" ? await read(path.resolve(path.dirname(file), deepspeedFile)) : top;
+  return field(field(deepspeed, "zero_optimization"), "stage") ?? 0;
+}
+
 
 /**
  * The LoRA settings of a config (the original's ModelArguments: use_peft, lora_r, lora_alpha,

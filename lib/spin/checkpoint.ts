@@ -1,9 +1,9 @@
 // Training checkpoints: <outputDir>/checkpoint-<step>/ with the model (a Hugging Face
-// folder), the optimizer state (safetensors) and trainer_state.json (counters and data
-// position). Written atomically; resuming from one continues the run that would have
-// happened without the interruption.
+// folder), the optimizer state (safetensors; one file per rank when it is sharded) and
+// trainer_state.json (counters and data position). Written atomically; resuming from one
+// continues the run that would have happened without the interruption.
 import { createHash } from "node:crypto";
-import { appendFile, readFile, readdir, rm } from "node:fs/promises";
+import { appendFile, mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 
 import type { SpinRow } from "../data/rows.js";
@@ -32,6 +32,8 @@ export interface TrainerState {
   optimizerSteps: number;
   /** Ranks of the data-parallel run (1 when not distributed). */
   worldSize?: number;
+  /** ZeRO stage of the optimizer state (absent: 0, one replicated optimizer.safetensors). */
+  zeroStage?: number;
   /** What the run computes with (absent in checkpoints of spin-native before it was recorded). */
   fingerprint?: TrainingFingerprint;
 }
@@ -100,21 +102,62 @@ export async function recordConfigChange(outputDir: string, step: number, change
 }
 
 const PREFIX = "checkpoint-";
+const OPTIMIZER_FILE = "optimizer.safetensors";
 
+/** A sharded optimizer's file for one rank of a run of `world` ranks. */
+function optimizerShardFile(rank: number, world: number): string {
+  return `optimizer-rank-${rank}-of-${world}.safetensors`;
+}
+
+/** Where the ranks leave their optimizer shards for the checkpoint of `step`. */
+function shardStaging(outputDir: string, step: number): string {
+  return path.join(outputDir, `.optimizer-shards-${step}`);
+}
+
+/**
+ * A sharded run's first half of a checkpoint, on every rank: this rank's optimizer state,
+ * written atomically where rank 0's {@link saveTrainingCheckpoint} collects it (after a barrier).
+ */
+export async function saveOptimizerShard(outputDir: string, step: number, optimizer: Optimizer, rank: number, world: number): Promise<void> {
+  const staging = shardStaging(outputDir, step);
+  await mkdir(staging, { recursive: true });
+  const file = path.join(staging, optimizerShardFile(rank, world));
+  const state = optimizer.state();
+  try {
+    await saveSafetensors(`${file}.tmp`, state);
+  } finally {
+    for (const t of Object.values(state)) t.dispose();
+  }
+  await rename(`${file}.tmp`, file);
+}
+
+/** Writes checkpoint-<step> (rank 0); a sharded optimizer's files must be staged by every rank first. */
 export async function saveTrainingCheckpoint(outputDir: string, state: TrainerState, model: CausalLM, optimizer: Optimizer): Promise<string> {
   const dir = path.join(outputDir, `${PREFIX}${state.globalStep}`);
+  const world = state.worldSize ?? 1;
+  const staging = shardStaging(outputDir, state.globalStep);
   await writeDirAtomic(dir, async (temp) => {
     // With an adapter only the adapter changes: it is what a checkpoint holds.
     if (model.adapter) await model.saveAdapter(path.join(temp, "adapter"));
     else await model.save(path.join(temp, "model"));
-    const optimizerState = optimizer.state();
-    try {
-      await saveSafetensors(path.join(temp, "optimizer.safetensors"), optimizerState);
-    } finally {
-      for (const t of Object.values(optimizerState)) t.dispose();
+    if (optimizer.sharding > 0) {
+      for (let rank = 0; rank < world; rank++) {
+        const name = optimizerShardFile(rank, world);
+        await rename(path.join(staging, name), path.join(temp, name)).catch((error: Error) => {
+          throw new SpinNativeError(`checkpoint: rank ${rank}'s optimizer shard is missing from ${staging}: ${error.message}`, "IO", "trainer.checkpoint");
+        });
+      }
+    } else {
+      const optimizerState = optimizer.state();
+      try {
+        await saveSafetensors(path.join(temp, OPTIMIZER_FILE), optimizerState);
+      } finally {
+        for (const t of Object.values(optimizerState)) t.dispose();
+      }
     }
-    await writeFileAtomic(path.join(temp, "trainer_state.json"), JSON.stringify(state, null, 2) + "\n");
+    await writeFileAtomic(path.join(temp, "trainer_state.json"), JSON.stringify(optimizer.sharding > 0 ? { ...state, zeroStage: optimizer.sharding } : state, null, 2) + "\n");
   });
+  await rm(staging, { recursive: true, force: true });
   return dir;
 }
 
@@ -145,8 +188,12 @@ export async function findCheckpoint(outputDir: string, resumeFrom: string): Pro
   return (await listCheckpoints(outputDir)).at(-1)?.dir ?? null;
 }
 
-/** Loads parameters and optimizer state from `dir` into the live model and optimizer; returns the saved state. */
-export async function restoreTrainingCheckpoint(dir: string, model: CausalLM, optimizer: Optimizer): Promise<TrainerState> {
+/**
+ * Loads parameters and optimizer state from `dir` into the live model and optimizer; returns
+ * the saved state. A sharded optimizer reads its rank's file, or this rank's elements of a
+ * replicated run's state; a sharded checkpoint resumes only with sharding on as many ranks.
+ */
+export async function restoreTrainingCheckpoint(dir: string, model: CausalLM, optimizer: Optimizer, rank = 0, world = 1): Promise<TrainerState> {
   let state: TrainerState;
   try {
     state = JSON.parse(await readFile(path.join(dir, "trainer_state.json"), "utf8")) as TrainerState;
@@ -168,7 +215,17 @@ export async function restoreTrainingCheckpoint(dir: string, model: CausalLM, op
   } finally {
     for (const t of [...live.values(), ...Object.values(saved)]) t.dispose();
   }
-  const optimizerState = await loadSafetensors(path.join(dir, "optimizer.safetensors"));
+  const savedStage = state.zeroStage ?? 0;
+  const savedWorld = state.worldSize ?? 1;
+  if (savedStage > 0 && (optimizer.sharding === 0 || savedWorld !== world)) {
+    throw new SpinNativeError(
+      `resume: ${dir} holds optimizer state sharded over ${savedWorld} ranks (ZeRO stage ${savedStage}); this run has ${world} rank(s) ` +
+        `at stage ${optimizer.sharding}. Resume it on ${savedWorld} ranks with sharding 1 or 2 (zero_stage)`,
+      "INVALID_ARGUMENT",
+      "trainer.resume",
+    );
+  }
+  const optimizerState = await loadSafetensors(path.join(dir, savedStage > 0 ? optimizerShardFile(rank, world) : OPTIMIZER_FILE));
   try {
     optimizer.loadState(optimizerState, state.optimizerSteps);
   } finally {

@@ -11,7 +11,7 @@ import { stepsPerEpoch as updatesPerEpoch } from "./collator.js";
 import type { SpinRow } from "../data/rows.js";
 import { SpinNativeError } from "../core/errors.js";
 import { writeFileAtomic } from "../core/atomic.js";
-import type { Distributed } from "../distributed/distributed.js";
+import type { Distributed, GradientReducer } from "../distributed/distributed.js";
 import type { CausalLM } from "../model/causal-lm.js";
 import { Optimizer } from "./optim.js";
 import { manualSeed } from "../core/create.js";
@@ -25,6 +25,7 @@ import {
   recordConfigChange,
   trainingFingerprint,
   restoreTrainingCheckpoint,
+  saveOptimizerShard,
   rotateCheckpoints,
   saveTrainingCheckpoint,
 } from "./checkpoint.js";
@@ -185,6 +186,13 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
     // maxSteps > 0 runs as many epochs as those updates need (HF's max_steps).
     const lastEpoch = c.stopAfterEpochs ?? (c.maxSteps > 0 ? Infinity : c.numTrainEpochs);
 
+    if (dist?.sharding === 3 && !c.gradientCheckpointing) {
+      throw new SpinNativeError(
+        "trainer: ZeRO stage 3 gathers each layer's weights for its forward and again for its recomputation in backward: set gradientCheckpointing (gradient_checkpointing: true)",
+        "INVALID_ARGUMENT",
+        "trainer.train",
+      );
+    }
     this.optimizer ??= new Optimizer(this.model, {
       kind: c.optim,
       alpha: c.rmspropAlpha,
@@ -192,17 +200,17 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
       beta2: c.adamBeta2,
       eps: c.adamEpsilon,
       weightDecay: c.weightDecay,
-    });
+    }, dist);
     const optimizer = this.optimizer;
     // After the optimizer made the parameters trainable: the reducer hooks their gradients.
-    using reducer = dist?.gradientReducer(this.model);
+    using reducer = dist?.gradientReducer(this.model, optimizer);
     await this.prepare(rows, options.evalRows ?? []);
     let state: TrainerState = { globalStep: 0, epoch: 0, stepInEpoch: 0, totalSteps, stepsPerEpoch, numRows: rows.length, seed: c.seed, optimizerSteps: 0, worldSize: world };
     const resumeDir = options.resumeFrom ? await findCheckpoint(c.outputDir, options.resumeFrom) : null;
     const fingerprint = trainingFingerprint(c, { totalSteps, warmupSteps: warmup }, rows, world, this.model.dtype, this.model.adapter);
     state.fingerprint = fingerprint;
     if (resumeDir) {
-      const saved = await restoreTrainingCheckpoint(resumeDir, this.model, optimizer);
+      const saved = await restoreTrainingCheckpoint(resumeDir, this.model, optimizer, rank, world);
       if ((saved.worldSize ?? 1) !== world) {
         throw new SpinNativeError(
           `resume: ${resumeDir} was written by a run of ${saved.worldSize ?? 1} rank(s); this run has ${world}. Resume with the same world size (the data order and batches depend on it)`,
@@ -260,6 +268,36 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
     if (main) await this.#truncateMetrics(state.globalStep);
     // Every rank starts from rank 0's parameters (a resume loads the same files everywhere).
     if (dist && !resumeDir) await dist.broadcastParameters(this.model);
+    // ZeRO stage 3: from here to the end of the run each rank keeps its shard of the layers.
+    const shardsWeights = optimizer.sharding === 3;
+    if (shardsWeights) optimizer.shardParameters();
+    let failed = false;
+    try {
+      return await this.#updates(rows, options, state, optimizer, reducer ?? null, { totalSteps, stepsPerEpoch, warmup, lastEpoch, perMicro, perUpdate });
+    } catch (error) {
+      failed = true; // the ranks may be out of step: no collective after a failure
+      throw error;
+    } finally {
+      // Whole again for what follows the run (saving, generation); a failed run's model is not.
+      if (shardsWeights && !failed) await optimizer.gatherParameters();
+    }
+  }
+
+  /** The run's updates from `state` on, with checkpoints and logs. */
+  async #updates(
+    rows: SpinRow[],
+    options: TrainOptions,
+    state: TrainerState,
+    optimizer: Optimizer,
+    reducer: GradientReducer | null,
+    layout: { totalSteps: number; stepsPerEpoch: number; warmup: number; lastEpoch: number; perMicro: number; perUpdate: number },
+  ): Promise<TrainResult> {
+    const c = this.config;
+    const dist = this.distributed;
+    const world = dist?.worldSize ?? 1;
+    const rank = dist?.rank ?? 0;
+    const main = rank === 0;
+    const { totalSteps, stepsPerEpoch, warmup, lastEpoch, perMicro, perUpdate } = layout;
 
     const averager = new MetricAverager();
     let lastLogged: Metrics = {};
@@ -267,6 +305,13 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
     let since = performance.now();
     const checkpoint = async () => {
       state.optimizerSteps = optimizer.steps;
+      // A sharded optimizer's state is on every rank: each stages its file for rank 0.
+      if (dist && optimizer.sharding > 0) {
+        await saveOptimizerShard(c.outputDir, state.globalStep, optimizer, rank, world);
+        await dist.barrier();
+      }
+      // Stage 3: rank 0 saves the whole model.
+      if (optimizer.sharding === 3) await optimizer.gatherParameters();
       // Only rank 0 writes; the others wait, so a checkpoint is complete before anyone goes on.
       if (main) {
         const dir = await saveTrainingCheckpoint(c.outputDir, state, this.model, optimizer);
@@ -274,6 +319,7 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
         this.emit("checkpoint", { step: state.globalStep, dir });
       }
       await dist?.barrier();
+      if (optimizer.sharding === 3) optimizer.shardParameters();
     };
 
     while (state.epoch < lastEpoch && state.globalStep < totalSteps) {
@@ -294,7 +340,8 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
         const stepMetrics = new MetricAverager();
         let finite = true;
         for (const [k, indices] of micro.entries()) {
-          if (k === micro.length - 1) reducer?.beforeLastBackward();
+          const last = k === micro.length - 1;
+          reducer?.beforeBackward(last);
           // Adapter dropout draws from libtorch's generator: seeded per micro-batch, a resumed
           // run draws exactly what an uninterrupted one did.
           if ((this.model.adapter?.dropout ?? 0) > 0) manualSeed(microBatchSeed(c.seed, state.globalStep, k, rank));
@@ -302,9 +349,9 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
           if (!Number.isFinite(metrics.loss)) finite = false;
           tokens += metrics.tokens ?? 0;
           stepMetrics.add(metrics);
+          // Before any other collective of the update, so every rank issues the buckets first.
+          await reducer?.afterBackward(last);
         }
-        // Before any other collective of the update, so every rank issues the buckets first.
-        await reducer?.finish();
         let localMetrics = stepMetrics.take();
         let stop = options.signal?.aborted ?? false;
         if (dist) {
@@ -319,7 +366,7 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
         }
         if (!finite) this.#nonFinite(`loss is ${localMetrics.loss}`, state, micro.flat());
         const learningRate = c.learningRate * lrMultiplier(c.lrSchedulerType, state.globalStep, totalSteps, warmup);
-        if (!finite) this.#discardGradients();
+        if (!finite) optimizer.discardGradients();
         const { gradNorm, applied } = finite ? await optimizer.step(learningRate, c.maxGradNorm) : { gradNorm: NaN, applied: false };
         if (finite && !applied) this.#nonFinite(`gradient norm is ${gradNorm}`, state, micro.flat());
         state.globalStep++;
@@ -363,13 +410,6 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
   }
 
   /** Frees accumulated gradients of an update that is dropped. */
-  #discardGradients(): void {
-    for (const parameter of this.model.parameters().values()) {
-      parameter.zeroGrad();
-      parameter.dispose();
-    }
-  }
-
   #nonFinite(what: string, state: TrainerState, indices: number[]): void {
     if (this.config.onNonFinite === "skip") return;
     throw new SpinNativeError(

@@ -3,6 +3,7 @@
 import { SpinNativeError } from "../core/errors.js";
 import type { NativeOptimizer, NativeOptimizerOptions } from "../core/native-types.js";
 import type { CausalLM } from "../model/causal-lm.js";
+import type { Distributed, ShardingStage } from "../distributed/distributed.js";
 import { native } from "../core/native.js";
 import { Tensor } from "../core/tensor.js";
 import { showValue } from "../core/validate.js";
@@ -26,18 +27,26 @@ const FIELD_OF: Record<Hyperparameter, keyof TrainingConfig> = {
  * Holds a reference to every parameter of its model and a state as large as the model
  * (RMSprop) or twice (AdamW): dispose it when training ends — the weights it references
  * outlive `CausalLM.dispose()` until then.
+ *
+ * Given a process group with `sharding` 1–3 (ZeRO), each rank keeps the state of about
+ * 1/worldSize of the elements, updates those, and all-gathers the result: `step` is then a
+ * collective that every rank calls.
  */
 export class Optimizer implements Disposable {
   readonly #native: NativeOptimizer;
   readonly #model: CausalLM;
+  readonly #distributed: Distributed | null;
+  /** The ZeRO stage this optimizer runs at (0: replicated or single process). */
+  readonly sharding: ShardingStage;
 
   /**
-   * Makes every parameter of `model` trainable (requiresGrad) and allocates the optimizer state.
+   * Makes every parameter of `model` trainable (requiresGrad) and allocates the optimizer state
+   * (this rank's share of it when `distributed.sharding` is 1–3).
    *
    * @throws SpinNativeError `INVALID_ARGUMENT` naming the option: an unknown kind, alpha or a
    *   beta outside [0, 1), eps not > 0, weightDecay not ≥ 0 (non-finite values included).
    */
-  constructor(model: CausalLM, options: OptimizerOptions) {
+  constructor(model: CausalLM, options: OptimizerOptions, distributed: Distributed | null = null) {
     if (!OPTIMIZER_KINDS.includes(options.kind)) {
       throw new SpinNativeError(`optimizer: kind must be "rmsprop" or "adamw", got ${showValue(options.kind)}`, "INVALID_ARGUMENT", "optimizer");
     }
@@ -48,8 +57,17 @@ export class Optimizer implements Disposable {
       if (expected !== null) throw new SpinNativeError(`optimizer: ${name} must be ${expected}, got ${showValue(value)}`, "INVALID_ARGUMENT", "optimizer");
       resolved[name] = value as number;
     }
-    this.#native = native.createOptimizer(model.nativeHandle, resolved);
+    this.sharding = distributed?.sharding ?? 0;
+    this.#distributed = this.sharding > 0 ? distributed : null;
+    this.#native = this.#distributed
+      ? native.createOptimizer(model.nativeHandle, resolved, { stage: this.sharding, bucketBytes: this.#distributed.bucketBytes })
+      : native.createOptimizer(model.nativeHandle, resolved);
     this.#model = model;
+  }
+
+  /** @internal the gradient reducer of a stage-2 run fills this optimizer's gradient shards */
+  get nativeHandle(): NativeOptimizer {
+    return this.#native;
   }
 
   /** Updates done so far. */
@@ -89,14 +107,45 @@ export class Optimizer implements Disposable {
         throw new SpinNativeError(`optimizer.step: ${name} must be a finite number ≥ 0, got ${value}`, "INVALID_ARGUMENT", "optimizer.step");
       }
     }
-    return this.#model.usage.update("Optimizer.step", () => this.#native.step(lr, maxGradNorm));
+    const step = () => this.#native.step(lr, maxGradNorm);
+    const distributed = this.#distributed;
+    return this.#model.usage.update("Optimizer.step", distributed ? () => distributed.serialize(step) : step);
   }
 
-  /** The state tensors ("<param>.square_avg", …), live: dispose the handles when done. */
+  /**
+   * ZeRO stage 3: frees the decoder layers' weights, keeping this rank's shard of each; the
+   * model then gathers a layer around each use (forwards with gradients need gradient
+   * checkpointing) and refuses whole-model calls (parameters, save) until
+   * {@link gatherParameters}. The trainers do this for the length of a run.
+   */
+  shardParameters(): void {
+    this.#native.shardParameters();
+  }
+
+  /** ZeRO stage 3: makes every weight whole again — a collective every rank calls. */
+  gatherParameters(): Promise<void> {
+    const distributed = this.#distributed;
+    if (!distributed) return this.#native.gatherParameters();
+    return distributed.serialize(() => this.#native.gatherParameters());
+  }
+
+  /** Frees the gradients (and, sharded, this rank's gradient shards) without an update: a skipped update. */
+  discardGradients(): void {
+    this.#native.discardGradients();
+  }
+
+  /**
+   * The state tensors ("<param>.square_avg", …), live: dispose the handles when done. Sharded,
+   * a parameter's tensors hold this rank's elements, flat, unless it owns the whole parameter.
+   */
   state(): Record<string, Tensor> {
     return Object.fromEntries(Object.entries(this.#native.state()).map(([k, h]) => [k, new Tensor(h)]));
   }
 
+  /**
+   * Restores `state()`'s tensors. A sharded optimizer also takes whole, parameter-shaped ones
+   * (a replicated run's state) and keeps its elements.
+   */
   loadState(state: Record<string, Tensor>, steps: number): void {
     this.#native.loadState(Object.fromEntries(Object.entries(state).map(([k, t]) => [k, Tensor.handleOf(t, "optimizer.loadState", k)])), steps);
   }

@@ -31,13 +31,34 @@ void SetGeneratorState(at::Generator& generator, const at::Tensor& state) {
   generator.set_state(state);
 }
 
+// Runs bracket.exit when the bracketed run ends, also by an exception.
+class Bracketed {
+ public:
+  Bracketed(const BlockBracket& bracket, bool backward) : bracket_(bracket) {
+    if (bracket_.enter) bracket_.enter(backward);
+  }
+  ~Bracketed() {
+    if (bracket_.exit) bracket_.exit();
+  }
+  Bracketed(const Bracketed&) = delete;
+  Bracketed& operator=(const Bracketed&) = delete;
+
+ private:
+  const BlockBracket& bracket_;
+};
+
 class CheckpointBackward : public torch::autograd::Node {
  public:
-  CheckpointBackward(BlockFn block, at::Tensor input, bool input_requires_grad, at::Tensor rng_state)
-      : block_(std::move(block)), input_(std::move(input)), input_requires_grad_(input_requires_grad), rng_state_(std::move(rng_state)) {}
+  CheckpointBackward(BlockFn block, at::Tensor input, bool input_requires_grad, at::Tensor rng_state, BlockBracket bracket)
+      : block_(std::move(block)),
+        input_(std::move(input)),
+        input_requires_grad_(input_requires_grad),
+        rng_state_(std::move(rng_state)),
+        bracket_(std::move(bracket)) {}
 
   torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
     TORCH_CHECK(input_.defined(), "checkpointed block: backward ran twice without retain_graph");
+    Bracketed bracketed(bracket_, true);
     at::Tensor input = input_.detach().requires_grad_(input_requires_grad_);
     at::Tensor output;
     {
@@ -61,6 +82,7 @@ class CheckpointBackward : public torch::autograd::Node {
     input_.reset();
     rng_state_.reset();
     block_ = nullptr;
+    bracket_ = {};
   }
 
  private:
@@ -68,11 +90,12 @@ class CheckpointBackward : public torch::autograd::Node {
   at::Tensor input_;
   bool input_requires_grad_;
   at::Tensor rng_state_;
+  BlockBracket bracket_;
 };
 
 }  // namespace
 
-at::Tensor CheckpointedCall(const BlockFn& block, const at::Tensor& input, bool preserve_rng) {
+at::Tensor CheckpointedCall(const BlockFn& block, const at::Tensor& input, bool preserve_rng, BlockBracket bracket) {
   at::Tensor rng_state;
   if (preserve_rng) {
     at::Generator generator = DefaultGenerator(input.device());
@@ -81,9 +104,10 @@ at::Tensor CheckpointedCall(const BlockFn& block, const at::Tensor& input, bool 
   at::Tensor output;
   {
     c10::AutoGradMode disable(false);
+    Bracketed bracketed(bracket, false);
     output = block(input);
   }
-  NodePtr node = MakeNode<CheckpointBackward>(block, input.detach(), input.requires_grad(), rng_state);
+  NodePtr node = MakeNode<CheckpointBackward>(block, input.detach(), input.requires_grad(), rng_state, std::move(bracket));
   node->set_next_edges(torch::autograd::collect_next_edges(input));
   torch::autograd::create_gradient_edge(output, node);
   return output;

@@ -306,18 +306,33 @@ at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
   }
   const bool checkpoint = in.checkpoint_layers && in.cache == nullptr && c10::GradMode::is_enabled();
   const bool training = in.training;
-  for (int64_t i = 0; i < config_.num_layers; ++i) {
+  // Sharded layers are gathered for each use and freed after it: autograd may not keep them
+  // for backward, so a forward with grad recomputes each layer there.
+  const std::shared_ptr<LayerResidency> residency = residency_ && residency_->sharded() ? residency_ : nullptr;
+  if (residency && c10::GradMode::is_enabled() && !checkpoint) {
+    throw SpinError(ErrorCode::kInvalidArgument, "the layers are sharded (ZeRO stage 3): a forward with gradients needs gradient checkpointing");
+  }
+  const int64_t layers = config_.num_layers;
+  for (int64_t i = 0; i < layers; ++i) {
     const at::Tensor& mask = i >= config_.sliding_window_from_layer ? window_mask : full_mask;
     if (checkpoint) {
       // The block runs again in backward: it owns the decoder and its tensors.
       auto self = shared_from_this();
+      BlockBracket bracket;
+      if (residency) {
+        // Forward goes up the layers, backward down: prefetch the one after in that direction.
+        bracket.enter = [residency, i, layers](bool backward) { residency->Acquire(i, backward ? i - 1 : (i + 1 < layers ? i + 1 : -1)); };
+        bracket.exit = [residency, i]() { residency->Release(i); };
+      }
       hidden = CheckpointedCall(
           [self, i, mask, rope_cos, rope_sin, training](const at::Tensor& h) {
             return self->LayerForward(self->layers_[i], i, h, mask, rope_cos, rope_sin, nullptr, training);
           },
-          hidden, training && adapter_ && adapter_->dropout > 0);
+          hidden, training && adapter_ && adapter_->dropout > 0, std::move(bracket));
     } else {
+      if (residency) residency->Acquire(i, i + 1 < layers ? i + 1 : -1);
       hidden = LayerForward(layers_[i], i, hidden, mask, rope_cos, rope_sin, in.cache, training);
+      if (residency) residency->Release(i);
     }
   }
   if (in.cache) in.cache->length = past + tokens;
@@ -438,6 +453,19 @@ void Decoder::MergeAdapter() {
   at::NoGradGuard no_grad;
   for (const auto& [name, weight] : MergedWeights()) parameters_.at(name).copy_(weight);
   SetAdapter(nullptr);
+}
+
+int64_t Decoder::LayerOf(const std::string& name) const {
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    if (name.rfind(LayerPrefix(config_, i), 0) == 0) return i;
+  }
+  return -1;
+}
+
+void Decoder::RequireWhole(const char* what) const {
+  if (residency_ && residency_->sharded()) {
+    throw SpinError(ErrorCode::kInvalidArgument, std::string(what) + ": the layers' weights are sharded across ranks (ZeRO stage 3, while training)");
+  }
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Decoder::TrainableParameters() const {

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "kv_cache.h"
 #include "lora.h"
+#include "residency.h"
 
 namespace spin {
 
@@ -63,6 +64,14 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
   // What training updates, in forward order: the adapter's tensors when one is attached,
   // otherwise every parameter.
   std::vector<std::pair<std::string, at::Tensor>> TrainableParameters() const;
+  // The decoder layer a parameter (or adapter tensor) belongs to, or -1 (embeddings, final
+  // norm, head).
+  int64_t LayerOf(const std::string& name) const;
+
+  // ZeRO stage 3: the layers' weights are gathered around each use; null: always whole.
+  void SetResidency(std::shared_ptr<LayerResidency> residency) { residency_ = std::move(residency); }
+  // Throws naming `what` while the layers' weights are sharded (they are not all there).
+  void RequireWhole(const char* what) const;
 
   // Positions of real tokens counted from the first one (left padding aware): cumsum - 1,
   // padding slots clamped to 0. mask: [B, S]; returns the last T columns.
@@ -99,6 +108,7 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
   at::Tensor embed_, positions_embed_, final_norm_weight_, final_norm_bias_, lm_head_;
   at::Tensor inverse_frequencies_;
   std::shared_ptr<const LoraAdapter> adapter_;
+  std::shared_ptr<LayerResidency> residency_;
 };
 
 // The expected parameter names and shapes of a config (HF layout).

@@ -243,7 +243,9 @@ Napi::Object NamedTensors(Napi::Env env, const Named& tensors) {
 
 Napi::Value ModelHandle::Parameters(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("model.parameters", {
-    return NamedTensors(info.Env(), Model(args.call())->parameters());
+    const auto model = Model(args.call());
+    model->RequireWhole(args.call());
+    return NamedTensors(info.Env(), model->parameters());
   });
 }
 
@@ -295,19 +297,24 @@ Napi::Value ModelHandle::AdapterTensors(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("model.adapterTensors", {
     auto model = Model(args.call());
     if (!model->adapter()) return info.Env().Null();
+    model->RequireWhole(args.call());
     return NamedTensors(info.Env(), model->TrainableParameters());
   });
 }
 
 Napi::Value ModelHandle::MergedWeights(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("model.mergedWeights", {
-    return NamedTensors(info.Env(), Model(args.call())->MergedWeights());
+    const auto model = Model(args.call());
+    model->RequireWhole(args.call());
+    return NamedTensors(info.Env(), model->MergedWeights());
   });
 }
 
 Napi::Value ModelHandle::MergeAdapter(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("model.mergeAdapter", {
-    Model(args.call())->MergeAdapter();
+    const auto model = Model(args.call());
+    model->RequireWhole(args.call());
+    model->MergeAdapter();
     return info.Env().Undefined();
   });
 }

@@ -28,7 +28,7 @@ export async function iterate(config: RawConfig): Promise<void> {
   const schedule = iterationSchedule(config);
   await makeOutputFolder(runDir);
   const rows = await sftPrompts(config);
-  const distributed = await Distributed.fromEnv(process.env, distributedOptions(config));
+  const distributed = await Distributed.fromEnv(process.env, await distributedOptions(config));
   const result = await runPipeline({
     runDir,
     baseModel: stringKey(config, "model_name_or_path", true),

@@ -18,7 +18,7 @@ async function trainCommand(config: RawConfig, kind: "spin" | "sft"): Promise<vo
   const outputDir = stringKey(config, "output_dir", true);
   await makeOutputFolder(outputDir);
   // Under `spin-native launch` (WORLD_SIZE > 1) the run is data-parallel.
-  const distributed = await Distributed.fromEnv(process.env, distributedOptions(config));
+  const distributed = await Distributed.fromEnv(process.env, await distributedOptions(config));
   // The folder is held from before the load (a refused duplicate wastes nothing) until the
   // final model is written.
   const lock = await lockRunFolder(outputDir, runCommand(`spin-native ${kind === "spin" ? "train" : "sft"}`), distributed);
