@@ -107,7 +107,7 @@ export {
   type MixFilesOptions,
 } from "./data/mixer.js";
 export { ROW_SHAPE_COLUMNS, type RawReadOptions } from "./data/dataset-read.js";
-export { Distributed, type DistributedOptions, GradientReducer, type ReductionStats } from "./distributed/distributed.js";
+export { Distributed, type DistributedOptions, GradientReducer, type ReductionStats, type ShardingStage } from "./distributed/distributed.js";
 export { launch, type LaunchOptions, type LaunchResult, rankDevice } from "./distributed/launch.js";
 export { generateDataParallel, type DataParallelGeneration } from "./spin/distributed-generation.js";
 export {

@@ -240,6 +240,7 @@ Napi::Function OptimizerHandle::Define(Napi::Env env) {
                                     InstanceMethod<&OptimizerHandle::DiscardGradients>("discardGradients"),
                                     InstanceMethod<&OptimizerHandle::ShardParameters>("shardParameters"),
                                     InstanceMethod<&OptimizerHandle::GatherParameters>("gatherParameters"),
+                                    InstanceMethod<&OptimizerHandle::GatheredWeights>("gatheredWeights"),
                                     InstanceMethod<&OptimizerHandle::Dispose>("dispose"),
                                     InstanceAccessor<&OptimizerHandle::Steps>("steps"),
                                     InstanceAccessor<&OptimizerHandle::Disposed>("disposed")});
@@ -397,6 +398,27 @@ Napi::Value OptimizerHandle::GatherParameters(const Napi::CallbackInfo& info) {
           return true;
         },
         [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+#endif
+  });
+}
+
+Napi::Value OptimizerHandle::GatheredWeights(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("optimizer.gatheredWeights", {
+    args.ExpectAtMost(1);
+    const int root = static_cast<int>(args.Int(0, "root"));
+    RequireBackend();
+#ifdef SPIN_HAS_C10D
+    const std::shared_ptr<ZeroPartition> partition = WeightPartition(Get(args.call()), args.call()).shared_from_this();
+    if (root < 0 || root >= partition->world()) throw SpinError(ErrorCode::kInvalidArgument, "root must be a rank of the group");
+    using Weights = std::vector<std::pair<std::string, at::Tensor>>;
+    return RunAsync<Weights>(
+        info.Env(), args.call(), c10::Device(c10::kCPU), [partition, root]() { return partition->GatherToRank(root); },
+        [root, partition](Napi::Env env, Weights& weights) -> Napi::Value {
+          if (partition->rank() != root) return env.Null();
+          Napi::Object out = Napi::Object::New(env);
+          for (const auto& [name, tensor] : weights) out.Set(name, Tensor::Wrap(env, tensor));
+          return out;
+        });
 #endif
   });
 }

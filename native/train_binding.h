@@ -36,6 +36,9 @@ class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
   // gatherParameters() -> Promise, a collective, makes them whole again.
   Napi::Value ShardParameters(const Napi::CallbackInfo& info);
   Napi::Value GatherParameters(const Napi::CallbackInfo& info);
+  // gatheredWeights(root) -> Promise<Record<string, Tensor> | null>: a collective; on rank
+  // `root` every trained weight, whole, on the CPU, gathered a layer at a time.
+  Napi::Value GatheredWeights(const Napi::CallbackInfo& info);
   // dispose(): drops the state and the references to the model's parameters (idempotent).
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Disposed(const Napi::CallbackInfo& info);

@@ -266,6 +266,27 @@ void ZeroPartition::GatherAllParameters() {
   sharded_ = false;
 }
 
+std::vector<std::pair<std::string, at::Tensor>> ZeroPartition::GatherToRank(int root) {
+  c10::NoGradGuard no_grad;
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<std::pair<std::string, at::Tensor>> weights;
+  const auto keep = [&](size_t b) {
+    if (rank() != root) return;
+    for (size_t index : layout_.buckets[b].entries) {
+      const FlatLayout::Entry& entry = layout_.entries[index];
+      weights.push_back({entry.name, entry.parameter.detach().to(at::kCPU, /*non_blocking=*/false, /*copy=*/true)});
+    }
+  };
+  DrainGathers();
+  for (const auto& [layer, buckets] : buckets_of_layer_) {
+    const bool gather = sharded_ && layer >= 0 && !whole_[buckets.front()];
+    if (gather) FinishGather(layer);
+    for (size_t b : buckets) keep(b);
+    if (gather) ReleaseLayer(layer);
+  }
+  return weights;
+}
+
 at::Tensor ZeroPartition::ParameterShard(size_t index) const {
   const FlatLayout::Entry& entry = layout_.entries[index];
   const auto [begin, end] = Owned(index);

@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -64,6 +65,9 @@ class ZeroPartition : public LayerResidency, public std::enable_shared_from_this
   void ShardParameters();
   // Stage 3. Makes every weight whole again (a collective: every rank calls it).
   void GatherAllParameters();
+  // Stage 3 (a collective): every trained weight, whole, as CPU copies on rank `root` (empty on
+  // the others), gathered one layer at a time — for saving without making every rank whole.
+  std::vector<std::pair<std::string, at::Tensor>> GatherToRank(int root);
   // Stage 3, while sharded: the owned elements of entry e's weight (what an update changes).
   at::Tensor ParameterShard(size_t entry) const;
 

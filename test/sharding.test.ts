@@ -7,6 +7,7 @@ import path from "node:path";
 
 import { describe, expect, test } from "vitest";
 
+import { loadSafetensors } from "../lib/model/safetensors.js";
 import { distributedOptions, loadRunConfig } from "../lib/run/config.js";
 import { writeCharModel } from "./tiny-char-model.js";
 import { spawnNode } from "./cli-helpers.js";
@@ -121,6 +122,16 @@ test("a sharded run resumed from its checkpoint equals one that was not stopped;
     expect(run.status, run.stderr + run.stdout).toBe(0);
     const switched = read(dir, `train-${tag}`, 0);
     expect(worstDifference(straight.params, switched.params)).toBeLessThan(1e-6);
+    if (second === "3") {
+      // Rank 0 saved the weights it received a layer at a time: the final model, exactly.
+      const saved = await loadSafetensors(path.join(dir, `run-${tag}`, "checkpoint-4", "model", "model.safetensors"));
+      try {
+        expect(Object.keys(saved).sort()).toEqual(Object.keys(switched.params).sort());
+        for (const [name, values] of Object.entries(switched.params as Params)) expect(Array.from(saved[name]!.toTypedArray() as Float64Array), name).toEqual(values);
+      } finally {
+        for (const t of Object.values(saved)) t.dispose();
+      }
+    }
   }
   // Shards cannot resume replicated.
   expect(train("0", { tag: "stopped", maxSteps: 6 }).status).not.toBe(0);

@@ -166,6 +166,8 @@ export interface NativeOptimizer {
   shardParameters(): void;
   /** ZeRO stage 3: makes every weight whole again (a collective). */
   gatherParameters(): Promise<void>;
+  /** ZeRO stage 3 (a collective): every trained weight, whole, on the CPU of rank `root` (null elsewhere), a layer at a time. */
+  gatheredWeights(root: number): Promise<Record<string, NativeTensor> | null>;
 }
 
 /** ZeRO sharding of an optimizer over the joined process group. */

@@ -272,16 +272,20 @@ export class CausalLM implements Disposable {
     return config;
   }
 
-  /** Writes the attached adapter as a PEFT folder (loads with `PeftModel.from_pretrained`). */
-  async saveAdapter(dir: string): Promise<void> {
+  /**
+   * Writes the attached adapter as a PEFT folder (loads with `PeftModel.from_pretrained`);
+   * `tensors` replace the adapter's own (a ZeRO stage-3 run's gathered ones, as for `save`).
+   */
+  async saveAdapter(dir: string, tensors?: Record<string, Tensor>): Promise<void> {
     const call = "model.saveAdapter";
     const config = this.#requireAdapter(call);
     await this.usage.read(call, async () => {
-      const tensors = this.adapterTensors()!;
+      if (tensors) return writeAdapter(dir, config, tensors, this.sourceDir);
+      const own = this.adapterTensors()!;
       try {
-        await writeAdapter(dir, config, tensors, this.sourceDir);
+        await writeAdapter(dir, config, own, this.sourceDir);
       } finally {
-        for (const t of Object.values(tensors)) t.dispose();
+        for (const t of Object.values(own)) t.dispose();
       }
     });
   }
@@ -346,15 +350,23 @@ export class CausalLM implements Disposable {
    * safetensors (sharded with an index above `maxShardBytes`), and the tokenizer files of the
    * folder it was loaded from. With an adapter attached the weights are written merged
    * (W + s·B·A; the model itself is unchanged): a plain model any HF loader reads.
+   *
+   * `weights` writes those tensors, one per parameter name, instead of the model's own: a
+   * ZeRO stage-3 run's rank 0 saves what it gathered layer by layer (`Optimizer.gatheredWeights`)
+   * while the layers themselves stay sharded. Not with an adapter attached.
    */
-  async save(dir: string, options: SaveCheckpointOptions & { dtype?: DType } = {}): Promise<void> {
+  async save(dir: string, options: SaveCheckpointOptions & { dtype?: DType; weights?: Record<string, Tensor> } = {}): Promise<void> {
     const dtype = options.dtype ?? this.dtype;
     await this.usage.read("model.save", () => this.#save(dir, dtype, options));
   }
 
-  async #save(dir: string, dtype: DType, options: SaveCheckpointOptions): Promise<void> {
+  async #save(dir: string, dtype: DType, options: SaveCheckpointOptions & { weights?: Record<string, Tensor> }): Promise<void> {
+    const given = options.weights;
+    if (given) {
+      if (this.#adapter) throw new SpinNativeError("model.save: weights cannot be given with an adapter attached (save the adapter)", "INVALID_ARGUMENT", "model.save");
+    }
     await writeDirAtomic(dir, async (temp) => {
-      const parameters = this.parameters();
+      const parameters: Map<string, Tensor> = given ? new Map(Object.entries(given)) : this.parameters();
       if (this.#adapter) {
         for (const [name, merged] of Object.entries(this.native.mergedWeights())) {
           parameters.get(name)!.dispose();
@@ -366,7 +378,9 @@ export class CausalLM implements Disposable {
       try {
         await saveCheckpointTensors(temp, tensors, options);
       } finally {
-        for (const t of new Set([...parameters.values(), ...Object.values(tensors)])) t.dispose();
+        // The caller's weights stay theirs.
+        const theirs = new Set(given ? Object.values(given) : []);
+        for (const t of new Set([...parameters.values(), ...Object.values(tensors)])) if (!theirs.has(t)) t.dispose();
       }
       const config = { ...this.hfConfig, torch_dtype: dtype };
       await writeFileAtomic(path.join(temp, "config.json"), JSON.stringify(config, null, 2) + "\n");

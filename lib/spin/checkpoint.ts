@@ -10,6 +10,7 @@ import type { SpinRow } from "../data/rows.js";
 import { SpinNativeError } from "../core/errors.js";
 import { writeDirAtomic, writeFileAtomic } from "../core/atomic.js";
 import type { CausalLM } from "../model/causal-lm.js";
+import type { Tensor } from "../core/tensor.js";
 import type { Optimizer } from "./optim.js";
 import { noGrad } from "../core/runtime.js";
 import { type LoraConfig, adapterDtype, readAdapterTensors } from "../model/lora.js";
@@ -131,15 +132,24 @@ export async function saveOptimizerShard(outputDir: string, step: number, optimi
   await rename(`${file}.tmp`, file);
 }
 
-/** Writes checkpoint-<step> (rank 0); a sharded optimizer's files must be staged by every rank first. */
-export async function saveTrainingCheckpoint(outputDir: string, state: TrainerState, model: CausalLM, optimizer: Optimizer): Promise<string> {
+/**
+ * Writes checkpoint-<step> (rank 0); a sharded optimizer's files must be staged by every rank
+ * first. `weights`: the trained tensors to save instead of the model's own (ZeRO stage 3).
+ */
+export async function saveTrainingCheckpoint(
+  outputDir: string,
+  state: TrainerState,
+  model: CausalLM,
+  optimizer: Optimizer,
+  weights: Record<string, Tensor> | null = null,
+): Promise<string> {
   const dir = path.join(outputDir, `${PREFIX}${state.globalStep}`);
   const world = state.worldSize ?? 1;
   const staging = shardStaging(outputDir, state.globalStep);
   await writeDirAtomic(dir, async (temp) => {
     // With an adapter only the adapter changes: it is what a checkpoint holds.
-    if (model.adapter) await model.saveAdapter(path.join(temp, "adapter"));
-    else await model.save(path.join(temp, "model"));
+    if (model.adapter) await model.saveAdapter(path.join(temp, "adapter"), weights ?? undefined);
+    else await model.save(path.join(temp, "model"), weights ? { weights } : {});
     if (optimizer.sharding > 0) {
       for (let rank = 0; rank < world; rank++) {
         const name = optimizerShardFile(rank, world);

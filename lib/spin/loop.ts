@@ -310,16 +310,19 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
         await saveOptimizerShard(c.outputDir, state.globalStep, optimizer, rank, world);
         await dist.barrier();
       }
-      // Stage 3: rank 0 saves the whole model.
-      if (optimizer.sharding === 3) await optimizer.gatherParameters();
+      // Stage 3: rank 0 receives the weights a layer at a time, the layers stay sharded.
+      const weights = optimizer.sharding === 3 ? await optimizer.gatheredWeights(0) : null;
       // Only rank 0 writes; the others wait, so a checkpoint is complete before anyone goes on.
-      if (main) {
-        const dir = await saveTrainingCheckpoint(c.outputDir, state, this.model, optimizer);
-        await rotateCheckpoints(c.outputDir, c.saveTotalLimit);
-        this.emit("checkpoint", { step: state.globalStep, dir });
+      try {
+        if (main) {
+          const dir = await saveTrainingCheckpoint(c.outputDir, state, this.model, optimizer, weights);
+          await rotateCheckpoints(c.outputDir, c.saveTotalLimit);
+          this.emit("checkpoint", { step: state.globalStep, dir });
+        }
+      } finally {
+        for (const t of Object.values(weights ?? {})) t.dispose();
       }
       await dist?.barrier();
-      if (optimizer.sharding === 3) optimizer.shardParameters();
     };
 
     while (state.epoch < lastEpoch && state.globalStep < totalSteps) {

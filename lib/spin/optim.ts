@@ -129,6 +129,18 @@ export class Optimizer implements Disposable {
     return distributed.serialize(() => this.#native.gatherParameters());
   }
 
+  /**
+   * ZeRO stage 3, a collective: on rank `root`, CPU copies of every trained weight, whole,
+   * gathered one layer at a time (null on the other ranks); the layers stay sharded. What a
+   * checkpoint saves, without any rank holding more than one extra layer on its device.
+   */
+  async gatheredWeights(root = 0): Promise<Record<string, Tensor> | null> {
+    const distributed = this.#distributed;
+    const gather = () => this.#native.gatheredWeights(root);
+    const handles = await (distributed ? distributed.serialize(gather) : gather());
+    return handles === null ? null : Object.fromEntries(Object.entries(handles).map(([name, h]) => [name, new Tensor(h)]));
+  }
+
   /** Frees the gradients (and, sharded, this rank's gradient shards) without an update: a skipped update. */
   discardGradients(): void {
     this.#native.discardGradients();
