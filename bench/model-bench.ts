@@ -172,11 +172,11 @@ export async function loraRows(shapes: string[] = ["bench-250m", "bench-1b"]): P
  * step time of checkpointed SPIN steps, beside the analytic per-rank state. One launch per
  * stage, so each peak is its own.
  */
-export async function zeroRows(runs: [shape: string, stages: number[]][]): Promise<Row[]> {
+export async function zeroRows(runs: [shape: string, stages: number[], repeats: number][]): Promise<Row[]> {
   const { launch } = await import("../lib/distributed/launch.js");
   const { fileURLToPath } = await import("node:url");
   const rows: Row[] = [];
-  for (const [shape, stages] of runs) {
+  for (const [shape, stages, repeats] of runs) {
     await benchCheckpoint(shape);
     let stageZero: { seconds: number; peak: number } | null = null;
     for (const stage of stages) {
@@ -184,7 +184,7 @@ export async function zeroRows(runs: [shape: string, stages: number[]][]): Promi
       const result = await launch({
         nprocPerNode: 2,
         masterPort: 29500 + Math.floor(Math.random() * 1000),
-        command: [process.execPath, fileURLToPath(new URL("./zero-worker.js", import.meta.url)), shape, String(stage)],
+        command: [process.execPath, fileURLToPath(new URL("./zero-worker.js", import.meta.url)), shape, String(stage), String(repeats)],
         onLine: (line) => lines.push(line),
       });
       const json = lines.map((l) => l.replace(/^\[rank \d+\] /, "")).find((l) => l.startsWith("{"));

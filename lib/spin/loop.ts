@@ -1,6 +1,6 @@
 // The training loop shared by SpinTrainer and SftTrainer: seeded epoch order, gradient
 // accumulation, the learning-rate schedule, non-finite guards, logging, evaluation,
-// checkpoints, resume and abort. Subclasses supply the micro-batch step. (Slightly over 400
+// checkpoints, resume and abort. Subclasses supply the micro-batch step. (About 460
 // lines: the update loop, its resume and its abort paths share their state and read as one.)
 import { EventEmitter } from "node:events";
 import { appendFile, readFile } from "node:fs/promises";
