@@ -46,9 +46,7 @@ GradientReducer::GradientReducer(std::shared_ptr<ProcessGroup> group, FlatLayout
 
 std::shared_ptr<GradientReducer> GradientReducer::Create(std::shared_ptr<ProcessGroup> group, const Decoder& model, int64_t bucket_bytes) {
   std::shared_ptr<GradientReducer> reducer(new GradientReducer(std::move(group), FlatLayout::Build(model.TrainableParameters(), bucket_bytes), nullptr));
-  // Hooks are never removed: a running backward may be iterating them. Once the reducer is
-  // gone they are no-ops, and they go with the accumulators, which only the reducer holds.
-  for (size_t i = 0; i < reducer->slots_.size(); ++i) reducer->slots_[i].accumulator->add_post_hook(std::make_unique<GradientReadyHook>(reducer, i));
+  reducer->HookGradients();
   return reducer;
 }
 
@@ -57,8 +55,14 @@ std::shared_ptr<GradientReducer> GradientReducer::Create(std::shared_ptr<ZeroPar
   auto group = ProcessGroup::Current();
   FlatLayout layout = partition->layout();
   std::shared_ptr<GradientReducer> reducer(new GradientReducer(std::move(group), std::move(layout), std::move(partition)));
-  for (size_t i = 0; i < reducer->slots_.size(); ++i) reducer->slots_[i].accumulator->add_post_hook(std::make_unique<GradientReadyHook>(reducer, i));
+  reducer->HookGradients();
   return reducer;
+}
+
+void GradientReducer::HookGradients() {
+  // Hooks are never removed: a running backward may be iterating them. Once the reducer is
+  // gone they are no-ops, and they go with the accumulators, which only the reducer holds.
+  for (size_t i = 0; i < slots_.size(); ++i) slots_[i].accumulator->add_post_hook(std::make_unique<GradientReadyHook>(weak_from_this(), i));
 }
 
 void GradientReducer::Reset() {

@@ -72,6 +72,7 @@ class GradientReducer : public std::enable_shared_from_this<GradientReducer> {
   };
 
   GradientReducer(std::shared_ptr<ProcessGroup> group, FlatLayout layout, std::shared_ptr<ZeroPartition> partition);
+  void HookGradients();  // once, after construction (the hooks hold the reducer weakly)
   void OnGradientReady(size_t slot);
   void StartBucket(size_t bucket);     // caller holds mutex_
   void CompleteBucket(size_t bucket);  // waits; stage 2 keeps its shard; caller holds mutex_

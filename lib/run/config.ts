@@ -363,11 +363,13 @@ export async function distributedOptions(config: RawConfig): Promise<{ bucketByt
   };
   const bucketMb = positive("ddp_bucket_cap_mb");
   const configFile = stringKey(config, "config_file");
-  const stage = numberKey(config, "zero_stage") ?? (configFile !== undefined ? await zeroStageOf(configFile) : 0);
+  const given = numberKey(config, "zero_stage");
+  const fromFile = given === undefined && configFile !== undefined;
+  const stage = given ?? (fromFile ? await zeroStageOf(configFile) : 0);
   return {
     ...(bucketMb !== undefined ? { bucketBytes: Math.round(bucketMb * 2 ** 20) } : {}),
     timeoutMs: (positive("ddp_timeout") ?? 1800) * 1000,
-    sharding: shardingStage(stage, `config: zero_stage${configFile !== undefined && numberKey(config, "zero_stage") === undefined ? ` (from ${configFile})` : ""}`),
+    sharding: shardingStage(stage, `config: zero_stage${fromFile ? ` (from ${configFile})` : ""}`),
   };
 }
 

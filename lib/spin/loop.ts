@@ -269,18 +269,12 @@ export abstract class TrainingLoop<C extends TrainingConfig> implements Disposab
     // Every rank starts from rank 0's parameters (a resume loads the same files everywhere).
     if (dist && !resumeDir) await dist.broadcastParameters(this.model);
     // ZeRO stage 3: from here to the end of the run each rank keeps its shard of the layers.
-    const shardsWeights = optimizer.sharding === 3;
-    if (shardsWeights) optimizer.shardParameters();
-    let failed = false;
-    try {
-      return await this.#updates(rows, options, state, optimizer, reducer ?? null, { totalSteps, stepsPerEpoch, warmup, lastEpoch, perMicro, perUpdate });
-    } catch (error) {
-      failed = true; // the ranks may be out of step: no collective after a failure
-      throw error;
-    } finally {
-      // Whole again for what follows the run (saving, generation); a failed run's model is not.
-      if (shardsWeights && !failed) await optimizer.gatherParameters();
-    }
+    if (optimizer.sharding === 3) optimizer.shardParameters();
+    const result = await this.#updates(rows, options, state, optimizer, reducer ?? null, { totalSteps, stepsPerEpoch, warmup, lastEpoch, perMicro, perUpdate });
+    // Whole again for what follows the run (saving, generation). Not after a failure: the
+    // ranks may be out of step, and a collective then would hang.
+    if (optimizer.sharding === 3) await optimizer.gatherParameters();
+    return result;
   }
 
   /** The run's updates from `state` on, with checkpoints and logs. */
