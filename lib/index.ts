@@ -33,7 +33,8 @@ export {
   type RuntimeInfo,
 } from "./core/runtime.js";
 export { Tokenizer, ZEPHYR_CHAT_TEMPLATE, type ChatMessage } from "./model/tokenizer.js";
-export { CausalLM, KVCache, type ForwardOptions, type LoadModelOptions, type ResponseLogprobs } from "./model/causal-lm.js";
+export type { AttentionKernel } from "./core/native-types.js";
+export { CausalLM, KVCache, type ForwardOptions, type LoadModelOptions, type LogprobsOptions, type ResponseLogprobs } from "./model/causal-lm.js";
 export { parseModelConfig, SUPPORTED_MODEL_TYPES, type ModelConfig } from "./model/config.js";
 export { type LoraConfig, type LoraOptions } from "./model/lora.js";
 export {

@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "model/decoder.h"
+#include "packed_batch.h"
 
 namespace spin {
 
@@ -16,5 +17,12 @@ struct ResponseLogprobs {
 
 // labels: [N, T] with -100 on prompt and padding; position t predicts labels[t + 1].
 ResponseLogprobs ComputeResponseLogprobs(const Decoder& model, const at::Tensor& hidden, const at::Tensor& labels);
+
+// The same from a packed forward: hidden [1, M, hidden] of batch.sequences.
+ResponseLogprobs ComputePackedLogprobs(const Decoder& model, const at::Tensor& hidden, const PackedBatch& batch);
+
+// The forward and the log-probs of a labelled batch; `packed` runs it without padding, each
+// pair's prefix once (packed_batch.h), `inputs` otherwise. Equal within float32 rounding.
+ResponseLogprobs BatchLogprobs(const Decoder& model, const ForwardInputs& inputs, const at::Tensor& labels, bool packed, bool share_pairs);
 
 }  // namespace spin

@@ -56,6 +56,7 @@ at::Tensor BatchTensor(const Napi::Object& batch, const char* key, const char* c
 struct Batch {
   ForwardInputs inputs;
   at::Tensor labels;
+  bool packed = false;  // run without padding (packed_batch.h)
 };
 
 Batch ReadBatch(const Napi::Object& given, const std::shared_ptr<Decoder>& model, const char* call) {
@@ -74,10 +75,11 @@ Batch ReadBatch(const Napi::Object& given, const std::shared_ptr<Decoder>& model
 }
 
 // The policy's response log-probs of a batch, the forward under bf16 autocast when asked
-// (backward then runs outside autocast, as PyTorch's recipe says).
-ResponseLogprobs PolicyLogprobs(const Decoder& model, const Batch& batch, bool bf16) {
+// (backward then runs outside autocast, as PyTorch's recipe says). `share_pairs`: the batch is
+// [real; generated] and each pair's prompt runs once.
+ResponseLogprobs PolicyLogprobs(const Decoder& model, const Batch& batch, bool bf16, bool share_pairs) {
   AutocastGuard autocast(model.device(), bf16);
-  return ComputeResponseLogprobs(model, model.Hidden(batch.inputs), batch.labels);
+  return BatchLogprobs(model, batch.inputs, batch.labels, batch.packed, share_pairs);
 }
 
 // Options both train steps take.
@@ -89,6 +91,7 @@ struct StepOptions {
 
 StepOptions ReadStepOptions(const Napi::Object& options, Batch& batch) {
   batch.inputs.checkpoint_layers = OptionBool(options, "checkpoint");
+  batch.packed = OptionBool(options, "packing");
   const StepOptions step{OptionNumber(options, "scale"), OptionBool(options, "backward"), OptionBool(options, "autocastBf16")};
   // Adapter dropout is on in a step that trains, off in evaluation.
   batch.inputs.training = step.backward;
@@ -139,7 +142,7 @@ Napi::Value SpinTrainStep(const Napi::CallbackInfo& info) {
         info.Env(), args.call(), model->device(),
         [=]() {
           c10::AutoGradMode grad(step.backward);
-          const ResponseLogprobs policy = PolicyLogprobs(*model, batch, step.bf16);
+          const ResponseLogprobs policy = PolicyLogprobs(*model, batch, step.bf16, true);
           const at::Tensor tokens_real = policy.tokens.narrow(0, 0, pairs);
           const at::Tensor tokens_generated = policy.tokens.narrow(0, pairs, pairs);
           if (tokens_real.min().item<int64_t>() == 0 || tokens_generated.min().item<int64_t>() == 0) {
@@ -217,7 +220,7 @@ Napi::Value SftTrainStep(const Napi::CallbackInfo& info) {
         info.Env(), args.call(), model->device(),
         [=]() {
           c10::AutoGradMode grad(step.backward);
-          const ResponseLogprobs policy = PolicyLogprobs(*model, batch, step.bf16);
+          const ResponseLogprobs policy = PolicyLogprobs(*model, batch, step.bf16, false);
           const double tokens = policy.tokens.sum().item<double>();
           if (tokens == 0) throw SpinError(ErrorCode::kInvalidArgument, "the batch has no label tokens");
           // Mean negative log-likelihood per response token, as transformers' causal-LM loss.

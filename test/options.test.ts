@@ -66,7 +66,7 @@ describe("the native side takes resolved values only", () => {
     const labels = tensor([[-100, -100, 3, 4], [-100, -100, 5, 6]], { dtype: "int64" });
     const opponent = tensor([-5]);
     const batch = { ids: Tensor.handleOf(ids), attentionMask: Tensor.handleOf(mask), labels: Tensor.handleOf(labels), opponentReal: Tensor.handleOf(opponent), opponentGenerated: Tensor.handleOf(opponent), identical: null };
-    const full = { lossType: "sigmoid" as const, beta: 0.1, labelSmoothing: 0, sftWeight: 0, averageLogProb: false, scale: 1, checkpoint: false, backward: false, autocastBf16: false };
+    const full = { lossType: "sigmoid" as const, beta: 0.1, labelSmoothing: 0, sftWeight: 0, averageLogProb: false, scale: 1, checkpoint: false, backward: false, autocastBf16: false, packing: true };
     await expect(native.spinTrainStep(model.nativeHandle, batch, full)).resolves.toHaveProperty("loss");
     for (const key of Object.keys(full) as (keyof typeof full)[]) {
       const { [key]: _dropped, ...partial } = full;

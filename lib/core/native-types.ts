@@ -126,10 +126,13 @@ type NativeForwardArgs = [
   checkpoint: boolean,
 ];
 
+/** How attention is computed: libtorch's fused scaled_dot_product_attention, or explicit scores and softmax. */
+export type AttentionKernel = "sdpa" | "eager";
+
 export interface NativeModel {
   forward(...args: NativeForwardArgs): NativeTensor;
   forwardAsync(...args: NativeForwardArgs): Promise<NativeTensor>;
-  logprobs(ids: NativeTensor, attentionMask: NativeTensor, labels: NativeTensor, checkpoint: boolean): Promise<NativeResponseLogprobs>;
+  logprobs(ids: NativeTensor, attentionMask: NativeTensor, labels: NativeTensor, checkpoint: boolean, packing: boolean): Promise<NativeResponseLogprobs>;
   parameters(): Record<string, NativeTensor>;
   /** The projections an adapter can target, in forward order. */
   linearModules(): { name: string; in: number; out: number }[];
@@ -139,6 +142,8 @@ export interface NativeModel {
   /** The adapted modules' weights with the adapter folded in, as new tensors. */
   mergedWeights(): Record<string, NativeTensor>;
   mergeAdapter(): void;
+  attention(): AttentionKernel;
+  setAttention(kernel: AttentionKernel): void;
   newCache(batch: number, capacity: number): NativeKVCache;
   dispose(): void;
 }
@@ -196,6 +201,8 @@ export interface NativeStepOptions {
   backward: boolean;
   /** Run the forward under bf16 autocast (float32 master weights stay float32). */
   autocastBf16: boolean;
+  /** Run the rows packed without padding (SPIN: each pair's prompt once). */
+  packing: boolean;
 }
 
 export interface NativeSpinLossOptions {

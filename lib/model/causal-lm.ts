@@ -3,7 +3,7 @@
 import { copyFile, readFile } from "node:fs/promises";
 import path from "node:path";
 
-import type { NativeKVCache, NativeModel } from "../core/native-types.js";
+import type { AttentionKernel, NativeKVCache, NativeModel } from "../core/native-types.js";
 import type { DType } from "../core/dtype.js";
 import { type GenerateOptions, type GenerateResult, type StreamedToken, generate, streamGenerate } from "./generation.js";
 import { SpinNativeError } from "../core/errors.js";
@@ -28,6 +28,20 @@ export interface LoadModelOptions {
    * truncating it crashes the process (SIGBUS) at its next forward pass.
    */
   mmap?: boolean;
+  /** How attention is computed (see {@link CausalLM.attention}); default "sdpa" where this libtorch has it (≥ 2), else "eager". */
+  attention?: AttentionKernel;
+}
+
+/** Options of {@link CausalLM.logprobs}. */
+export interface LogprobsOptions {
+  /** Recompute each layer in backward instead of keeping its activations. */
+  checkpoint?: boolean;
+  /**
+   * Run the rows without padding, packed end to end, with row i and row i + N/2 (the
+   * [real; generated] layout of a SPIN batch) running their common prefix once (default true).
+   * false: the padded batch as given. The two agree within float32 rounding.
+   */
+  packing?: boolean;
 }
 
 export interface ForwardOptions {
@@ -139,7 +153,14 @@ export class CausalLM implements Disposable {
     const dtype = options.dtype ?? "float32";
     const device = options.device ?? "cpu";
     const tensors = normaliseNames(config, await loadCheckpointTensors(dir, { dtype, device, mmap: options.mmap ?? false }));
-    return CausalLM.fromTensors(config, tensors, { hfConfig, generationConfig, sourceDir: dir, dtype, device });
+    const model = CausalLM.fromTensors(config, tensors, { hfConfig, generationConfig, sourceDir: dir, dtype, device });
+    try {
+      if (options.attention !== undefined) model.attention = options.attention;
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+    return model;
   }
 
   /** @internal Builds a model over named tensors (shared, not copied). */
@@ -155,6 +176,24 @@ export class CausalLM implements Disposable {
     } finally {
       for (const t of Object.values(tensors)) t.dispose(); // the model holds its own references
     }
+  }
+
+  /**
+   * How attention is computed: "sdpa" calls libtorch's fused scaled_dot_product_attention
+   * (transformers' default; libtorch ≥ 2, the default there), "eager" forms the scores and a
+   * float32 softmax explicitly (transformers' "eager", the reference). They agree within float32
+   * rounding; 16-bit CPU models and bf16 autocast use eager either way.
+   *
+   * @throws SpinNativeError `INVALID_ARGUMENT` for another value, or "sdpa" on libtorch 1.x;
+   *   `BUSY` while a call uses the model.
+   */
+  get attention(): AttentionKernel {
+    return this.native.attention();
+  }
+
+  set attention(kernel: AttentionKernel) {
+    this.usage.assertIdle("model.attention");
+    this.native.setAttention(kernel);
   }
 
   /** @internal The native decoder handle (for lib/ only). */
@@ -186,16 +225,18 @@ export class CausalLM implements Disposable {
   }
 
   /**
-   * Per-row sums of next-token log-probs over response tokens: position t is scored on
-   * labels[t + 1]; −100 marks prompt and padding. Runs off the event loop.
+   * Per-row sums of next-token log-probs over response tokens: a row's token t is scored on
+   * its label from the tokens before it; −100 marks prompt and padding (a label on a padding
+   * slot is an error). Runs off the event loop.
    */
-  async logprobs(ids: Tensor, attentionMask: Tensor, labels: Tensor, options: { checkpoint?: boolean } = {}): Promise<ResponseLogprobs> {
+  async logprobs(ids: Tensor, attentionMask: Tensor, labels: Tensor, options: LogprobsOptions = {}): Promise<ResponseLogprobs> {
     const call = "model.logprobs";
     const args = [
       Tensor.handleOf(ids, call, "ids"),
       Tensor.handleOf(attentionMask, call, "attentionMask"),
       Tensor.handleOf(labels, call, "labels"),
       options.checkpoint ?? false,
+      options.packing ?? true,
     ] as const;
     const out = await this.usage.read(call, () => this.native.logprobs(...args));
     return { sum: new Tensor(out.sum), tokens: new Tensor(out.tokens), logitMean: new Tensor(out.logitMean) };

@@ -32,6 +32,13 @@ export interface StepOptions {
   gradientCheckpointing?: boolean;
   /** Forward under bf16 autocast, float32 weights. */
   bf16?: boolean;
+  /**
+   * Run the rows without padding, packed end to end; in a SPIN step each pair's prompt (and
+   * any leading tokens its two responses share) runs once for both responses, in forward and
+   * backward (default true). false: the padded [2B, T] batch as collated. Log-probs, loss and
+   * gradients agree within float32 rounding.
+   */
+  packing?: boolean;
 }
 
 /** A SPIN step's metrics: the loss, the reward metrics, and the original's logits metrics. */
@@ -61,7 +68,13 @@ function nativeBatch(batch: StepBatch, call: string) {
 }
 
 function nativeOptions(options: StepOptions) {
-  return { scale: options.scale ?? 1, backward: options.backward ?? true, checkpoint: options.gradientCheckpointing ?? false, autocastBf16: options.bf16 ?? false };
+  return {
+    scale: options.scale ?? 1,
+    backward: options.backward ?? true,
+    checkpoint: options.gradientCheckpointing ?? false,
+    autocastBf16: options.bf16 ?? false,
+    packing: options.packing ?? true,
+  };
 }
 
 /** Runs `work` as an update of the model's weights (gradients) or, without backward, as a read. */

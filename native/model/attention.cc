@@ -3,6 +3,7 @@
 #include "upcast.h"
 
 #include <ATen/ATen.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <limits>
@@ -29,8 +30,12 @@ at::Tensor AttentionMask(const at::Tensor& attention_mask, int64_t past, int64_t
   at::Tensor visible = key_slot.le(query_slot);  // causal
   if (sliding_window) visible = visible.logical_and(query_slot.sub(key_slot).lt(*sliding_window));
   visible = visible.unsqueeze(0).logical_and(attention_mask.to(at::kBool).unsqueeze(1));  // [B, T, S]
-  const at::Tensor zero = at::zeros({}, at::TensorOptions().dtype(dtype).device(attention_mask.device()));
-  return at::where(visible, zero, LowestFinite(dtype)).unsqueeze(1);
+  return AdditiveMask(visible, dtype).unsqueeze(1);
+}
+
+at::Tensor AdditiveMask(const at::Tensor& visible, c10::ScalarType dtype) {
+  const at::Tensor zero = at::zeros({}, at::TensorOptions().dtype(dtype).device(visible.device()));
+  return at::where(visible, zero, LowestFinite(dtype));
 }
 
 namespace {
@@ -41,12 +46,20 @@ at::Tensor MatMul(const at::Tensor& a, const at::Tensor& b) {
 }
 }  // namespace
 
+bool SdpaAvailable() { return TORCH_VERSION_MAJOR >= 2; }
+
 at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
-                     bool divide_by_sqrt) {
+                     bool divide_by_sqrt, AttentionKernel kernel) {
   const int64_t groups = q.size(1) / k.size(1);
   const at::Tensor keys = groups == 1 ? k : k.repeat_interleave(groups, 1);
   const at::Tensor values = groups == 1 ? v : v.repeat_interleave(groups, 1);
   const double head_dim = static_cast<double>(q.size(-1));
+#if TORCH_VERSION_MAJOR >= 2
+  const bool fused_matches = (q.device().is_cuda() || q.scalar_type() == at::kFloat) && mask.scalar_type() == q.scalar_type();
+  if (kernel == AttentionKernel::kSdpa && fused_matches) {
+    return at::scaled_dot_product_attention(q, keys, values, mask);  // scale 1/√d
+  }
+#endif
   at::Tensor scores = MatMul(q, keys.transpose(-1, -2));
   scores = divide_by_sqrt ? scores.div(std::sqrt(head_dim)) : scores.mul(std::pow(head_dim, -0.5));
   // Softmax in float32 (float64 for float64 models), as transformers' eager attention.

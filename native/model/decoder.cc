@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <torch/version.h>
 
 #include <sstream>
 
@@ -210,7 +211,33 @@ at::Tensor Decoder::Norm(const at::Tensor& x, const at::Tensor& weight, const at
   return weight.mul(normed.to(x.scalar_type()));
 }
 
-at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor& hidden, const at::Tensor& mask,
+Decoder::Attend Decoder::PaddedAttend(at::Tensor mask) const {
+  const bool gpt2 = config_.architecture == Architecture::kGpt2;
+  const AttentionKernel kernel = attention_kernel_;
+  return [mask = std::move(mask), gpt2, kernel](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+    return Attention(q, k, v, mask, gpt2, kernel);
+  };
+}
+
+Decoder::Attend Decoder::PackedAttend(std::shared_ptr<const PackedSequences> packed, std::optional<int64_t> sliding_window) const {
+  const bool gpt2 = config_.architecture == Architecture::kGpt2;
+  const AttentionKernel kernel = attention_kernel_;
+  const c10::ScalarType mask_dtype = dtype();
+  return [packed = std::move(packed), sliding_window, gpt2, kernel, mask_dtype](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+    // Each group attends within itself; its mask is rebuilt per layer (a few passes over
+    // [L, L], against the H·d multiply-adds per score) rather than kept for the whole forward.
+    if (packed->groups.empty()) return at::zeros_like(q);
+    std::vector<at::Tensor> outputs;
+    for (size_t g = 0; g < packed->groups.size(); ++g) {
+      const auto [start, length] = packed->groups[g];
+      const at::Tensor mask = GroupMask(*packed, g, sliding_window, mask_dtype);
+      outputs.push_back(Attention(q.narrow(2, start, length), k.narrow(2, start, length), v.narrow(2, start, length), mask, gpt2, kernel));
+    }
+    return outputs.size() == 1 ? outputs[0] : at::cat(outputs, 2);
+  };
+}
+
+at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor& hidden, const Attend& attend,
                                  const at::Tensor& rope_cos, const at::Tensor& rope_sin, KVCache* cache, bool training) const {
   const int64_t batch = hidden.size(0);
   const int64_t tokens = hidden.size(1);
@@ -249,7 +276,7 @@ at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor
     k = cache->keys[index].narrow(2, 0, end);
     v = cache->values[index].narrow(2, 0, end);
   }
-  at::Tensor attended = Attention(q, k, v, mask, gpt2).transpose(1, 2).reshape({batch, tokens, -1});
+  at::Tensor attended = attend(q, k, v).transpose(1, 2).reshape({batch, tokens, -1});
   at::Tensor out = gpt2 ? linear(attended, L.proj, L.proj_bias, L.proj_lora) : linear(attended, L.o, L.o_bias, L.o_lora);
   at::Tensor h = hidden.add(out);
 
@@ -263,10 +290,12 @@ at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor
 }
 
 at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
-  const int64_t batch = in.ids.size(0);
-  const int64_t tokens = in.ids.size(1);
+  if (in.packed && in.cache) throw SpinError(ErrorCode::kInvalidArgument, "packed sequences cannot use a KV cache");
+  const at::Tensor& ids = in.packed ? in.packed->ids : in.ids;
+  const int64_t batch = ids.size(0);
+  const int64_t tokens = ids.size(1);
   const int64_t past = in.cache ? in.cache->length : 0;
-  if (in.attention_mask.size(0) != batch || in.attention_mask.size(1) != past + tokens) {
+  if (!in.packed && (in.attention_mask.size(0) != batch || in.attention_mask.size(1) != past + tokens)) {
     throw SpinError(ErrorCode::kShapeMismatch, "attention mask must be [batch, past + tokens] = [" +
                                                    std::to_string(batch) + ", " + std::to_string(past + tokens) +
                                                    "], got " + ShapeText(in.attention_mask.sizes()));
@@ -277,27 +306,32 @@ at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
                                                    "; this step needs " + std::to_string(past + tokens) +
                                                    " for batch " + std::to_string(batch));
   }
-  const at::Tensor positions = in.positions.defined() ? in.positions : PositionsFromMask(in.attention_mask, tokens);
+  const at::Tensor positions = in.packed ? in.packed->positions : in.positions.defined() ? in.positions : PositionsFromMask(in.attention_mask, tokens);
   const auto max_position = positions.numel() > 0 ? positions.max().item<int64_t>() : 0;
   if (config_.architecture == Architecture::kGpt2 && max_position >= config_.max_positions) {
     throw SpinError(ErrorCode::kInvalidArgument, "position " + std::to_string(max_position) +
                                                      " is beyond the model's " + std::to_string(config_.max_positions) +
                                                      " learned positions");
   }
-  const auto max_id = in.ids.numel() > 0 ? in.ids.max().item<int64_t>() : 0;
-  const auto min_id = in.ids.numel() > 0 ? in.ids.min().item<int64_t>() : 0;
+  const auto max_id = ids.numel() > 0 ? ids.max().item<int64_t>() : 0;
+  const auto min_id = ids.numel() > 0 ? ids.min().item<int64_t>() : 0;
   if (min_id < 0 || max_id >= config_.vocab_size) {
     throw SpinError(ErrorCode::kInvalidArgument, "token id " + std::to_string(min_id < 0 ? min_id : max_id) +
                                                      " is outside the vocabulary [0, " +
                                                      std::to_string(config_.vocab_size) + ")");
   }
 
-  at::Tensor hidden = at::embedding(embed_, in.ids);
+  at::Tensor hidden = at::embedding(embed_, ids);
   if (config_.architecture == Architecture::kGpt2) hidden = hidden.add(at::embedding(positions_embed_, positions));
-  const at::Tensor full_mask = AttentionMask(in.attention_mask, past, tokens, std::nullopt, dtype());
   // Layers from sliding_window_from_layer on see only the window (Qwen2's max_window_layers).
-  const at::Tensor window_mask =
-      config_.sliding_window ? AttentionMask(in.attention_mask, past, tokens, config_.sliding_window, dtype()) : full_mask;
+  Attend full_attend, window_attend;
+  if (in.packed) {
+    full_attend = PackedAttend(in.packed, std::nullopt);
+    window_attend = config_.sliding_window ? PackedAttend(in.packed, config_.sliding_window) : full_attend;
+  } else {
+    full_attend = PaddedAttend(AttentionMask(in.attention_mask, past, tokens, std::nullopt, dtype()));
+    window_attend = config_.sliding_window ? PaddedAttend(AttentionMask(in.attention_mask, past, tokens, config_.sliding_window, dtype())) : full_attend;
+  }
   at::Tensor rope_cos, rope_sin;
   if (config_.architecture == Architecture::kLlama) {
     const RopeTables tables = RopeTablesFor(inverse_frequencies_, positions, dtype());
@@ -314,7 +348,7 @@ at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
   }
   const int64_t layers = config_.num_layers;
   for (int64_t i = 0; i < layers; ++i) {
-    const at::Tensor& mask = i >= config_.sliding_window_from_layer ? window_mask : full_mask;
+    const Attend& attend = i >= config_.sliding_window_from_layer ? window_attend : full_attend;
     if (checkpoint) {
       // The block runs again in backward: it owns the decoder and its tensors.
       auto self = shared_from_this();
@@ -325,13 +359,13 @@ at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
         bracket.exit = [residency, i]() { residency->Release(i); };
       }
       hidden = CheckpointedCall(
-          [self, i, mask, rope_cos, rope_sin, training](const at::Tensor& h) {
-            return self->LayerForward(self->layers_[i], i, h, mask, rope_cos, rope_sin, nullptr, training);
+          [self, i, attend, rope_cos, rope_sin, training](const at::Tensor& h) {
+            return self->LayerForward(self->layers_[i], i, h, attend, rope_cos, rope_sin, nullptr, training);
           },
           hidden, training && adapter_ && adapter_->dropout > 0, std::move(bracket));
     } else {
       if (residency) residency->Acquire(i, i + 1 < layers ? i + 1 : -1);
-      hidden = LayerForward(layers_[i], i, hidden, mask, rope_cos, rope_sin, in.cache, training);
+      hidden = LayerForward(layers_[i], i, hidden, attend, rope_cos, rope_sin, in.cache, training);
       if (residency) residency->Release(i);
     }
   }
@@ -460,6 +494,13 @@ int64_t Decoder::LayerOf(const std::string& name) const {
     if (name.rfind(LayerPrefix(config_, i), 0) == 0) return i;
   }
   return -1;
+}
+
+void Decoder::SetAttentionKernel(AttentionKernel kernel) {
+  if (kernel == AttentionKernel::kSdpa && !SdpaAvailable()) {
+    throw SpinError(ErrorCode::kInvalidArgument, "attention 'sdpa' needs libtorch 2 or later (scaled_dot_product_attention); this build has " TORCH_VERSION);
+  }
+  attention_kernel_ = kernel;
 }
 
 void Decoder::RequireWhole(const char* what) const {

@@ -4,6 +4,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -12,7 +14,9 @@
 
 #include "config.h"
 #include "kv_cache.h"
+#include "attention.h"
 #include "lora.h"
+#include "packing.h"
 #include "residency.h"
 
 namespace spin {
@@ -21,6 +25,8 @@ struct ForwardInputs {
   at::Tensor ids;             // [B, T] int64
   at::Tensor attention_mask;  // [B, past + T], 1 = token, 0 = padding
   at::Tensor positions;       // [B, T] int64, or undefined: derived from the mask
+  // Instead of ids/mask/positions: sequences packed in one row without padding (no cache).
+  std::shared_ptr<const PackedSequences> packed;
   KVCache* cache = nullptr;   // when set, keys/values are appended at cache->length
   bool checkpoint_layers = false;  // recompute each layer in backward (saves activations)
   bool training = false;           // adapter dropout on (a training step's forward)
@@ -43,7 +49,7 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
   c10::Device device() const { return embed_.device(); }
   c10::ScalarType dtype() const { return embed_.scalar_type(); }
 
-  // Final hidden states [B, T, hidden] (after the last norm).
+  // Final hidden states [B, T, hidden] (after the last norm); [1, M, hidden] for packed inputs.
   at::Tensor Hidden(const ForwardInputs& inputs) const;
   // Vocabulary projection of hidden states [..., hidden] -> [..., vocab] (lm_head).
   at::Tensor Project(const at::Tensor& hidden) const;
@@ -67,6 +73,11 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
   // The decoder layer a parameter (or adapter tensor) belongs to, or -1 (embeddings, final
   // norm, head).
   int64_t LayerOf(const std::string& name) const;
+
+  // How attention is computed (attention.h); kSdpa where this libtorch has it, by default.
+  // Throws for kSdpa where this libtorch lacks it.
+  void SetAttentionKernel(AttentionKernel kernel);
+  AttentionKernel attention_kernel() const { return attention_kernel_; }
 
   // ZeRO stage 3: the layers' weights are gathered around each use; null: always whole.
   void SetResidency(std::shared_ptr<LayerResidency> residency) { residency_ = std::move(residency); }
@@ -96,9 +107,15 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
     bool conv1d;  // GPT-2's Conv1D: weight [in, out]
   };
 
+  // Attention of one layer's q [B, H, T, d] over k/v [B, Hkv, S, d], masked as the inputs say.
+  using Attend = std::function<at::Tensor(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v)>;
+
   void Bind();
   std::vector<Slot> Slots() const;
-  at::Tensor LayerForward(const Layer& layer, int64_t index, const at::Tensor& hidden, const at::Tensor& mask,
+  // The attention of a forward over padded rows (mask [B, 1, T, S]) or packed sequences.
+  Attend PaddedAttend(at::Tensor mask) const;
+  Attend PackedAttend(std::shared_ptr<const PackedSequences> packed, std::optional<int64_t> sliding_window) const;
+  at::Tensor LayerForward(const Layer& layer, int64_t index, const at::Tensor& hidden, const Attend& attend,
                           const at::Tensor& rope_cos, const at::Tensor& rope_sin, KVCache* cache, bool training) const;
   at::Tensor Norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
 
@@ -109,6 +126,7 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
   at::Tensor inverse_frequencies_;
   std::shared_ptr<const LoraAdapter> adapter_;
   std::shared_ptr<LayerResidency> residency_;
+  std::atomic<AttentionKernel> attention_kernel_{SdpaAvailable() ? AttentionKernel::kSdpa : AttentionKernel::kEager};
 };
 
 // The expected parameter names and shapes of a config (HF layout).

@@ -66,6 +66,8 @@ Napi::Function ModelHandle::Define(Napi::Env env) {
                                     InstanceMethod<&ModelHandle::AdapterTensors>("adapterTensors"),
                                     InstanceMethod<&ModelHandle::MergedWeights>("mergedWeights"),
                                     InstanceMethod<&ModelHandle::MergeAdapter>("mergeAdapter"),
+                                    InstanceMethod<&ModelHandle::Attention>("attention"),
+                                    InstanceMethod<&ModelHandle::SetAttention>("setAttention"),
                                     InstanceMethod<&ModelHandle::NewCache>("newCache"),
                                     InstanceMethod<&ModelHandle::Dispose>("dispose")});
   Instance(env).model_class = Napi::Persistent(cls);
@@ -203,10 +205,10 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
   });
 }
 
-// logprobs(ids, attentionMask, labels, checkpoint?) -> Promise<{sum, tokens, logitMean}>
+// logprobs(ids, attentionMask, labels, checkpoint?, packing?) -> Promise<{sum, tokens, logitMean}>
 Napi::Value ModelHandle::Logprobs(const Napi::CallbackInfo& info) {
   SPIN_ENTRY("model.logprobs", {
-    args.ExpectAtMost(4);
+    args.ExpectAtMost(5);
     ForwardInputs inputs;
     auto model = Model(args.call());
     const c10::Device device = model->device();
@@ -214,13 +216,14 @@ Napi::Value ModelHandle::Logprobs(const Napi::CallbackInfo& info) {
     inputs.attention_mask = Tensor::From(args, 1, "attentionMask").to(device);
     const at::Tensor labels = Tensor::From(args, 2, "labels").to(device, at::kLong);
     inputs.checkpoint_layers = args.OptionalBool(3, "checkpoint", false);
+    const bool packing = args.OptionalBool(4, "packing", true);
     if (inputs.ids.dim() != 2 || inputs.ids.scalar_type() != at::kLong) {
       throw SpinError(ErrorCode::kInvalidArgument, "ids must be a [rows, tokens] int64 tensor");
     }
     if (labels.sizes() != inputs.ids.sizes()) throw SpinError(ErrorCode::kShapeMismatch, "labels must have the shape of ids");
     return RunAsync<ResponseLogprobs>(
         info.Env(), args.call(), device,
-        [model, inputs, labels]() { return ComputeResponseLogprobs(*model, model->Hidden(inputs), labels); },
+        [model, inputs, labels, packing]() { return BatchLogprobs(*model, inputs, labels, packing, true); },
         [](Napi::Env env, ResponseLogprobs& result) -> Napi::Value {
           Napi::Object out = Napi::Object::New(env);
           out.Set("sum", Tensor::Wrap(env, result.sum));
@@ -315,6 +318,24 @@ Napi::Value ModelHandle::MergeAdapter(const Napi::CallbackInfo& info) {
     const auto model = Model(args.call());
     model->RequireWhole(args.call());
     model->MergeAdapter();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ModelHandle::Attention(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("model.attention", {
+    args.ExpectAtMost(0);
+    return Napi::String::New(info.Env(), Model(args.call())->attention_kernel() == AttentionKernel::kSdpa ? "sdpa" : "eager");
+  });
+}
+
+// setAttention("sdpa" | "eager")
+Napi::Value ModelHandle::SetAttention(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("model.setAttention", {
+    args.ExpectAtMost(1);
+    const std::string kind = args.String(0, "attention");
+    if (kind != "sdpa" && kind != "eager") throw SpinError(ErrorCode::kInvalidArgument, "attention must be 'sdpa' or 'eager', got '" + kind + "'");
+    Model(args.call())->SetAttentionKernel(kind == "sdpa" ? AttentionKernel::kSdpa : AttentionKernel::kEager);
     return info.Env().Undefined();
   });
 }

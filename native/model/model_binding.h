@@ -45,6 +45,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value AdapterTensors(const Napi::CallbackInfo& info);
   Napi::Value MergedWeights(const Napi::CallbackInfo& info);
   Napi::Value MergeAdapter(const Napi::CallbackInfo& info);
+  Napi::Value Attention(const Napi::CallbackInfo& info);
+  Napi::Value SetAttention(const Napi::CallbackInfo& info);
   Napi::Value NewCache(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   std::shared_ptr<Decoder> model_;
