@@ -107,6 +107,35 @@ async function trainChild(shape: string, flags: string[]): Promise<Record<string
   return JSON.parse(out.trim().split("\n").at(-1)!) as Record<string, number | string>;
 }
 
+/**
+ * The realistic-length SPIN step at bench-60m (bench/realistic.ts): packed and padded, fused and
+ * eager attention, one process each; and transformers on the same pairs when BENCH_PEER_PYTHON
+ * names a Python with transformers (bench/peer/spin_step.py), run in this same benchmark run.
+ */
+export async function realisticRows(matmulGflops: number, shape = "bench-60m"): Promise<Row[]> {
+  const { execFileSync } = await import("node:child_process");
+  const { fileURLToPath } = await import("node:url");
+  const child = (file: string, command: string, args: string[]) => {
+    const out = execFileSync(command, [fileURLToPath(new URL(file, import.meta.url)), ...args], { encoding: "utf8", maxBuffer: 1 << 20, stdio: ["ignore", "pipe", "ignore"] });
+    return JSON.parse(out.trim().split("\n").at(-1)!) as Record<string, number | string>;
+  };
+  const configurations: Record<string, number | string>[] = [];
+  for (const flags of [[], ["--eager"], ["--padded", "--eager"], ["--padded"]]) configurations.push(child("./spin-realistic.js", process.execPath, [shape, ...flags]));
+  const python = process.env.BENCH_PEER_PYTHON;
+  // The peer script sits beside the sources (dist/bench holds the compiled TypeScript).
+  const peer = python ? child("../../bench/peer/spin_step.py", python, [await benchCheckpoint(shape)]) : null;
+  const needed = Number(configurations[0]!.packedTokens);
+  return [...configurations, ...(peer ? [peer] : [])].map((r) => ({
+    name: `${String(r.name)} (torch ${String(r.torch)})`,
+    "s/step": Number(r.seconds),
+    "× peer speed": peer ? Number(peer.seconds) / Number(r.seconds) : NaN,
+    "needed tokens/s": needed / Number(r.seconds),
+    "of peak (6·P·needed)": (6 * parameterCount(SHAPES[shape]!) * needed) / Number(r.seconds) / 1e9 / matmulGflops,
+    "peak RSS GiB": Number(r.peakRssBytes) / 2 ** 30,
+    "× peer RSS": peer ? Number(r.peakRssBytes) / Number(peer.peakRssBytes) : NaN,
+  }));
+}
+
 /** The SPIN train step on bench-tiny and bench-60m (with and without a live opponent). */
 export async function trainRows(matmulGflops: number): Promise<Row[]> {
   const rows: Row[] = [];

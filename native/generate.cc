@@ -29,6 +29,8 @@ struct GenerateRequest {
   std::vector<std::vector<int64_t>> stop_sequences;
   std::vector<uint64_t> seeds;  // one per row
   int64_t pad_id = 0;
+  int64_t max_sequences = 0;  // rows decoding together (continuous batching)
+  int64_t token_budget = 0;   // prompt tokens prefilled together
 };
 
 struct GenerateResult {
@@ -46,131 +48,190 @@ bool EndsWith(const std::vector<int64_t>& tokens, const std::vector<int64_t>& su
   return std::equal(suffix.rbegin(), suffix.rend(), tokens.rbegin());
 }
 
-// Keeps only the rows in `keep` (indices into the current batch) in every per-row tensor.
-void Compact(KVCache& cache, at::Tensor& mask, at::Tensor& seen, const at::Tensor& keep) {
-  for (auto& k : cache.keys) k = k.index_select(0, keep);
-  for (auto& v : cache.values) v = v.index_select(0, keep);
-  cache.batch = keep.size(0);
-  mask = mask.index_select(0, keep);
-  if (seen.defined()) seen = seen.index_select(0, keep);
+// The decode loop's state: KV-cache slots, each holding one prompt's row or free.
+class SlotBatch {
+ public:
+  SlotBatch(const GenerateRequest& r, int64_t slots, int64_t capacity)
+      : r_(r), model_(*r.model), cache_(model_.NewCache(slots, capacity)), row_(slots, -1) {
+    cache_->row_lengths.assign(slots, 0);
+    if (r.sampling.repetition_penalty != 1.0) seen_ = at::zeros({slots, model_.config().vocab_size}, at::TensorOptions().dtype(at::kBool).device(model_.device()));
+  }
+
+  int64_t slots() const { return static_cast<int64_t>(row_.size()); }
+  int64_t row(int64_t slot) const { return row_[slot]; }
+  std::vector<int64_t> Free() const { return Where([](int64_t row) { return row < 0; }); }
+  std::vector<int64_t> Busy() const { return Where([](int64_t row) { return row >= 0; }); }
+
+  // Prefills `rows`' prompts into `slots` in one packed forward; their next-token logits land
+  // in the slots' rows of the logits.
+  void Join(const std::vector<int64_t>& slots, const std::vector<int64_t>& rows) {
+    std::vector<std::vector<int64_t>> prompts;
+    for (int64_t row : rows) prompts.push_back(r_.prompts[row]);
+    ForwardInputs inputs;
+    inputs.packed = PackSequences(prompts, model_.device());
+    inputs.cache = cache_.get();
+    inputs.slots = slots;
+    const at::Tensor hidden = model_.Hidden(inputs).select(0, 0);
+    std::vector<int64_t> last;
+    for (const auto& [start, length] : inputs.packed->groups) last.push_back(start + length - 1);
+    const auto long_options = at::TensorOptions().dtype(at::kLong);
+    const at::Tensor logits = model_.Project(hidden.index_select(0, at::tensor(last, long_options).to(model_.device())));
+    if (!logits_.defined()) logits_ = at::zeros({this->slots(), logits.size(1)}, logits.options());
+    const at::Tensor slot_index = at::tensor(slots, long_options).to(model_.device());
+    logits_.index_copy_(0, slot_index, logits);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      row_[slots[i]] = rows[i];
+      if (seen_.defined()) {
+        seen_[slots[i]].fill_(false);
+        seen_[slots[i]].index_fill_(0, at::tensor(r_.prompts[rows[i]], long_options).to(model_.device()), true);
+      }
+    }
+  }
+
+  // The next token of every busy slot (in Busy() order), each row drawing from its generator.
+  std::vector<int64_t> Choose(const std::vector<int64_t>& busy, std::vector<at::Generator>& generators) {
+    const at::Tensor index = at::tensor(busy, at::TensorOptions().dtype(at::kLong)).to(model_.device());
+    const bool all = static_cast<int64_t>(busy.size()) == slots();
+    std::vector<at::Generator> row_generators;
+    for (int64_t slot : busy) row_generators.push_back(generators[row_[slot]]);
+    const at::Tensor logits = all ? logits_ : logits_.index_select(0, index);
+    const at::Tensor seen = !seen_.defined() || all ? seen_ : seen_.index_select(0, index);
+    const at::Tensor next = ChooseNextTokens(logits, r_.sampling, seen, row_generators).to(at::kCPU).contiguous();
+    if (seen_.defined()) seen_.index_put_({index, next.to(model_.device())}, at::scalar_tensor(true, seen_.options()));
+    return std::vector<int64_t>(next.data_ptr<int64_t>(), next.data_ptr<int64_t>() + next.numel());
+  }
+
+  void Leave(int64_t slot) { row_[slot] = -1; }
+
+  // Drops the free slots (no prompt is waiting to use them): later steps cost less.
+  void Compact() {
+    const std::vector<int64_t> busy = Busy();
+    const at::Tensor keep = at::tensor(busy, at::TensorOptions().dtype(at::kLong)).to(model_.device());
+    for (auto& k : cache_->keys) k = k.index_select(0, keep);
+    for (auto& v : cache_->values) v = v.index_select(0, keep);
+    cache_->batch = static_cast<int64_t>(busy.size());
+    std::vector<int64_t> lengths, rows;
+    for (int64_t slot : busy) {
+      lengths.push_back(cache_->row_lengths[slot]);
+      rows.push_back(row_[slot]);
+    }
+    cache_->row_lengths = std::move(lengths);
+    row_ = std::move(rows);
+    if (seen_.defined()) seen_ = seen_.index_select(0, keep);
+    logits_ = logits_.index_select(0, keep);
+  }
+
+  // Appends each slot's token (`tokens` by slot; free slots get a placeholder that their next
+  // prefill overwrites) and computes every slot's next logits.
+  void Step(const std::vector<int64_t>& tokens) {
+    ForwardInputs inputs;
+    inputs.ids = at::tensor(tokens, at::TensorOptions().dtype(at::kLong)).to(model_.device()).view({slots(), 1});
+    inputs.cache = cache_.get();
+    logits_ = model_.Project(model_.Hidden(inputs).select(1, 0));
+    for (int64_t slot : Free()) cache_->row_lengths[slot] = 0;
+  }
+
+ private:
+  template <typename Predicate>
+  std::vector<int64_t> Where(Predicate predicate) const {
+    std::vector<int64_t> out;
+    for (size_t slot = 0; slot < row_.size(); ++slot) {
+      if (predicate(row_[slot])) out.push_back(static_cast<int64_t>(slot));
+    }
+    return out;
+  }
+
+  const GenerateRequest& r_;
+  const Decoder& model_;
+  std::unique_ptr<KVCache> cache_;
+  std::vector<int64_t> row_;  // slot -> prompt row, -1 when free
+  at::Tensor logits_;         // [slots, V]: each slot's next-token logits
+  at::Tensor seen_;           // [slots, V]: tokens each slot's row has seen (repetition penalty)
+};
+
+void Stream(StreamFn* stream, std::vector<std::pair<int64_t, int64_t>> streamed) {
+  if (stream == nullptr || streamed.empty()) return;
+  auto* payload = new std::vector<std::pair<int64_t, int64_t>>(std::move(streamed));
+  stream->NonBlockingCall(payload, [](Napi::Env env, Napi::Function callback, std::vector<std::pair<int64_t, int64_t>>* data) {
+    Napi::Array rows = Napi::Array::New(env, data->size());
+    Napi::Array tokens = Napi::Array::New(env, data->size());
+    for (size_t i = 0; i < data->size(); ++i) {
+      rows.Set(static_cast<uint32_t>(i), static_cast<double>((*data)[i].first));
+      tokens.Set(static_cast<uint32_t>(i), static_cast<double>((*data)[i].second));
+    }
+    delete data;
+    callback.Call({rows, tokens});
+  });
 }
 
+// Continuous batching: at most max_sequences rows decode together; a finished row leaves its
+// slot and the next waiting prompt takes it, prefilled with the other joiners of that step in
+// one packed forward of at most token_budget tokens (a longer prompt is prefilled alone).
 GenerateResult RunGenerate(const GenerateRequest& r, StreamFn* stream) {
   using Clock = std::chrono::steady_clock;
   c10::InferenceMode inference;
-  const Decoder& model = *r.model;
-  const int64_t batch = static_cast<int64_t>(r.prompts.size());
+  const int64_t count = static_cast<int64_t>(r.prompts.size());
   int64_t longest = 0;
   for (const auto& p : r.prompts) longest = std::max<int64_t>(longest, static_cast<int64_t>(p.size()));
-  const c10::Device device = model.device();
-  const auto long_options = at::TensorOptions().dtype(at::kLong);
-
-  // Left padding: every prompt ends at column longest - 1.
-  at::Tensor ids = at::full({batch, longest}, r.pad_id, long_options);
-  at::Tensor mask = at::zeros({batch, longest}, long_options);
-  for (int64_t b = 0; b < batch; ++b) {
-    const auto& p = r.prompts[b];
-    const int64_t offset = longest - static_cast<int64_t>(p.size());
-    if (!p.empty()) {
-      ids[b].narrow(0, offset, p.size()).copy_(at::tensor(p, long_options));
-      mask[b].narrow(0, offset, p.size()).fill_(1);
-    }
-  }
-  ids = ids.to(device);
-  mask = mask.to(device);
-  at::Tensor seen;  // [B, V] tokens each row has seen, for the repetition penalty
-  if (r.sampling.repetition_penalty != 1.0) {
-    seen = at::zeros({batch, model.config().vocab_size}, at::TensorOptions().dtype(at::kBool));
-    for (int64_t b = 0; b < batch; ++b) seen[b].index_fill_(0, at::tensor(r.prompts[b], long_options), true);
-    seen = seen.to(device);
-  }
+  SlotBatch batch(r, std::min(count, r.max_sequences), longest + r.max_new_tokens);
   std::vector<at::Generator> generators;
-  for (int64_t b = 0; b < batch; ++b) generators.push_back(at::make_generator<at::CPUGeneratorImpl>(r.seeds[b]));
-
-  std::unique_ptr<KVCache> cache(model.NewCache(batch, longest + r.max_new_tokens));
-  ForwardInputs inputs;
-  inputs.ids = ids;
-  inputs.attention_mask = mask;
-  inputs.cache = cache.get();
+  for (int64_t row = 0; row < count; ++row) generators.push_back(at::make_generator<at::CPUGeneratorImpl>(r.seeds[row]));
 
   GenerateResult result;
-  result.tokens.assign(batch, {});
-  result.finish.assign(batch, "length");
-  std::vector<int64_t> slots(batch);  // batch slot -> prompt row
-  for (int64_t b = 0; b < batch; ++b) slots[b] = b;
-  std::vector<bool> finished(batch, false);  // per slot
-  int64_t unfinished = batch;
-
-  auto start = Clock::now();
-  at::Tensor hidden = model.Hidden(inputs);
-  at::Tensor logits = model.Project(hidden.select(1, hidden.size(1) - 1));  // [B, V]
-  result.prefill_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  start = Clock::now();
-
-  for (int64_t step = 0; step < r.max_new_tokens; ++step) {
-    std::vector<at::Generator> slot_generators;
-    for (int64_t row : slots) slot_generators.push_back(generators[row]);
-    at::Tensor next = ChooseNextTokens(logits, r.sampling, seen, slot_generators).to(at::kCPU).contiguous();
-    int64_t* chosen = next.data_ptr<int64_t>();
-    std::vector<std::pair<int64_t, int64_t>> streamed;
-    for (size_t i = 0; i < slots.size(); ++i) {
-      if (finished[i]) {
-        chosen[i] = r.pad_id;  // a finished row still in the batch: its token is ignored
-        continue;
+  result.tokens.assign(count, {});
+  result.finish.assign(count, "length");
+  int64_t waiting = 0;  // the next prompt to join
+  for (;;) {
+    auto start = Clock::now();
+    std::vector<int64_t> free = batch.Free(), joining_slots, joining_rows;
+    int64_t budget = 0;
+    for (size_t f = 0; f < free.size() && waiting < count; ++f) {
+      const int64_t length = static_cast<int64_t>(r.prompts[waiting].size());
+      if (!joining_rows.empty() && budget + length > r.token_budget) {
+        batch.Join(joining_slots, joining_rows);
+        joining_slots.clear();
+        joining_rows.clear();
+        budget = 0;
       }
-      auto& tokens = result.tokens[slots[i]];
-      tokens.push_back(chosen[i]);
-      streamed.push_back({slots[i], chosen[i]});
-      const bool eos = std::find(r.eos_ids.begin(), r.eos_ids.end(), chosen[i]) != r.eos_ids.end();
+      joining_slots.push_back(free[f]);
+      joining_rows.push_back(waiting++);
+      budget += length;
+    }
+    if (!joining_rows.empty()) batch.Join(joining_slots, joining_rows);
+    result.prefill_seconds += std::chrono::duration<double>(Clock::now() - start).count();
+
+    start = Clock::now();
+    const std::vector<int64_t> busy = batch.Busy();
+    if (busy.empty()) break;
+    const std::vector<int64_t> chosen = batch.Choose(busy, generators);
+    std::vector<int64_t> step_tokens(batch.slots(), r.pad_id);
+    std::vector<std::pair<int64_t, int64_t>> streamed;
+    for (size_t i = 0; i < busy.size(); ++i) {
+      const int64_t slot = busy[i], row = batch.row(slot), token = chosen[i];
+      auto& tokens = result.tokens[row];
+      tokens.push_back(token);
+      streamed.push_back({row, token});
+      step_tokens[slot] = token;
+      const bool eos = std::find(r.eos_ids.begin(), r.eos_ids.end(), token) != r.eos_ids.end();
       bool stop = false;
       for (const auto& sequence : r.stop_sequences) stop = stop || EndsWith(tokens, sequence);
-      if (eos || stop) {
-        result.finish[slots[i]] = eos ? "eos" : "stop";
-        finished[i] = true;
-        --unfinished;
-      }
+      if (eos || stop) result.finish[row] = eos ? "eos" : "stop";
+      if (eos || stop || static_cast<int64_t>(tokens.size()) == r.max_new_tokens) batch.Leave(slot);
     }
-    result.steps = step + 1;
-    if (stream != nullptr && !streamed.empty()) {
-      auto* payload = new std::vector<std::pair<int64_t, int64_t>>(std::move(streamed));
-      stream->NonBlockingCall(payload, [](Napi::Env env, Napi::Function callback, std::vector<std::pair<int64_t, int64_t>>* data) {
-        Napi::Array rows = Napi::Array::New(env, data->size());
-        Napi::Array tokens = Napi::Array::New(env, data->size());
-        for (size_t i = 0; i < data->size(); ++i) {
-          rows.Set(static_cast<uint32_t>(i), static_cast<double>((*data)[i].first));
-          tokens.Set(static_cast<uint32_t>(i), static_cast<double>((*data)[i].second));
-        }
-        delete data;
-        callback.Call({rows, tokens});
-      });
+    ++result.steps;
+    Stream(stream, std::move(streamed));
+    const int64_t busy_after = static_cast<int64_t>(batch.Busy().size());
+    if (busy_after == 0 && waiting == count) break;
+    // No prompt waits for the free slots: drop them once they are a quarter of the batch.
+    if (waiting == count && (batch.slots() - busy_after) * 4 >= batch.slots()) {
+      std::vector<int64_t> kept;
+      for (int64_t slot : batch.Busy()) kept.push_back(step_tokens[slot]);
+      batch.Compact();
+      step_tokens = std::move(kept);
     }
-    if (unfinished == 0 || step + 1 == r.max_new_tokens) break;
-
-    at::Tensor step_ids = next.to(device).unsqueeze(1);
-    // Once a quarter of the batch has finished, drop those rows: later steps cost less.
-    const int64_t finished_in_batch = static_cast<int64_t>(slots.size()) - unfinished;
-    if (finished_in_batch * 4 >= static_cast<int64_t>(slots.size())) {
-      std::vector<int64_t> keep, kept_slots;
-      for (size_t i = 0; i < slots.size(); ++i) {
-        if (!finished[i]) {
-          keep.push_back(static_cast<int64_t>(i));
-          kept_slots.push_back(slots[i]);
-        }
-      }
-      const at::Tensor keep_index = at::tensor(keep, long_options).to(device);
-      step_ids = step_ids.index_select(0, keep_index);
-      Compact(*cache, mask, seen, keep_index);
-      slots.swap(kept_slots);
-      finished.assign(slots.size(), false);
-    }
-    if (seen.defined()) seen.scatter_(1, step_ids, true);
-    mask = at::cat({mask, at::ones({mask.size(0), 1}, mask.options())}, 1);
-    inputs.ids = step_ids;
-    inputs.attention_mask = mask;
-    hidden = model.Hidden(inputs);
-    logits = model.Project(hidden.select(1, 0));
+    batch.Step(step_tokens);
+    result.decode_seconds += std::chrono::duration<double>(Clock::now() - start).count();
   }
-  result.decode_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return result;
 }
 
@@ -220,6 +281,10 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
     request.max_new_tokens = static_cast<int64_t>(number("maxNewTokens", 256));
     if (request.max_new_tokens < 1) throw SpinError(ErrorCode::kInvalidArgument, "maxNewTokens must be >= 1");
     request.pad_id = static_cast<int64_t>(number("padTokenId", 0));
+    request.max_sequences = static_cast<int64_t>(number("maxBatchSequences", static_cast<double>(request.prompts.size())));
+    request.token_budget = static_cast<int64_t>(number("prefillTokenBudget", 4096));
+    if (request.max_sequences < 1) throw SpinError(ErrorCode::kInvalidArgument, "maxBatchSequences must be >= 1");
+    if (request.token_budget < 1) throw SpinError(ErrorCode::kInvalidArgument, "prefillTokenBudget must be >= 1");
     if (o.Get("eosTokenIds").IsArray()) request.eos_ids = IntArray(o.Get("eosTokenIds"), "eosTokenIds");
     if (o.Get("stopSequences").IsArray()) {
       const Napi::Array stops = o.Get("stopSequences").As<Napi::Array>();

@@ -332,6 +332,47 @@ describe("per-row seeds", () => {
   });
 });
 
+describe("continuous batching", () => {
+  // Prompts of different lengths; EOS ids that end rows at different steps, so slots free up
+  // and waiting prompts join between steps.
+  const prompts = [[9, 14, 3], [1, 2, 3, 4, 5, 6, 7, 8, 9], [50], [20, 21, 22, 23, 24], [7, 7], [33, 12, 40, 2, 8, 19], [61], [5, 6, 7, 8]];
+  const seeds = prompts.map((_, i) => 300 + i);
+
+  for (const [name, model] of [
+    ["llama", () => llama],
+    ["gpt2", () => gpt2],
+  ] as const) {
+    test(`${name}: every row's tokens equal the row alone, whatever maxBatchSequences and prefill budget (greedy and sampled)`, async () => {
+      for (const sampling of [{}, { doSample: true, topK: 0, topP: 0.9 }, { repetitionPenalty: 1.3 }] as GenerateOptions[]) {
+        // EOS ids taken from an unstopped run: tokens some rows draw early and others late or never.
+        const free = await model().generate(prompts, { ...sampling, maxNewTokens: 9, eosTokenIds: [], seeds });
+        const eos = [free.generations[0]!.tokens[1]!, free.generations[3]!.tokens[4]!];
+        const base: GenerateOptions = { ...sampling, maxNewTokens: 9, eosTokenIds: eos, seeds };
+        const alone = await Promise.all(prompts.map((p, i) => model().generate([p], { ...base, seeds: [seeds[i]!] })));
+        let joined = 0;
+        for (const [maxBatchSequences, prefillTokenBudget] of [[1, 4096], [3, 4096], [3, 4], [prompts.length, 5]] as const) {
+          const result = await model().generate(prompts, { ...base, maxBatchSequences, prefillTokenBudget });
+          result.generations.forEach((g, i) => {
+            const what = `${JSON.stringify(sampling)} maxBatchSequences ${maxBatchSequences} budget ${prefillTokenBudget} row ${i}`;
+            expect(g.tokens, what).toEqual(alone[i]!.generations[0]!.tokens);
+            expect(g.finishReason, what).toBe(alone[i]!.generations[0]!.finishReason);
+          });
+          if (maxBatchSequences < prompts.length) joined++;
+        }
+        expect(joined).toBe(3);
+        // Not vacuous: rows end at different steps, some by EOS.
+        const lengths = new Set(alone.map((a) => a.generations[0]!.tokens.length));
+        expect(lengths.size).toBeGreaterThan(1);
+      }
+    });
+  }
+
+  test("bad maxBatchSequences or prefillTokenBudget: INVALID_ARGUMENT naming it", async () => {
+    await expect(llama.generate([[1, 2]], { maxBatchSequences: 0 })).rejects.toThrow(/maxBatchSequences must be a positive integer/);
+    await expect(llama.generate([[1, 2]], { prefillTokenBudget: 1.5 })).rejects.toThrow(/prefillTokenBudget must be a positive integer/);
+  });
+});
+
 describe("stop conditions", () => {
   test("EOS ends a row: finishReason eos, the tokens end with it; other rows stop at their first EOS", async () => {
     const free = await llama.generate(PROMPTS, { maxNewTokens: 12, eosTokenIds: [] });

@@ -244,6 +244,10 @@ export interface NativeGenerateOptions {
   padTokenId: number;
   /** One seed per prompt row. */
   seeds: number[];
+  /** Rows decoding together (continuous batching). */
+  maxBatchSequences: number;
+  /** Prompt tokens prefilled together when rows join. */
+  prefillTokenBudget: number;
 }
 
 export interface NativeGenerateResult {

@@ -27,6 +27,18 @@ export interface GenerateOptions {
   /** Row i samples with seed + i (default 0) unless `seeds` gives one per row. */
   seed?: number;
   seeds?: number[];
+  /**
+   * Continuous batching: at most this many rows decode together (default: every prompt at
+   * once). When a row finishes, the next waiting prompt takes its place between two steps.
+   * Each row draws from its own generator, so a row's tokens do not depend on this setting or
+   * on which rows share its steps (greedy rows up to float rounding of the batched products).
+   */
+  maxBatchSequences?: number;
+  /**
+   * Prompt tokens prefilled together, packed without padding, when rows join (default 4096).
+   * A prompt longer than the budget is prefilled alone.
+   */
+  prefillTokenBudget?: number;
 }
 
 /** One prompt's result. */
@@ -64,6 +76,13 @@ function eosIds(value: unknown): number[] | undefined {
   return undefined;
 }
 
+function positiveInteger(value: number | undefined, name: string): number | undefined {
+  if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
+    throw new SpinNativeError(`generate: ${name} must be a positive integer, got ${String(value)}`, "INVALID_ARGUMENT", "generate");
+  }
+  return value;
+}
+
 /** The native options: given values, then generation_config.json, then transformers' defaults. */
 function resolveOptions(model: CausalLM, rows: number, o: GenerateOptions): NativeGenerateOptions {
   const g = model.generationConfig ?? {};
@@ -92,6 +111,8 @@ function resolveOptions(model: CausalLM, rows: number, o: GenerateOptions): Nati
     stopSequences: stops,
     padTokenId: asNumber(g.pad_token_id) ?? model.config.padTokenId ?? eos[0] ?? 0,
     seeds: o.seeds ?? Array.from({ length: rows }, (_, i) => seed + i),
+    maxBatchSequences: positiveInteger(o.maxBatchSequences, "maxBatchSequences") ?? rows,
+    prefillTokenBudget: positiveInteger(o.prefillTokenBudget, "prefillTokenBudget") ?? 4096,
   };
 }
 
@@ -105,7 +126,7 @@ function promptIds(prompts: (string | number[])[], tokenizer: Tokenizer | undefi
   });
 }
 
-/** Generates for every prompt in one batch (left padded) on a worker thread. */
+/** Generates for every prompt on a worker thread, with continuous batching (GenerateOptions.maxBatchSequences). */
 export async function generate(model: CausalLM, prompts: (string | number[])[], options: GenerateOptions = {}, onTokens?: (rows: number[], tokens: number[]) => void): Promise<GenerateResult> {
   const ids = promptIds(prompts, options.tokenizer);
   const resolved = resolveOptions(model, ids.length, options);

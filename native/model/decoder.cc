@@ -4,7 +4,9 @@
 #include <c10/core/GradMode.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <sstream>
+#include <tuple>
 
 #include "../errors.h"
 #include "attention.h"
@@ -238,7 +240,7 @@ Decoder::Attend Decoder::PackedAttend(std::shared_ptr<const PackedSequences> pac
 }
 
 at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor& hidden, const Attend& attend,
-                                 const at::Tensor& rope_cos, const at::Tensor& rope_sin, KVCache* cache, bool training) const {
+                                 const at::Tensor& rope_cos, const at::Tensor& rope_sin, const StoreKV& store, bool training) const {
   const int64_t batch = hidden.size(0);
   const int64_t tokens = hidden.size(1);
   const int64_t head_dim = config_.head_dim;
@@ -268,14 +270,7 @@ at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor
     q = ApplyRope(q, tables);
     k = ApplyRope(k, tables);
   }
-  if (cache != nullptr) {
-    // Write this step's keys/values into the preallocated slots; attend over all filled slots.
-    const int64_t end = cache->length + tokens;
-    cache->keys[index].narrow(2, cache->length, tokens).copy_(k);
-    cache->values[index].narrow(2, cache->length, tokens).copy_(v);
-    k = cache->keys[index].narrow(2, 0, end);
-    v = cache->values[index].narrow(2, 0, end);
-  }
+  if (store) std::tie(k, v) = store(index, k, v);
   at::Tensor attended = attend(q, k, v).transpose(1, 2).reshape({batch, tokens, -1});
   at::Tensor out = gpt2 ? linear(attended, L.proj, L.proj_bias, L.proj_lora) : linear(attended, L.o, L.o_bias, L.o_lora);
   at::Tensor h = hidden.add(out);
@@ -290,23 +285,104 @@ at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor
 }
 
 at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
-  if (in.packed && in.cache) throw SpinError(ErrorCode::kInvalidArgument, "packed sequences cannot use a KV cache");
-  const at::Tensor& ids = in.packed ? in.packed->ids : in.ids;
-  const int64_t batch = ids.size(0);
-  const int64_t tokens = ids.size(1);
-  const int64_t past = in.cache ? in.cache->length : 0;
-  if (!in.packed && (in.attention_mask.size(0) != batch || in.attention_mask.size(1) != past + tokens)) {
+  KVCache* cache = in.cache;
+  const bool slotted = cache != nullptr && !cache->row_lengths.empty();
+  if (slotted && !in.packed) return SlotStep(in);
+  if (in.packed) {
+    if (cache && (!slotted || in.slots.size() != in.packed->groups.size())) {
+      throw SpinError(ErrorCode::kInvalidArgument, "a packed forward stores keys and values only in a slot-mode KV cache, one slot per sequence");
+    }
+    Attend full_attend = PackedAttend(in.packed, std::nullopt);
+    Attend window_attend = config_.sliding_window ? PackedAttend(in.packed, config_.sliding_window) : full_attend;
+    StoreKV store;
+    if (cache) {
+      // A prefill: each sequence's keys and values go to the start of its slot.
+      store = [cache, packed = in.packed, slots = in.slots](int64_t index, const at::Tensor& k, const at::Tensor& v) {
+        for (size_t g = 0; g < slots.size(); ++g) {
+          const auto [start, length] = packed->groups[g];
+          cache->keys[index][slots[g]].narrow(1, 0, length).copy_(k[0].narrow(1, start, length));
+          cache->values[index][slots[g]].narrow(1, 0, length).copy_(v[0].narrow(1, start, length));
+        }
+        return std::make_pair(k, v);
+      };
+      for (size_t g = 0; g < in.slots.size(); ++g) {
+        const int64_t slot = in.slots[g];
+        if (slot < 0 || slot >= cache->batch || in.packed->groups[g].second > cache->capacity) {
+          throw SpinError(ErrorCode::kShapeMismatch, "slot " + std::to_string(slot) + " does not fit the KV cache (" + std::to_string(cache->batch) + " slots of " + std::to_string(cache->capacity) + ")");
+        }
+      }
+    }
+    const at::Tensor out = Run(in.packed->ids, in.packed->positions, full_attend, window_attend, store, in.checkpoint_layers && !cache, in.training);
+    for (size_t g = 0; g < in.slots.size(); ++g) cache->row_lengths[in.slots[g]] = in.packed->groups[g].second;
+    return out;
+  }
+  const int64_t batch = in.ids.size(0);
+  const int64_t tokens = in.ids.size(1);
+  const int64_t past = cache ? cache->length : 0;
+  if (in.attention_mask.size(0) != batch || in.attention_mask.size(1) != past + tokens) {
     throw SpinError(ErrorCode::kShapeMismatch, "attention mask must be [batch, past + tokens] = [" +
                                                    std::to_string(batch) + ", " + std::to_string(past + tokens) +
                                                    "], got " + ShapeText(in.attention_mask.sizes()));
   }
-  if (in.cache && (in.cache->batch != batch || past + tokens > in.cache->capacity)) {
-    throw SpinError(ErrorCode::kShapeMismatch, "KV cache holds " + std::to_string(in.cache->capacity) +
-                                                   " slots for batch " + std::to_string(in.cache->batch) +
+  if (cache && (cache->batch != batch || past + tokens > cache->capacity)) {
+    throw SpinError(ErrorCode::kShapeMismatch, "KV cache holds " + std::to_string(cache->capacity) +
+                                                   " slots for batch " + std::to_string(cache->batch) +
                                                    "; this step needs " + std::to_string(past + tokens) +
                                                    " for batch " + std::to_string(batch));
   }
-  const at::Tensor positions = in.packed ? in.packed->positions : in.positions.defined() ? in.positions : PositionsFromMask(in.attention_mask, tokens);
+  const at::Tensor positions = in.positions.defined() ? in.positions : PositionsFromMask(in.attention_mask, tokens);
+  // Layers from sliding_window_from_layer on see only the window (Qwen2's max_window_layers).
+  const Attend full_attend = PaddedAttend(AttentionMask(in.attention_mask, past, tokens, std::nullopt, dtype()));
+  const Attend window_attend = config_.sliding_window ? PaddedAttend(AttentionMask(in.attention_mask, past, tokens, config_.sliding_window, dtype())) : full_attend;
+  StoreKV store;
+  if (cache) {
+    // Every row appends its keys/values at the same column, and attends over all filled ones.
+    store = [cache, tokens](int64_t index, const at::Tensor& k, const at::Tensor& v) {
+      const int64_t end = cache->length + tokens;
+      cache->keys[index].narrow(2, cache->length, tokens).copy_(k);
+      cache->values[index].narrow(2, cache->length, tokens).copy_(v);
+      return std::make_pair(cache->keys[index].narrow(2, 0, end), cache->values[index].narrow(2, 0, end));
+    };
+  }
+  const at::Tensor out = Run(in.ids, positions, full_attend, window_attend, store, in.checkpoint_layers && !cache, in.training);
+  if (cache) cache->length = past + tokens;
+  return out;
+}
+
+at::Tensor Decoder::SlotStep(const ForwardInputs& in) const {
+  KVCache* cache = in.cache;
+  const int64_t batch = in.ids.size(0);
+  const int64_t visible = *std::max_element(cache->row_lengths.begin(), cache->row_lengths.end()) + 1;
+  if (in.ids.dim() != 2 || in.ids.size(1) != 1 || batch != cache->batch || visible > cache->capacity) {
+    throw SpinError(ErrorCode::kShapeMismatch, "a decode step over " + std::to_string(cache->batch) + " KV-cache slots of " + std::to_string(cache->capacity) +
+                                                   " takes ids [" + std::to_string(cache->batch) + ", 1] and a free column in every slot; got ids " + ShapeText(in.ids.sizes()) +
+                                                   " with " + std::to_string(visible - 1) + " columns filled");
+  }
+  const auto long_options = at::TensorOptions().dtype(at::kLong);
+  const at::Tensor lengths = at::tensor(cache->row_lengths, long_options).to(device()).view({batch, 1});
+  // Each row's new token sits at its own length: it sees its filled columns and itself.
+  const at::Tensor key_slot = at::arange(visible, long_options.device(device())).view({1, visible});
+  const at::Tensor seen = key_slot.le(lengths);
+  const Attend full_attend = PaddedAttend(AdditiveMask(seen, dtype()).view({batch, 1, 1, visible}));
+  const Attend window_attend = config_.sliding_window
+                                   ? PaddedAttend(AdditiveMask(seen.logical_and(lengths.sub(key_slot).lt(*config_.sliding_window)), dtype()).view({batch, 1, 1, visible}))
+                                   : full_attend;
+  const at::Tensor rows = at::arange(batch, long_options.device(device()));
+  const at::Tensor columns = lengths.view({batch});
+  const StoreKV store = [cache, rows, columns, visible](int64_t index, const at::Tensor& k, const at::Tensor& v) {
+    // [B, H, 1, d] into [B, H, capacity, d] at (row, column of the row).
+    cache->keys[index].permute({0, 2, 1, 3}).index_put_({rows, columns}, k.squeeze(2));
+    cache->values[index].permute({0, 2, 1, 3}).index_put_({rows, columns}, v.squeeze(2));
+    return std::make_pair(cache->keys[index].narrow(2, 0, visible), cache->values[index].narrow(2, 0, visible));
+  };
+  const at::Tensor out = Run(in.ids, lengths, full_attend, window_attend, store, false, in.training);
+  for (int64_t& length : cache->row_lengths) ++length;
+  cache->length = visible;
+  return out;
+}
+
+at::Tensor Decoder::Run(const at::Tensor& ids, const at::Tensor& positions, const Attend& full_attend, const Attend& window_attend,
+                        const StoreKV& store, bool checkpoint_layers, bool training) const {
   const auto max_position = positions.numel() > 0 ? positions.max().item<int64_t>() : 0;
   if (config_.architecture == Architecture::kGpt2 && max_position >= config_.max_positions) {
     throw SpinError(ErrorCode::kInvalidArgument, "position " + std::to_string(max_position) +
@@ -320,26 +396,15 @@ at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
                                                      " is outside the vocabulary [0, " +
                                                      std::to_string(config_.vocab_size) + ")");
   }
-
   at::Tensor hidden = at::embedding(embed_, ids);
   if (config_.architecture == Architecture::kGpt2) hidden = hidden.add(at::embedding(positions_embed_, positions));
-  // Layers from sliding_window_from_layer on see only the window (Qwen2's max_window_layers).
-  Attend full_attend, window_attend;
-  if (in.packed) {
-    full_attend = PackedAttend(in.packed, std::nullopt);
-    window_attend = config_.sliding_window ? PackedAttend(in.packed, config_.sliding_window) : full_attend;
-  } else {
-    full_attend = PaddedAttend(AttentionMask(in.attention_mask, past, tokens, std::nullopt, dtype()));
-    window_attend = config_.sliding_window ? PaddedAttend(AttentionMask(in.attention_mask, past, tokens, config_.sliding_window, dtype())) : full_attend;
-  }
   at::Tensor rope_cos, rope_sin;
   if (config_.architecture == Architecture::kLlama) {
     const RopeTables tables = RopeTablesFor(inverse_frequencies_, positions, dtype());
     rope_cos = tables.cos;
     rope_sin = tables.sin;
   }
-  const bool checkpoint = in.checkpoint_layers && in.cache == nullptr && c10::GradMode::is_enabled();
-  const bool training = in.training;
+  const bool checkpoint = checkpoint_layers && c10::GradMode::is_enabled();
   // Sharded layers are gathered for each use and freed after it: autograd may not keep them
   // for backward, so a forward with grad recomputes each layer there.
   const std::shared_ptr<LayerResidency> residency = residency_ && residency_->sharded() ? residency_ : nullptr;
@@ -365,11 +430,10 @@ at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
           hidden, training && adapter_ && adapter_->dropout > 0, std::move(bracket));
     } else {
       if (residency) residency->Acquire(i, i + 1 < layers ? i + 1 : -1);
-      hidden = LayerForward(layers_[i], i, hidden, attend, rope_cos, rope_sin, in.cache, training);
+      hidden = LayerForward(layers_[i], i, hidden, attend, rope_cos, rope_sin, store, training);
       if (residency) residency->Release(i);
     }
   }
-  if (in.cache) in.cache->length = past + tokens;
   return Norm(hidden, final_norm_weight_, final_norm_bias_);
 }
 

@@ -25,8 +25,10 @@ struct ForwardInputs {
   at::Tensor ids;             // [B, T] int64
   at::Tensor attention_mask;  // [B, past + T], 1 = token, 0 = padding
   at::Tensor positions;       // [B, T] int64, or undefined: derived from the mask
-  // Instead of ids/mask/positions: sequences packed in one row without padding (no cache).
+  // Instead of ids/mask/positions: sequences packed in one row without padding. With a cache
+  // in slot mode, group g's keys and values are stored in cache row slots[g] (a prefill).
   std::shared_ptr<const PackedSequences> packed;
+  std::vector<int64_t> slots;
   KVCache* cache = nullptr;   // when set, keys/values are appended at cache->length
   bool checkpoint_layers = false;  // recompute each layer in backward (saves activations)
   bool training = false;           // adapter dropout on (a training step's forward)
@@ -109,6 +111,8 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
 
   // Attention of one layer's q [B, H, T, d] over k/v [B, Hkv, S, d], masked as the inputs say.
   using Attend = std::function<at::Tensor(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v)>;
+  // Stores layer `index`'s new keys/values in a cache and returns what to attend over.
+  using StoreKV = std::function<std::pair<at::Tensor, at::Tensor>(int64_t index, const at::Tensor& k, const at::Tensor& v)>;
 
   void Bind();
   std::vector<Slot> Slots() const;
@@ -116,7 +120,13 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
   Attend PaddedAttend(at::Tensor mask) const;
   Attend PackedAttend(std::shared_ptr<const PackedSequences> packed, std::optional<int64_t> sliding_window) const;
   at::Tensor LayerForward(const Layer& layer, int64_t index, const at::Tensor& hidden, const Attend& attend,
-                          const at::Tensor& rope_cos, const at::Tensor& rope_sin, KVCache* cache, bool training) const;
+                          const at::Tensor& rope_cos, const at::Tensor& rope_sin, const StoreKV& store, bool training) const;
+  // A decode step of a slot-mode cache: one token per row, each at its row's length.
+  at::Tensor SlotStep(const ForwardInputs& inputs) const;
+  // Embedding, the layers and the final norm (every input kind ends here): checks ids and
+  // positions; `checkpoint_layers` recomputes each layer in backward when grad is on.
+  at::Tensor Run(const at::Tensor& ids, const at::Tensor& positions, const Attend& full_attend, const Attend& window_attend,
+                 const StoreKV& store, bool checkpoint_layers, bool training) const;
   at::Tensor Norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
 
   ModelConfig config_;

@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -21,6 +22,9 @@ struct PackedSequences {
   at::Tensor branch;     // [M] int64
   std::vector<std::pair<int64_t, int64_t>> groups;  // (start, length) in the row
 };
+
+// Sequences packed one after another, each its own group (branch 0).
+std::shared_ptr<PackedSequences> PackSequences(const std::vector<std::vector<int64_t>>& sequences, c10::Device device);
 
 // The additive mask [1, 1, L, L] of group `group`: 0 where a key is visible to a query (same
 // branch or the prefix, not later, inside the sliding window by position), else the dtype's
