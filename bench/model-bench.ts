@@ -99,40 +99,65 @@ export async function threadRows(): Promise<Row[]> {
 }
 
 /** Runs one train-step configuration in a child process and reads its JSON row. */
-async function trainChild(shape: string, flags: string[]): Promise<Record<string, number | string>> {
-  const { execFileSync } = await import("node:child_process");
+function trainChild(shape: string, flags: string[]): Promise<Record<string, number | string>> {
+  return benchChild("./train-step.js", process.execPath, [shape, ...flags]);
+}
+
+/** Runs a benchmark child (a compiled bench script, or bench/peer's Python) and parses its JSON line; a killed child (out of memory) is a row saying so. */
+async function benchChild(file: string, command: string, args: string[]): Promise<Record<string, number | string>> {
+  const { spawnSync } = await import("node:child_process");
   const { fileURLToPath } = await import("node:url");
-  const script = fileURLToPath(new URL("./train-step.js", import.meta.url));
-  const out = execFileSync(process.execPath, [script, shape, ...flags], { encoding: "utf8", maxBuffer: 1 << 20 });
-  return JSON.parse(out.trim().split("\n").at(-1)!) as Record<string, number | string>;
+  const out = spawnSync(command, [fileURLToPath(new URL(file, import.meta.url)), ...args], { encoding: "utf8", maxBuffer: 1 << 20, stdio: ["ignore", "pipe", "pipe"] });
+  const line = out.stdout.trim().split("\n").at(-1) ?? "";
+  if (out.status === 0 && line.startsWith("{")) return JSON.parse(line) as Record<string, number | string>;
+  const why = out.signal === "SIGKILL" ? "killed: out of memory" : `failed (${out.signal ?? `exit ${out.status}`}): ${out.stderr.trim().split("\n").at(-1) ?? ""}`;
+  return { name: `${file} ${args.join(" ")}: ${why}`, torch: "", seconds: Number.NaN, peakRssBytes: Number.NaN };
 }
 
 /**
  * The realistic-length SPIN step at bench-60m (bench/realistic.ts): packed and padded, fused and
  * eager attention, one process each; and transformers on the same pairs when BENCH_PEER_PYTHON
- * names a Python with transformers (bench/peer/spin_step.py), run in this same benchmark run.
+ * names a Python with transformers (bench/peer/spin_step.py), in this same run.
  */
 export async function realisticRows(matmulGflops: number, shape = "bench-60m"): Promise<Row[]> {
-  const { execFileSync } = await import("node:child_process");
-  const { fileURLToPath } = await import("node:url");
-  const child = (file: string, command: string, args: string[]) => {
-    const out = execFileSync(command, [fileURLToPath(new URL(file, import.meta.url)), ...args], { encoding: "utf8", maxBuffer: 1 << 20, stdio: ["ignore", "pipe", "ignore"] });
-    return JSON.parse(out.trim().split("\n").at(-1)!) as Record<string, number | string>;
-  };
   const configurations: Record<string, number | string>[] = [];
-  for (const flags of [[], ["--eager"], ["--padded", "--eager"], ["--padded"]]) configurations.push(child("./spin-realistic.js", process.execPath, [shape, ...flags]));
+  // The padded batch with eager attention (the path before packing and the fused kernel) needs
+  // more than this machine's 24 GiB at these lengths: it is run with the fused kernel only.
+  for (const flags of [[], ["--eager"], ["--padded"]]) configurations.push(await benchChild("./spin-realistic.js", process.execPath, [shape, ...flags]));
   const python = process.env.BENCH_PEER_PYTHON;
-  // The peer script sits beside the sources (dist/bench holds the compiled TypeScript).
-  const peer = python ? child("../../bench/peer/spin_step.py", python, [await benchCheckpoint(shape)]) : null;
+  // The peer scripts sit beside the sources (dist/bench holds the compiled TypeScript).
+  const peer = python ? await benchChild("../../bench/peer/spin_step.py", python, [await benchCheckpoint(shape)]) : null;
   const needed = Number(configurations[0]!.packedTokens);
   return [...configurations, ...(peer ? [peer] : [])].map((r) => ({
     name: `${String(r.name)} (torch ${String(r.torch)})`,
     "s/step": Number(r.seconds),
-    "× peer speed": peer ? Number(peer.seconds) / Number(r.seconds) : NaN,
+    "× peer speed": peer ? Number(peer.seconds) / Number(r.seconds) : Number.NaN,
     "needed tokens/s": needed / Number(r.seconds),
     "of peak (6·P·needed)": (6 * parameterCount(SHAPES[shape]!) * needed) / Number(r.seconds) / 1e9 / matmulGflops,
     "peak RSS GiB": Number(r.peakRssBytes) / 2 ** 30,
-    "× peer RSS": peer ? Number(r.peakRssBytes) / Number(peer.peakRssBytes) : NaN,
+    "× peer RSS": peer ? Number(r.peakRssBytes) / Number(peer.peakRssBytes) : Number.NaN,
+  }));
+}
+
+/**
+ * Self-play generation on realistic prompt lengths at bench-60m (bench/generate-realistic.ts):
+ * continuous batching and static batches of 16, and transformers `generate` in batches of 16
+ * when BENCH_PEER_PYTHON is set (bench/peer/generate.py). BENCH_PROMPTS overrides the 512 prompts.
+ */
+export async function generateRealisticRows(shape = "bench-60m"): Promise<Row[]> {
+  const prompts = `--prompts=${process.env.BENCH_PROMPTS ?? 512}`;
+  const configurations: Record<string, number | string>[] = [];
+  for (const flags of [[], ["--static"]]) configurations.push(await benchChild("./generate-realistic.js", process.execPath, [shape, prompts, ...flags]));
+  const python = process.env.BENCH_PEER_PYTHON;
+  const peer = python ? await benchChild("../../bench/peer/generate.py", python, [await benchCheckpoint(shape), prompts]) : null;
+  return [...configurations, ...(peer ? [peer] : [])].map((r) => ({
+    name: `${String(r.name)} (torch ${String(r.torch)})`,
+    prompts: Number(r.prompts),
+    seconds: Number(r.seconds),
+    "new tokens": Number(r.newTokens),
+    "new tok/s": Number(r.newTokens) / Number(r.seconds),
+    "× peer speed": peer ? Number(peer.seconds) / Number(r.seconds) : Number.NaN,
+    "peak RSS GiB": Number(r.peakRssBytes) / 2 ** 30,
   }));
 }
 

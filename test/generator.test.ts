@@ -130,7 +130,8 @@ describe("rows", () => {
     expect(summary.newTokens).toBe(batches.reduce((sum, b) => sum + b.newTokens, 0));
     expect(done).toEqual(summary);
     expect(batches.reduce((sum, b) => sum + b.rows, 0)).toBe(N);
-    expect(batches.every((b) => b.rows <= 3)).toBe(true);
+    // One generate call per window of batchSize (3) × sortWindowBatches (8) rows.
+    expect(batches.every((b) => b.rows <= 3 * 8)).toBe(true);
     expect(progress).toHaveLength(batches.length);
     expect(progress.at(-1)).toMatchObject({ rows: N, total: N, etaSeconds: 0 });
     expect(progress.every((p) => p.tokensPerSecond > 0 && p.elapsedSeconds > 0)).toBe(true);
@@ -168,23 +169,26 @@ describe("rows", () => {
     }
   });
 
-  test("length-sorted batching: rows in input order, the same greedy outputs as unsorted batching, less padding", async () => {
-    // Prompts of alternating short and long lengths (1, 30, 2, 29, ...): unsorted batches mix them.
+  test("windows with continuous batching: rows in input order, the same greedy outputs whatever the batch size, window or sorting", async () => {
+    // Prompts of alternating short and long lengths (1, 30, 2, 29, ...).
     const rows = Array.from({ length: 12 }, (_, i) => ({ prompt: "ab cd".repeat(7).slice(0, i % 2 === 0 ? 1 + i / 2 : 30 - (i - 1) / 2), response: "r" }));
     const run = async (options: SelfPlayOptions) => {
-      let pad = 0;
-      const g = generator(options).on("batch", (b) => (pad += b.paddingTokens));
-      return { rows: await collect(g, rows), pad };
+      const calls: GenerationBatch[] = [];
+      const g = generator(options).on("batch", (b) => calls.push(b));
+      return { rows: await collect(g, rows), calls };
     };
     const sorted = await run({ lengthSortedBatching: true });
     const unsorted = await run({ lengthSortedBatching: false });
-    const oneByOne = await run({ lengthSortedBatching: false, batchSize: 1 });
+    const oneByOne = await run({ lengthSortedBatching: false, batchSize: 1, sortWindowBatches: 1 });
+    const windows = await run({ batchSize: 2, sortWindowBatches: 2 });
     const order = shuffledOrder(rows.length, 42);
     expect(sorted.rows.map((r) => r.real[0]!.content)).toEqual(order.map((i) => rows[i]!.prompt));
-    expect(sorted.rows).toEqual(unsorted.rows);
-    expect(sorted.rows).toEqual(oneByOne.rows);
-    expect(oneByOne.pad).toBe(0);
-    expect(sorted.pad).toBeLessThan(unsorted.pad / 2);
+    for (const other of [unsorted, oneByOne, windows]) expect(other.rows).toEqual(sorted.rows);
+    expect(oneByOne.calls).toHaveLength(12);
+    expect(windows.calls.map((c) => c.rows)).toEqual([4, 4, 4]);
+    expect(sorted.calls.map((c) => c.rows)).toEqual([12]);
+    const promptTokens = (calls: GenerationBatch[]) => calls.reduce((sum, c) => sum + c.promptTokens, 0);
+    expect(promptTokens(windows.calls)).toBe(promptTokens(sorted.calls));
     // The SFT rows too (any shapes, system and multi-turn prompts).
     expect(await collect(generator({ lengthSortedBatching: true }))).toEqual(await collect(generator({ lengthSortedBatching: false })));
   });

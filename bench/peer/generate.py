@@ -1,7 +1,8 @@
 # Self-play generation on realistic prompt lengths with Hugging Face transformers, as the
 # original's generate.py runs it: batches of 16 left-padded prompts through model.generate,
-# greedy, at most 256 new tokens, 2% of the vocabulary (ids 3..) as EOS ids (the same prompts
-# and stop rule as bench/generate-realistic.ts). Prints one JSON line.
+# sampled at temperature 1 (no top-k or top-p), at most 256 new tokens, 2% of the vocabulary
+# (ids 3..) as EOS ids (the prompts, sampling and stop rule of bench/generate-realistic.ts;
+# the draws differ, the length distribution is the same). Prints one JSON line.
 # Usage: python bench/peer/generate.py <checkpoint dir> [--prompts=N]
 import json
 import resource
@@ -25,6 +26,7 @@ def main():
     vocab = model.config.vocab_size
     prompts = [p for p, _, _ in realistic_pairs(vocab, count)]
     eos = list(range(3, 3 + round(vocab * EOS_SHARE)))
+    torch.manual_seed(0)
     start = time.perf_counter()
     new_tokens = 0
     with torch.inference_mode():
@@ -36,7 +38,8 @@ def main():
             for i, p in enumerate(batch):
                 ids[i, width - len(p):] = torch.tensor(p)
                 mask[i, width - len(p):] = 1
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS, do_sample=True,
+                                 temperature=1.0, top_k=0, top_p=1.0,
                                  eos_token_id=eos, pad_token_id=0)
             for row in out[:, width:].tolist():
                 ended = next((i for i, t in enumerate(row) if t in eos), None)

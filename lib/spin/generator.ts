@@ -35,15 +35,14 @@
 // the progress events and summary self-play-events.ts's. What stays here (about 440 lines) is
 // one state machine — plan, batch, decode, write in order, resume — that reads best whole.
 //
-// Batching: with lengthSortedBatching (default), rows are taken in windows of
-// batchSize × sortWindowBatches rows; inside a window, prompts are sorted by token length
-// (longest first) and cut into batches, so a batch holds prompts of similar length (less
-// padding). Results are written in the fraction's order: a window's rows reach the file when
-// the window's earlier rows are done, so a crash loses at most one window of work. Batches are
-// laid out from the fraction's start, independently of how far a previous run got, so a
-// resumed run (with the same batchSize and window) puts every row in the same batch as an
-// uninterrupted one; another batch layout may be used to resume (e.g. a smaller batch after
-// running out of memory).
+// Batching: rows are taken in windows of batchSize × sortWindowBatches rows, one generate call
+// per window with continuous batching: batchSize rows decode together, and when one finishes the
+// window's next prompt takes its place (with lengthSortedBatching, the default, longest prompts
+// first). Nothing is padded, and a row's output does not depend on the rows beside it. Results
+// are written in the fraction's order: a window's rows reach the file when the window is done,
+// so a crash loses at most one window of work. Windows are laid out from the fraction's start,
+// independently of how far a previous run got; any batchSize may be used to resume (e.g. a
+// smaller one after running out of memory).
 import { EventEmitter } from "node:events";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
@@ -112,8 +111,8 @@ interface Plan {
   skipped: number[];
   /** Every input row, converted (in input order). */
   converted: SpinRow[];
-  /** Windows of batches, from the fraction's start. */
-  windows: PlannedRow[][][];
+  /** Windows of rows (one generate call each), from the fraction's start. */
+  windows: PlannedRow[][];
   windowSize: number;
 }
 
@@ -247,14 +246,12 @@ export class SelfPlayGenerator {
       rows.push({ kept: rows.length, global, source, row, prompt, ids });
     }
 
-    const windowSize = o.lengthSortedBatching ? o.batchSize * o.sortWindowBatches : o.batchSize;
-    const windows: PlannedRow[][][] = [];
+    const windowSize = o.batchSize * o.sortWindowBatches;
+    const windows: PlannedRow[][] = [];
     for (let w = 0; w < rows.length; w += windowSize) {
       const window = rows.slice(w, w + windowSize);
       if (o.lengthSortedBatching) window.sort((a, b) => b.ids.length - a.ids.length || a.kept - b.kept);
-      const batches: PlannedRow[][] = [];
-      for (let b = 0; b < window.length; b += o.batchSize) batches.push(window.slice(b, b + o.batchSize));
-      windows.push(batches);
+      windows.push(window);
     }
 
     return { fraction: o.dataFrac, totalPrompts: n, converted, rows, skipped, windows, windowSize };
@@ -292,61 +289,57 @@ export class SelfPlayGenerator {
     const t0 = performance.now();
     let next = startKept;
     let generatedSinceStart = 0;
-    let batchIndex = 0;
     // Stop sequences as ids (encoded as model.generate would); no tokenizer: #answerText decodes.
     const generateOptions: GenerateOptions = { ...o.sampling, stopSequences: o.stopIds, maxNewTokens: o.maxNewTokens };
     for (let w = Math.floor(startKept / plan.windowSize); w < plan.windows.length; w++) {
       const done = new Map<number, Completed>();
-      batchIndex = w * Math.ceil(plan.windowSize / o.batchSize);
-      for (const batch of plan.windows[w]!) {
-        const index = batchIndex++;
-        if (batch.every((r) => r.kept < startKept)) continue;
-        const result = await this.model.generate(
-          batch.map((r) => r.ids),
-          { ...generateOptions, seeds: batch.map((r) => o.seed + r.global) },
-        );
-        const longest = Math.max(...batch.map((r) => r.ids.length));
-        stats.newTokens += result.newTokens;
-        this.#emit("batch", {
-          fraction: plan.fraction,
-          batch: index,
-          rows: batch.length,
-          promptTokens: longest,
-          paddingTokens: batch.reduce((sum, r) => sum + longest - r.ids.length, 0),
-          newTokens: result.newTokens,
-          prefillSeconds: result.prefillSeconds,
-          decodeSeconds: result.decodeSeconds,
-          tokensPerSecond: result.tokensPerSecond,
-        });
-        batch.forEach((planned, i) => {
-          const generation = result.generations[i]!;
-          const generated: SpinRow = {
-            real: copyMessages(planned.row.real),
-            generated: [...copyMessages(planned.prompt), { role: "assistant", content: this.#answerText(generation) }],
-          };
-          done.set(planned.kept, { planned, generated, generation });
-          if (planned.kept >= startKept) generatedSinceStart++;
-        });
-        const flush: Completed[] = [];
-        for (let c = done.get(next); c !== undefined; c = done.get(next)) {
-          flush.push(c);
-          done.delete(next);
-          next++;
-        }
-        if (flush.length > 0) {
-          for (const c of flush) stats.add(c.generation);
-          yield flush;
-        }
-        const elapsed = (performance.now() - t0) / 1000;
-        this.#emit("progress", {
-          fraction: plan.fraction,
-          rows: next,
-          total: plan.rows.length,
-          tokensPerSecond: stats.newTokens / Math.max(elapsed, 1e-9),
-          etaSeconds: generatedSinceStart === 0 ? Number.NaN : ((plan.rows.length - startKept - generatedSinceStart) * elapsed) / generatedSinceStart,
-          elapsedSeconds: elapsed,
-        });
+      // One generate call per window: batchSize rows decode together and a finished row's
+      // slot goes to the window's next prompt (continuous batching).
+      const rows = plan.windows[w]!.filter((r) => r.kept >= startKept);
+      if (rows.length === 0) continue;
+      const result = await this.model.generate(
+        rows.map((r) => r.ids),
+        { ...generateOptions, seeds: rows.map((r) => o.seed + r.global), maxBatchSequences: o.batchSize },
+      );
+      stats.newTokens += result.newTokens;
+      this.#emit("batch", {
+        fraction: plan.fraction,
+        batch: w,
+        rows: rows.length,
+        promptTokens: rows.reduce((sum, r) => sum + r.ids.length, 0),
+        newTokens: result.newTokens,
+        prefillSeconds: result.prefillSeconds,
+        decodeSeconds: result.decodeSeconds,
+        tokensPerSecond: result.tokensPerSecond,
+      });
+      rows.forEach((planned, i) => {
+        const generation = result.generations[i]!;
+        const generated: SpinRow = {
+          real: copyMessages(planned.row.real),
+          generated: [...copyMessages(planned.prompt), { role: "assistant", content: this.#answerText(generation) }],
+        };
+        done.set(planned.kept, { planned, generated, generation });
+        generatedSinceStart++;
+      });
+      const flush: Completed[] = [];
+      for (let c = done.get(next); c !== undefined; c = done.get(next)) {
+        flush.push(c);
+        done.delete(next);
+        next++;
       }
+      if (flush.length > 0) {
+        for (const c of flush) stats.add(c.generation);
+        yield flush;
+      }
+      const elapsed = (performance.now() - t0) / 1000;
+      this.#emit("progress", {
+        fraction: plan.fraction,
+        rows: next,
+        total: plan.rows.length,
+        tokensPerSecond: stats.newTokens / Math.max(elapsed, 1e-9),
+        etaSeconds: generatedSinceStart === 0 ? Number.NaN : ((plan.rows.length - startKept - generatedSinceStart) * elapsed) / generatedSinceStart,
+        elapsedSeconds: elapsed,
+      });
     }
   }
 

@@ -1,8 +1,8 @@
-// What self-play generation reports: progress after every batch, each generate call, and a
+// What self-play generation reports: progress after every window, each generate call, and a
 // run's summary (lib/spin/generator.ts emits them).
 import type { Generation } from "../model/generation.js";
 
-/** After every batch: where the fraction stands. */
+/** After every window: where the fraction stands. */
 export interface GenerationProgress {
   fraction: number;
   /** Rows of the fraction done (written or yielded), those of earlier runs included. */
@@ -16,16 +16,14 @@ export interface GenerationProgress {
   elapsedSeconds: number;
 }
 
-/** One generate call. */
+/** One generate call: a window of rows, batchSize of them decoding at a time. */
 export interface GenerationBatch {
   fraction: number;
-  /** Index of the batch in the fraction's layout. */
+  /** Index of the window in the fraction's layout. */
   batch: number;
   rows: number;
-  /** Tokens of the longest prompt in the batch. */
+  /** Prompt tokens of the call's rows (prefilled without padding). */
   promptTokens: number;
-  /** Left-padding tokens in the batch's prompt tensor. */
-  paddingTokens: number;
   newTokens: number;
   prefillSeconds: number;
   decodeSeconds: number;

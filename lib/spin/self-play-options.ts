@@ -19,7 +19,7 @@ function invalid(message: string): SpinNativeError {
  */
 export interface SelfPlayOptions
   extends Pick<GenerateOptions, "doSample" | "temperature" | "topK" | "topP" | "minP" | "repetitionPenalty" | "eosTokenIds" | "stopSequences"> {
-  /** Prompts per generate call (the original's per-device batch_size). Default 16. */
+  /** Rows decoding together, with continuous batching (the original's per-device batch_size). Default 16. */
   batchSize?: number;
   /** Which fraction to generate (the original's data_frac). Default 0. */
   dataFrac?: number;
@@ -45,9 +45,9 @@ export interface SelfPlayOptions
    * removed (as vLLM does), e.g. a "### Instruction" the model starts after its answer.
    */
   keepStopSequences?: boolean;
-  /** Batch prompts of similar token length together (results stay in input order). Default true. */
+  /** Within a window, start the longest prompts first (results stay in input order). Default true. */
   lengthSortedBatching?: boolean;
-  /** Batches per sorting window with lengthSortedBatching. Default 8. */
+  /** A window, one generate call with continuous batching, holds batchSize × this many prompts. Default 8. */
   sortWindowBatches?: number;
   /**
    * Prompts with more than (the model's context − maxNewTokens) tokens: "error" (default)
