@@ -4,12 +4,11 @@
 // (gradient accumulation 8), precomputed opponent log-probs, sigmoid loss β 0.1, backward, clip
 // 1.0, RMSprop step. --padded runs the collated [2B, T] batches as they are (today's path before
 // packing); --eager uses explicit attention instead of the fused kernel.
-import { performance } from "node:perf_hooks";
-
 import { CausalLM, Optimizer, runtimeInfo, spinStep, zeros } from "../lib/index.js";
 import { SHAPES, benchCheckpoint, parameterCount } from "./checkpoints.js";
 import { REALISTIC, realisticBatch, realisticPairs } from "./realistic.js";
 import { peakRssBytes } from "./spin-batch.js";
+import { time } from "./timing.js";
 
 const [shapeName = "bench-60m", ...flags] = process.argv.slice(2);
 const shape = SHAPES[shapeName];
@@ -33,14 +32,7 @@ async function step(): Promise<void> {
   await optimizer.step(1e-7, 1.0);
 }
 
-const seconds: number[] = [];
-for (let i = 0; i < repeats; i++) {
-  const start = performance.now();
-  await step();
-  seconds.push((performance.now() - start) / 1000);
-}
-seconds.sort((a, b) => a - b);
-const median = seconds[Math.floor(seconds.length / 2)]!;
+const { median } = await time(step, repeats, 0);
 const packedTokens = batches.reduce((n, b) => n + b.packedTokens, 0);
 const paddedSlots = batches.reduce((n, b) => n + b.paddedSlots, 0);
 const params = parameterCount(shape);

@@ -35,82 +35,95 @@ at::Tensor ApplyRepetitionPenalty(const at::Tensor& scores, const at::Tensor& se
   return at::where(seen, penalized, scores);
 }
 
-// The top-p keep mask of one row of probabilities (transformers' TopPLogitsWarper: in descending
-// order a token stays iff the mass ranked before it is < top_p; the top token always stays).
-// Radix selection instead of a sort: non-negative floats order as their bit patterns, so three
-// passes bucket the candidates by 11, 11 and 10 bits, walk the buckets from the top adding
-// their mass, and narrow to the bucket where the mass reaches top_p. What is left is the
-// smallest kept value; every token at or above it stays (ties included). The cost is linear in
-// the vocabulary whatever the distribution's shape; a sort costs V·log V, and the peaked-case
-// shortcut of a top-1024 selection fell back to it for flat distributions.
-void TopPKeepRow(const float* probs, int64_t vocab, double top_p, bool* keep) {
+// An order-preserving key of a float: a larger float has a larger key (negative values and
+// -inf included).
+uint32_t OrderedKey(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+}
+
+// The smallest key v of `keys` whose higher keys weigh less than `target` in all (`weights`
+// null: each weighs 1), so that exactly the keys ≥ v have less than `target` ranked above
+// them; 0 when the whole weight stays below `target`. Radix selection instead of a sort:
+// three passes bucket the remaining candidates by 11, 11 and 10 bits, walk the buckets from
+// the top adding their weight, and narrow to the bucket where it reaches `target`. The cost is
+// linear in the number of keys whatever the distribution's shape (a sort costs n·log n).
+uint32_t RadixThreshold(const std::vector<uint32_t>& keys, const float* weights, double target) {
   constexpr int kShifts[] = {21, 10, 0};
   constexpr uint32_t kMasks[] = {0x7FF, 0x7FF, 0x3FF};
-  auto bits_of = [](float value) {
-    uint32_t bits;
-    std::memcpy(&bits, &value, sizeof bits);
-    return bits;
-  };
+  const int64_t n = static_cast<int64_t>(keys.size());
   std::vector<int64_t> candidates;
-  double before = 0;  // mass of the values above the candidates
+  double above = 0;  // weight of the keys above the candidates
   uint32_t prefix = 0;
   for (int level = 0; level < 3; ++level) {
-    std::array<double, 2048> mass{};
-    auto visit = [&](int64_t i) { mass[(bits_of(probs[i]) >> kShifts[level]) & kMasks[level]] += probs[i]; };
+    std::array<double, 2048> weight{};
+    const uint32_t shift = kShifts[level], mask = kMasks[level];
+    auto visit = [&](int64_t i) { weight[(keys[i] >> shift) & mask] += weights ? weights[i] : 1.0; };
     if (level == 0) {
-      for (int64_t i = 0; i < vocab; ++i) visit(i);
+      for (int64_t i = 0; i < n; ++i) visit(i);
     } else {
       for (int64_t i : candidates) visit(i);
     }
     int64_t crossing = -1;
-    for (int64_t key = kMasks[level]; key >= 0; --key) {
-      if (before + mass[key] >= top_p) {
-        crossing = key;
+    for (int64_t bucket = mask; bucket >= 0; --bucket) {
+      if (above + weight[bucket] >= target) {
+        crossing = bucket;
         break;
       }
-      before += mass[key];
+      above += weight[bucket];
     }
-    if (crossing < 0) {  // the whole mass rounds below top_p: nothing is removed
-      std::fill(keep, keep + vocab, true);
-      return;
-    }
-    prefix |= static_cast<uint32_t>(crossing) << kShifts[level];
-    const uint32_t high_mask = ~((1u << kShifts[level]) - 1);  // the bits fixed so far
+    if (crossing < 0) return 0;
+    prefix |= static_cast<uint32_t>(crossing) << shift;
+    const uint32_t fixed = ~((1u << shift) - 1);  // the bits decided so far
     std::vector<int64_t> narrowed;
     auto narrow = [&](int64_t i) {
-      if ((bits_of(probs[i]) & high_mask) == prefix) narrowed.push_back(i);
+      if ((keys[i] & fixed) == prefix) narrowed.push_back(i);
     };
     if (level == 0) {
-      for (int64_t i = 0; i < vocab; ++i) narrow(i);
+      for (int64_t i = 0; i < n; ++i) narrow(i);
     } else {
       for (int64_t i : candidates) narrow(i);
     }
     candidates = std::move(narrowed);
   }
-  const float smallest_kept = probs[candidates.front()];
-  for (int64_t i = 0; i < vocab; ++i) keep[i] = probs[i] >= smallest_kept;
+  return prefix;
 }
 
-at::Tensor TopP(const at::Tensor& scores, double top_p) {
-  const at::Tensor probs = scores.softmax(-1).to(at::kCPU).contiguous();
-  const int64_t rows = probs.size(0), vocab = probs.size(1);
+// Filters each row of float32 `scores` [B, V] to the entries whose key (of `ranked`, [B, V]
+// float32, the same order as the scores) is at or above the row's threshold.
+// `weighted`: the ranked values are also the weights (top-p over probabilities).
+at::Tensor KeepTop(const at::Tensor& scores, const at::Tensor& ranked_values, bool weighted, double target) {
+  const at::Tensor ranked = ranked_values.to(at::kCPU).contiguous();
+  const int64_t rows = ranked.size(0), vocab = ranked.size(1);
   at::Tensor keep = at::empty({rows, vocab}, at::TensorOptions().dtype(at::kBool));
-  const float* p = probs.data_ptr<float>();
-  bool* k = keep.data_ptr<bool>();
+  const float* values = ranked.data_ptr<float>();
+  bool* kept = keep.data_ptr<bool>();
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) TopPKeepRow(p + r * vocab, vocab, top_p, k + r * vocab);
+    std::vector<uint32_t> keys(vocab);
+    for (int64_t r = begin; r < end; ++r) {
+      const float* row = values + r * vocab;
+      for (int64_t i = 0; i < vocab; ++i) keys[i] = OrderedKey(row[i]);
+      const uint32_t threshold = RadixThreshold(keys, weighted ? row : nullptr, target);
+      for (int64_t i = 0; i < vocab; ++i) kept[r * vocab + i] = keys[i] >= threshold;
+    }
   });
   return scores.masked_fill(keep.to(scores.device()).logical_not(), kFiltered);
 }
+
+// transformers' TopKLogitsWarper: scores below the k-th largest are removed (ties with it stay),
+// i.e. a score stays iff fewer than k scores are larger.
+at::Tensor TopK(const at::Tensor& scores, int64_t k) { return KeepTop(scores, scores, false, static_cast<double>(k)); }
+
+// transformers' TopPLogitsWarper: in descending order a token stays iff the probability mass
+// ranked above it is < top_p (the top token always stays).
+at::Tensor TopP(const at::Tensor& scores, double top_p) { return KeepTop(scores, scores.softmax(-1), true, top_p); }
 
 // Temperature, top-k, top-p and min-p as transformers' warpers (filtered entries become -inf).
 at::Tensor Warp(at::Tensor scores, const SamplingConfig& c) {
   if (c.temperature != 1.0) scores = scores.div(c.temperature);
   const int64_t vocab = scores.size(-1);
-  if (c.top_k > 0 && c.top_k < vocab) {
-    const at::Tensor kth = std::get<0>(scores.topk(c.top_k, -1)).narrow(-1, c.top_k - 1, 1);
-    scores = scores.masked_fill(scores.lt(kth), kFiltered);
-  }
+  if (c.top_k > 0 && c.top_k < vocab) scores = TopK(scores, c.top_k);
   if (c.top_p < 1.0) scores = TopP(scores, c.top_p);
   if (c.min_p > 0.0) {
     const at::Tensor probs = scores.softmax(-1);
