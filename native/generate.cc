@@ -75,10 +75,14 @@ class SlotBatch {
     std::vector<int64_t> last;
     for (const auto& [start, length] : inputs.packed->groups) last.push_back(start + length - 1);
     const auto long_options = at::TensorOptions().dtype(at::kLong);
-    const at::Tensor logits = model_.Project(hidden.index_select(0, at::tensor(last, long_options).to(model_.device())));
+    SetJoined(slots, rows, model_.Project(hidden.index_select(0, at::tensor(last, long_options).to(model_.device()))));
+  }
+
+  // Records the rows that joined `slots`, with their next-token logits.
+  void SetJoined(const std::vector<int64_t>& slots, const std::vector<int64_t>& rows, const at::Tensor& logits) {
+    const auto long_options = at::TensorOptions().dtype(at::kLong);
     if (!logits_.defined()) logits_ = at::zeros({this->slots(), logits.size(1)}, logits.options());
-    const at::Tensor slot_index = at::tensor(slots, long_options).to(model_.device());
-    logits_.index_copy_(0, slot_index, logits);
+    logits_.index_copy_(0, at::tensor(slots, long_options).to(model_.device()), logits);
     for (size_t i = 0; i < slots.size(); ++i) {
       row_[slots[i]] = rows[i];
       if (seen_.defined()) {
@@ -99,6 +103,32 @@ class SlotBatch {
     const at::Tensor next = ChooseNextTokens(logits, r_.sampling, seen, row_generators).to(at::kCPU).contiguous();
     if (seen_.defined()) seen_.index_put_({index, next.to(model_.device())}, at::scalar_tensor(true, seen_.options()));
     return std::vector<int64_t>(next.data_ptr<int64_t>(), next.data_ptr<int64_t>() + next.numel());
+  }
+
+  // Prefills a prompt longer than the budget into `slot` in chunks of at most `chunk` tokens,
+  // each attending to the chunks before it in the slot (an aligned one-row view of the cache).
+  void JoinInChunks(int64_t slot, int64_t row, int64_t chunk) {
+    const std::vector<int64_t>& prompt = r_.prompts[row];
+    const int64_t length = static_cast<int64_t>(prompt.size());
+    KVCache view;
+    for (size_t layer = 0; layer < cache_->keys.size(); ++layer) {
+      view.keys.push_back(cache_->keys[layer].narrow(0, slot, 1));
+      view.values.push_back(cache_->values[layer].narrow(0, slot, 1));
+    }
+    view.batch = 1;
+    view.capacity = cache_->capacity;
+    const auto long_options = at::TensorOptions().dtype(at::kLong);
+    at::Tensor hidden;
+    for (int64_t start = 0; start < length; start += chunk) {
+      const int64_t size = std::min(chunk, length - start);
+      ForwardInputs inputs;
+      inputs.ids = at::tensor(std::vector<int64_t>(prompt.begin() + start, prompt.begin() + start + size), long_options).to(model_.device()).view({1, size});
+      inputs.attention_mask = at::ones({1, start + size}, long_options.device(model_.device()));
+      inputs.cache = &view;
+      hidden = model_.Hidden(inputs);
+    }
+    cache_->row_lengths[slot] = length;
+    SetJoined({slot}, {row}, model_.Project(hidden.select(1, hidden.size(1) - 1)));
   }
 
   void Leave(int64_t slot) { row_[slot] = -1; }
@@ -166,7 +196,7 @@ void Stream(StreamFn* stream, std::vector<std::pair<int64_t, int64_t>> streamed)
 
 // Continuous batching: at most max_sequences rows decode together; a finished row leaves its
 // slot and the next waiting prompt takes it, prefilled with the other joiners of that step in
-// one packed forward of at most token_budget tokens (a longer prompt is prefilled alone).
+// one packed forward of at most token_budget tokens (a longer prompt alone, in chunks).
 GenerateResult RunGenerate(const GenerateRequest& r, StreamFn* stream) {
   using Clock = std::chrono::steady_clock;
   c10::InferenceMode inference;
@@ -187,6 +217,10 @@ GenerateResult RunGenerate(const GenerateRequest& r, StreamFn* stream) {
     int64_t budget = 0;
     for (size_t f = 0; f < free.size() && waiting < count; ++f) {
       const int64_t length = static_cast<int64_t>(r.prompts[waiting].size());
+      if (length > r.token_budget) {
+        batch.JoinInChunks(free[f], waiting++, r.token_budget);
+        continue;
+      }
       if (!joining_rows.empty() && budget + length > r.token_budget) {
         batch.Join(joining_slots, joining_rows);
         joining_slots.clear();

@@ -36,7 +36,7 @@ export interface GenerateOptions {
   maxBatchSequences?: number;
   /**
    * Prompt tokens prefilled together, packed without padding, when rows join (default 4096).
-   * A prompt longer than the budget is prefilled alone.
+   * A prompt longer than the budget is prefilled alone, in chunks of at most this many tokens.
    */
   prefillTokenBudget?: number;
 }

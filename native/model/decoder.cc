@@ -1,3 +1,6 @@
+// The decoder (decoder.h). One file because the parameter binding, the layer, the three input
+// kinds of a forward (padded rows, packed sequences, a decode step over KV-cache slots) and the
+// adapter slots all index the same per-layer weights.
 #include "decoder.h"
 
 #include <ATen/ATen.h>
