@@ -478,16 +478,19 @@ describe("a live opponent model equals precomputed opponent log-probs", () => {
     const pre = await run(false);
     const live = await run(true);
     expect(live.metrics.length).toBe(6);
+    // Float32 rounding apart: packed forwards put a row beside other rows when the opponent's
+    // log-probs are precomputed than during training, and BLAS rounds a product's row
+    // differently with the matrix around it; six updates at lr 1e-3 carry that along.
     live.metrics.forEach((m, step) => {
       expect(Object.keys(m).sort()).toEqual(Object.keys(pre.metrics[step]!).sort());
-      for (const [key, value] of Object.entries(m)) expectNear(value, pre.metrics[step]![key]!, 1e-6, 1e-6, `update ${step + 1} ${key}`);
+      for (const [key, value] of Object.entries(m)) expectNear(value, pre.metrics[step]![key]!, 1e-4, 1e-5, `update ${step + 1} ${key}`);
     });
     // The updates did move the model, so the comparison below is not vacuous.
     expect(pre.metrics.at(-1)!["rewards/margins"]).toBeGreaterThan(1e-3);
     for (const [name, values] of live.params) {
       const other = pre.params.get(name)!;
       const diff = Math.max(...values.map((v, i) => Math.abs(v - other[i]!)));
-      expect(diff, `${name}: max |diff| ${diff}`).toBeLessThanOrEqual(1e-6);
+      expect(diff, `${name}: max |diff| ${diff}`).toBeLessThanOrEqual(1e-5);
     }
   });
 });
