@@ -279,9 +279,19 @@ export async function generateRows(limits: { matmulGflops: number; bandwidthGBs:
       const result = await run();
       const perToken = result.decodeSeconds / 127; // 127 decode steps after the prefill's token
       const tokensPerSecond = (batch * 127) / result.decodeSeconds;
-      const row: Row = { name: `${name} ${label}`, "new tok/s": tokensPerSecond, "ms/step": perToken * 1000, "prefill s": result.prefillSeconds };
+      const row: Row = {
+        name: `${name} ${label}`,
+        "new tok/s": tokensPerSecond,
+        "ms/step": perToken * 1000,
+        "sampling share": result.samplingSeconds / result.decodeSeconds,
+        "prefill s": result.prefillSeconds,
+      };
       if (batch === 1) {
-        const bound = (params * 4) / (limits.bandwidthGBs * 1e9); // every weight read once per token
+        // Bytes a token must read: every weight but the input embedding table (one row of it),
+        // and the keys and values of its row at the mean cached length of the run.
+        const headDim = shape.hidden / shape.heads;
+        const kvBytes = shape.layers * 2 * shape.kvHeads * headDim * (64 + 64) * 4;
+        const bound = ((params - shape.vocab * shape.hidden) * 4 + kvBytes) / (limits.bandwidthGBs * 1e9);
         row["bound ms/tok"] = bound * 1000;
         row["of bandwidth bound"] = bound / perToken;
       } else {

@@ -38,6 +38,7 @@ struct GenerateResult {
   std::vector<std::string> finish;  // "eos" | "stop" | "length"
   double prefill_seconds = 0;
   double decode_seconds = 0;
+  double sampling_seconds = 0;  // of decode_seconds: choosing the next tokens
   int64_t steps = 0;
 };
 
@@ -238,6 +239,7 @@ GenerateResult RunGenerate(const GenerateRequest& r, StreamFn* stream) {
     const std::vector<int64_t> busy = batch.Busy();
     if (busy.empty()) break;
     const std::vector<int64_t> chosen = batch.Choose(busy, generators);
+    result.sampling_seconds += std::chrono::duration<double>(Clock::now() - start).count();
     std::vector<int64_t> step_tokens(batch.slots(), r.pad_id);
     std::vector<std::pair<int64_t, int64_t>> streamed;
     for (size_t i = 0; i < busy.size(); ++i) {
@@ -366,6 +368,7 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
           out.Set("finish", finish);
           out.Set("prefillSeconds", result.prefill_seconds);
           out.Set("decodeSeconds", result.decode_seconds);
+          out.Set("samplingSeconds", result.sampling_seconds);
           out.Set("steps", static_cast<double>(result.steps));
           return out;
         });

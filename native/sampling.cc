@@ -5,6 +5,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <limits>
@@ -25,8 +26,6 @@ void CheckSamplingConfig(const SamplingConfig& c) {
 
 namespace {
 
-constexpr float kFiltered = -std::numeric_limits<float>::infinity();
-
 // transformers' RepetitionPenaltyLogitsProcessor: seen tokens' scores are divided by the
 // penalty when positive and multiplied when negative.
 at::Tensor ApplyRepetitionPenalty(const at::Tensor& scores, const at::Tensor& seen, double penalty) {
@@ -35,35 +34,61 @@ at::Tensor ApplyRepetitionPenalty(const at::Tensor& scores, const at::Tensor& se
   return at::where(seen, penalized, scores);
 }
 
-// An order-preserving key of a float: a larger float has a larger key (negative values and
-// -inf included).
-uint32_t OrderedKey(float value) {
+// An order-preserving key of a non-negative float (a probability): a larger float has a
+// larger key.
+uint32_t Key(float value) {
   uint32_t bits;
   std::memcpy(&bits, &value, sizeof bits);
-  return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+  return bits;
 }
 
-// The smallest key v of `keys` whose higher keys weigh less than `target` in all (`weights`
-// null: each weighs 1), so that exactly the keys ≥ v have less than `target` ranked above
-// them; 0 when the whole weight stays below `target`. Radix selection instead of a sort:
-// three passes bucket the remaining candidates by 11, 11 and 10 bits, walk the buckets from
-// the top adding their weight, and narrow to the bucket where it reaches `target`. The cost is
-// linear in the number of keys whatever the distribution's shape (a sort costs n·log n).
-uint32_t RadixThreshold(const std::vector<uint32_t>& keys, const float* weights, double target) {
-  constexpr int kShifts[] = {21, 10, 0};
-  constexpr uint32_t kMasks[] = {0x7FF, 0x7FF, 0x3FF};
-  const int64_t n = static_cast<int64_t>(keys.size());
-  std::vector<int64_t> candidates;
-  double above = 0;  // weight of the keys above the candidates
-  uint32_t prefix = 0;
+float FromKey(uint32_t key) {
+  float value;
+  std::memcpy(&value, &key, sizeof value);
+  return value;
+}
+
+// `value` where `keep`, else 0, without a branch (float bits masked).
+float KeptOrZero(float value, bool keep) { return FromKey(Key(value) & (0u - static_cast<uint32_t>(keep))); }
+float KeptOrZero(float probability, float floor) { return KeptOrZero(probability, Key(probability) >= Key(floor)); }
+
+// Buffers for one row's draw, reused across the rows of one thread.
+struct RadixScratch {
+  std::vector<int32_t> candidates, narrowed;
+  std::array<std::array<double, 2048>, 4> lanes;  // bucket weights
+  std::vector<double> blocks;                      // kept mass per block of the vocabulary
+};
+
+// The smallest probability v of the row `probs` [n] (restricted to entries ≥ `floor`) whose
+// higher entries weigh less than `target` in all (`weighted` false: each weighs 1), so that
+// exactly the entries ≥ v have less than `target` ranked above them; `floor` when the whole
+// weight stays below `target`. Radix selection instead of a sort: three passes bucket the
+// remaining candidates by 11, 11 and 9 bits of the float (its sign is always 0), walk the
+// buckets from the top adding their weight, and narrow to the bucket where it reaches
+// `target`. The cost is linear in n whatever the distribution's shape; the loops are
+// branch-free, as the tests against the floor and the prefix would often mispredict.
+float RadixThreshold(const float* probs, int64_t n, float floor, bool weighted, double target, RadixScratch& scratch) {
+  constexpr int kShifts[] = {20, 9, 0};
+  constexpr uint32_t kMasks[] = {0x7FF, 0x7FF, 0x1FF};
+  scratch.candidates.resize(n);
+  scratch.narrowed.resize(n);
+  int64_t count = 0;  // candidates after the first level
+  double above = 0;   // weight of the entries above the candidates
+  uint32_t prefix = 0, decided = 0;
   for (int level = 0; level < 3; ++level) {
-    std::array<double, 2048> weight{};
     const uint32_t shift = kShifts[level], mask = kMasks[level];
-    auto visit = [&](int64_t i) { weight[(keys[i] >> shift) & mask] += weights ? weights[i] : 1.0; };
+    const int32_t* candidates = scratch.candidates.data();
+    std::array<double, 2048>& weight = scratch.lanes[0];
     if (level == 0) {
-      for (int64_t i = 0; i < n; ++i) visit(i);
+      // A flat distribution puts almost every entry in one or two buckets: four lanes of
+      // buckets break the chain of additions to one memory cell.
+      for (auto& lane : scratch.lanes) lane.fill(0);
+      for (int64_t i = 0; i < n; ++i)
+        scratch.lanes[i & 3][(Key(probs[i]) >> shift) & mask] += KeptOrZero(weighted ? probs[i] : 1.0f, probs[i] >= floor);
+      for (int64_t b = 0; b <= mask; ++b) weight[b] += (scratch.lanes[1][b] + scratch.lanes[2][b]) + scratch.lanes[3][b];
     } else {
-      for (int64_t i : candidates) visit(i);
+      weight.fill(0);
+      for (int64_t j = 0; j < count; ++j) weight[(Key(probs[candidates[j]]) >> shift) & mask] += weighted ? probs[candidates[j]] : 1.0;
     }
     int64_t crossing = -1;
     for (int64_t bucket = mask; bucket >= 0; --bucket) {
@@ -73,97 +98,112 @@ uint32_t RadixThreshold(const std::vector<uint32_t>& keys, const float* weights,
       }
       above += weight[bucket];
     }
-    if (crossing < 0) return 0;
+    if (crossing < 0) return floor;
     prefix |= static_cast<uint32_t>(crossing) << shift;
-    const uint32_t fixed = ~((1u << shift) - 1);  // the bits decided so far
-    std::vector<int64_t> narrowed;
-    auto narrow = [&](int64_t i) {
-      if ((keys[i] & fixed) == prefix) narrowed.push_back(i);
-    };
+    decided |= mask << shift;
+    int32_t* narrowed = scratch.narrowed.data();
+    int64_t kept = 0;
     if (level == 0) {
-      for (int64_t i = 0; i < n; ++i) narrow(i);
+      for (int64_t i = 0; i < n; ++i) {
+        narrowed[kept] = static_cast<int32_t>(i);
+        kept += (probs[i] >= floor) & ((Key(probs[i]) & decided) == prefix);
+      }
     } else {
-      for (int64_t i : candidates) narrow(i);
+      for (int64_t j = 0; j < count; ++j) {
+        narrowed[kept] = candidates[j];
+        kept += (Key(probs[candidates[j]]) & decided) == prefix;
+      }
     }
-    candidates = std::move(narrowed);
+    std::swap(scratch.candidates, scratch.narrowed);
+    count = kept;
   }
-  return prefix;
+  return std::max(FromKey(prefix), floor);
 }
 
-// Filters each row of float32 `scores` [B, V] to the entries whose key (of `ranked`, [B, V]
-// float32, the same order as the scores) is at or above the row's threshold.
-// `weighted`: the ranked values are also the weights (top-p over probabilities).
-at::Tensor KeepTop(const at::Tensor& scores, const at::Tensor& ranked_values, bool weighted, double target) {
-  const at::Tensor ranked = ranked_values.to(at::kCPU).contiguous();
-  const int64_t rows = ranked.size(0), vocab = ranked.size(1);
-  at::Tensor keep = at::empty({rows, vocab}, at::TensorOptions().dtype(at::kBool));
-  const float* values = ranked.data_ptr<float>();
-  bool* kept = keep.data_ptr<bool>();
-  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-    std::vector<uint32_t> keys(vocab);
-    for (int64_t r = begin; r < end; ++r) {
-      const float* row = values + r * vocab;
-      for (int64_t i = 0; i < vocab; ++i) keys[i] = OrderedKey(row[i]);
-      const uint32_t threshold = RadixThreshold(keys, weighted ? row : nullptr, target);
-      for (int64_t i = 0; i < vocab; ++i) kept[r * vocab + i] = keys[i] >= threshold;
-    }
-  });
-  return scores.masked_fill(keep.to(scores.device()).logical_not(), kFiltered);
+// The mass of the entries ≥ `floor`, in float64. Four running sums (one would be a chain of
+// dependent additions, four times slower), and no branch, which a floor inside the
+// distribution would mispredict at every other token.
+double MassAtOrAbove(const float* probs, int64_t n, float floor) {
+  double sums[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int lane = 0; lane < 4; ++lane) sums[lane] += KeptOrZero(probs[i + lane], floor);
+  for (; i < n; ++i) sums[0] += KeptOrZero(probs[i], floor);
+  return (sums[0] + sums[1]) + (sums[2] + sums[3]);
 }
 
-// transformers' TopKLogitsWarper: scores below the k-th largest are removed (ties with it stay),
-// i.e. a score stays iff fewer than k scores are larger.
-at::Tensor TopK(const at::Tensor& scores, int64_t k) { return KeepTop(scores, scores, false, static_cast<double>(k)); }
-
-// transformers' TopPLogitsWarper: in descending order a token stays iff the probability mass
-// ranked above it is < top_p (the top token always stays).
-at::Tensor TopP(const at::Tensor& scores, double top_p) { return KeepTop(scores, scores.softmax(-1), true, top_p); }
-
-// Temperature, top-k, top-p and min-p as transformers' warpers (filtered entries become -inf).
-at::Tensor Warp(at::Tensor scores, const SamplingConfig& c) {
-  if (c.temperature != 1.0) scores = scores.div(c.temperature);
-  const int64_t vocab = scores.size(-1);
-  if (c.top_k > 0 && c.top_k < vocab) scores = TopK(scores, c.top_k);
-  if (c.top_p < 1.0) scores = TopP(scores, c.top_p);
-  if (c.min_p > 0.0) {
-    const at::Tensor probs = scores.softmax(-1);
-    const at::Tensor threshold = probs.amax(-1, true).mul(c.min_p);
-    scores = scores.masked_fill(probs.lt(threshold), kFiltered);
+// One row's token: transformers' top-k, top-p and min-p, in that order, as a rising floor on
+// the row's probabilities (each warper keeps the most probable tokens of what the previous one
+// kept, and renormalizing does not change their order), then the inverse CDF of the kept
+// tokens at `uniform` ∈ [0, 1) in vocabulary order: whole blocks are skipped by their mass,
+// and the block where the cumulative mass passes the target is walked token by token.
+int64_t DrawFromRow(const float* probs, int64_t n, const SamplingConfig& c, double uniform, RadixScratch& scratch) {
+  float floor = 0;
+  // TopKLogitsWarper: a token stays iff fewer than k tokens are more probable (ties stay).
+  if (c.top_k > 0 && c.top_k < n) floor = RadixThreshold(probs, n, floor, false, static_cast<double>(c.top_k), scratch);
+  // TopPLogitsWarper, over the distribution renormalized to the kept tokens: a token stays iff
+  // the mass ranked above it is < top_p (the top token always stays).
+  if (c.top_p < 1.0) floor = RadixThreshold(probs, n, floor, true, c.top_p * MassAtOrAbove(probs, n, floor), scratch);
+  // MinPLogitsWarper: a token stays iff its probability is ≥ min_p × the top one's.
+  if (c.min_p > 0.0) floor = std::max(floor, static_cast<float>(c.min_p * *std::max_element(probs, probs + n)));
+  constexpr int64_t kBlock = 256;
+  std::vector<double>& blocks = scratch.blocks;
+  blocks.clear();
+  double total = 0;
+  for (int64_t start = 0; start < n; start += kBlock) {
+    blocks.push_back(MassAtOrAbove(probs + start, std::min(kBlock, n - start), floor));
+    total += blocks.back();
   }
-  return scores;
+  // The cumulative mass reaches `total` after the last block, by the same additions, so some
+  // block with mass > 0 takes it past the target.
+  const double target = uniform * total;
+  double cumulative = 0;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    if (cumulative + blocks[b] <= target) {
+      cumulative += blocks[b];
+      continue;
+    }
+    const int64_t start = static_cast<int64_t>(b) * kBlock, end = std::min(start + kBlock, n);
+    int64_t last = start;
+    for (int64_t i = start; i < end; ++i) {
+      if (probs[i] < floor || probs[i] == 0) continue;  // a filtered or zero-probability token never wins
+      cumulative += probs[i];
+      last = i;
+      if (cumulative > target) return i;
+    }
+    return last;  // the token-by-token sum rounded below the block's four-lane sum
+  }
+  return std::max_element(probs, probs + n) - probs;  // unreachable unless the mass is NaN
+}
+
+// One uniform in [0, 1) from the row's own CPU generator (53 bits).
+double Uniform(at::Generator& generator) {
+  auto* cpu = at::check_generator<at::CPUGeneratorImpl>(generator);
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return static_cast<double>(cpu->random64() >> 11) * 0x1.0p-53;
 }
 
 }  // namespace
 
-at::Tensor SamplingDistribution(const at::Tensor& logits, const SamplingConfig& config, const at::Tensor& seen) {
-  const at::Tensor scores = ApplyRepetitionPenalty(logits.to(at::kFloat), seen, config.repetition_penalty);
-  return Warp(scores, config).softmax(-1);
-}
-
 at::Tensor ChooseNextTokens(const at::Tensor& logits, const SamplingConfig& config, const at::Tensor& seen,
                             std::vector<at::Generator>& generators) {
-  const at::Tensor scores = ApplyRepetitionPenalty(logits.to(at::kFloat), seen, config.repetition_penalty);
+  at::Tensor scores = ApplyRepetitionPenalty(logits.to(at::kFloat), seen, config.repetition_penalty);
   if (config.greedy) return scores.argmax(-1);
-  // Inverse CDF: one uniform per row from the row's own CPU generator, located in the row's
-  // cumulative distribution (float64, so no mass is lost to rounding over large vocabularies).
-  const at::Tensor cdf = Warp(scores, config).softmax(-1).to(at::kCPU, at::kDouble).cumsum(-1);
-  const int64_t rows = cdf.size(0);
-  const int64_t vocab = cdf.size(1);
-  at::Tensor targets = at::empty({rows, 1}, at::TensorOptions().dtype(at::kDouble));
-  auto target = targets.accessor<double, 2>();
-  const auto total = cdf.select(1, vocab - 1).contiguous();
-  const double* totals = total.data_ptr<double>();
-  for (int64_t r = 0; r < rows; ++r) {
-    auto* generator = at::check_generator<at::CPUGeneratorImpl>(generators[r]);
-    uint64_t bits;
-    {
-      std::lock_guard<std::mutex> lock(generators[r].mutex());
-      bits = generator->random64();
-    }
-    target[r][0] = static_cast<double>(bits >> 11) * 0x1.0p-53 * totals[r];  // uniform in [0, total)
-  }
-  // The first token whose cumulative mass exceeds the target: zero-probability tokens never win.
-  const at::Tensor chosen = at::searchsorted(cdf, targets, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(vocab - 1);
+  if (config.temperature != 1.0) scores = scores.div(config.temperature);
+  // One vectorized softmax for the batch; the filters and the draw are then one fused pass
+  // per row over its probabilities, with no [B, V] masks, second softmax or cumulative sum.
+  const at::Tensor probs = scores.softmax(-1).to(at::kCPU).contiguous();
+  const int64_t rows = probs.size(0);
+  const int64_t vocab = probs.size(1);
+  std::vector<double> uniforms(rows);
+  for (int64_t r = 0; r < rows; ++r) uniforms[r] = Uniform(generators[r]);
+  at::Tensor chosen = at::empty({rows}, at::TensorOptions().dtype(at::kLong));
+  int64_t* out = chosen.data_ptr<int64_t>();
+  const float* values = probs.data_ptr<float>();
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    RadixScratch scratch;
+    for (int64_t r = begin; r < end; ++r) out[r] = DrawFromRow(values + r * vocab, vocab, config, uniforms[r], scratch);
+  });
   return chosen.to(logits.device());
 }
 

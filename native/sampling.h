@@ -28,7 +28,4 @@ void CheckSamplingConfig(const SamplingConfig& config);
 at::Tensor ChooseNextTokens(const at::Tensor& logits, const SamplingConfig& config, const at::Tensor& seen,
                             std::vector<at::Generator>& generators);
 
-// The filtered, tempered distribution before the draw, [B, V] float32 (for tests and tools).
-at::Tensor SamplingDistribution(const at::Tensor& logits, const SamplingConfig& config, const at::Tensor& seen);
-
 }  // namespace spin

@@ -9,7 +9,7 @@
 // For a CUDA libtorch it also finds the CUDA runtime headers and nccl.h of the same CUDA
 // (the nvidia-* wheels beside pip torch first, then NCCL_HOME / CUDA_HOME / /usr/local/cuda);
 // SPIN_NCCL=OFF builds without NCCL.
-// Prints what a build asks for: --cmake-dir, --lib-dir, --nccl-include, --cuda-include, --cuda-toolkit, --nvrtc, --cxx-standard, --include, --cflags, --libs, --ldflags,
+// Prints what a build asks for: --cmake-dir, --lib-dir, --nccl-include, --cuda-include, --cuda-toolkit, --nvrtc, --cxx-standard, --openmp, --include, --cflags, --libs, --ldflags,
 // --sources, or --describe (JSON, for humans and the README).
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
@@ -101,6 +101,11 @@ function describe() {
   // below C++17, which this code needs.
   const cxxStandard = Math.max(17, Number(/CXX_STANDARD\s+(\d+)/.exec(config)?.[1] ?? 17));
   const cuda = existsSync(path.join(libDir, "libtorch_cuda.so"));
+  // ATen's parallel_for is an inline OpenMP loop: the addon's own loops run on libtorch's
+  // threads only when compiled with -fopenmp. No OpenMP library is linked: its symbols bind at
+  // load to the libgomp that libtorch_cpu already loaded (one thread pool, not two).
+  const atenConfig = path.join(prefix, "include", "ATen", "Config.h");
+  const openmp = existsSync(atenConfig) && /#define AT_PARALLEL_OPENMP 1/.test(readFileSync(atenConfig, "utf8"));
   // The system's own library folders (searched by the dynamic loader): no RPATH needed.
   const system = /^\/usr\/lib(\/[^/]*-linux-gnu[^/]*)?$/.test(libDir);
   // pip torch's own libraries sit in site-packages/torch/lib, the nvidia-* wheels beside it.
@@ -141,6 +146,7 @@ function describe() {
     abi,
     version: version ?? "unknown",
     cxxStandard,
+    openmp,
     cuda,
     cudaInclude,
     cudaToolkit,
@@ -199,6 +205,8 @@ function output(flag) {
       return lib.nvrtc ?? "";
     case "--cxx-standard":
       return String(lib.cxxStandard);
+    case "--openmp":
+      return lib.openmp ? "-fopenmp" : "";
     case "--include":
       return lib.include.join(" ");
     case "--cflags":
@@ -207,6 +215,7 @@ function output(flag) {
       return [
         `-std=c++${lib.cxxStandard}`,
         `-D_GLIBCXX_USE_CXX11_ABI=${lib.abi}`,
+        ...(lib.openmp ? ["-fopenmp"] : []),
         ...(lib.ncclInclude ? ["-DSPIN_WITH_NCCL"] : []),
         // The wheels' CUDA headers include the toolkit's own (crt/host_config.h): both, wheels first.
         ...[...lib.include, lib.cudaInclude, lib.cudaToolkit && path.join(lib.cudaToolkit, "include"), lib.ncclInclude]
@@ -225,7 +234,7 @@ function output(flag) {
     case "--ldflags":
       return lib.rpath ? `-Wl,-rpath,${lib.rpath}` : "";
     default:
-      throw new Error(`unknown flag ${flag}; use --describe, --cmake-dir, --lib-dir, --nccl-include, --cuda-include, --cuda-toolkit, --nvrtc, --cxx-standard, --include, --cflags, --libs, --ldflags or --sources`);
+      throw new Error(`unknown flag ${flag}; use --describe, --cmake-dir, --lib-dir, --nccl-include, --cuda-include, --cuda-toolkit, --nvrtc, --cxx-standard, --openmp, --include, --cflags, --libs, --ldflags or --sources`);
   }
 }
 

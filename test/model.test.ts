@@ -168,6 +168,15 @@ describe.each(VARIANTS)("%s", (variant: Variant) => {
     expectRelative(again.flat(), full.slice(0, prefill).flat(), TOL32, "after reset");
   });
 
+  test("one-token decode steps without autograd (the one-row matrix-vector path) match the float64 reference", () => {
+    using cache = model.newCache(1, SEQ.length);
+    const steps: number[][] = [];
+    noGrad(() => {
+      for (let t = 0; t < SEQ.length; t++) steps.push(forwardRows(model, [[SEQ[t]!]], [new Array<number>(t + 1).fill(1)], { cache })[0]![0]!);
+    });
+    expectRelative(steps.flat(), refLogits(SEQ).flat(), TOL32, "one-row steps vs reference");
+  });
+
   test("KV-cache decoding of a left-padded batch equals each row's unpadded reference", () => {
     const seqs = [SEQ.slice(0, 6), SEQ.slice(2, 5)];
     const batch = pad(seqs, "left");

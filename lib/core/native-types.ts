@@ -256,6 +256,8 @@ export interface NativeGenerateResult {
   finish: ("eos" | "stop" | "length")[];
   prefillSeconds: number;
   decodeSeconds: number;
+  /** Of decodeSeconds, the time spent choosing the next tokens (processors, filters, draw). */
+  samplingSeconds: number;
   /** Decode steps run (the longest row's new tokens). */
   steps: number;
 }

@@ -54,6 +54,8 @@ export interface GenerateResult {
   generations: Generation[];
   prefillSeconds: number;
   decodeSeconds: number;
+  /** Of `decodeSeconds`, the time spent choosing the next tokens: repetition penalty, temperature, top-k/top-p/min-p and the draw (or argmax). */
+  samplingSeconds: number;
   /** New tokens of all rows. */
   newTokens: number;
   /** New tokens per second of decoding. */
@@ -140,7 +142,7 @@ export async function generate(model: CausalLM, prompts: (string | number[])[], 
     finishReason: out.finish[i]!,
   }));
   const newTokens = out.tokens.reduce((sum, t) => sum + t.length, 0);
-  return { generations, prefillSeconds: out.prefillSeconds, decodeSeconds: out.decodeSeconds, newTokens, tokensPerSecond: newTokens / Math.max(out.decodeSeconds, 1e-9) };
+  return { generations, prefillSeconds: out.prefillSeconds, decodeSeconds: out.decodeSeconds, samplingSeconds: out.samplingSeconds, newTokens, tokensPerSecond: newTokens / Math.max(out.decodeSeconds, 1e-9) };
 }
 
 /** The tokens of a generation as they are produced; the iterator ends when every row has. */

@@ -14,6 +14,7 @@
 #include "../errors.h"
 #include "attention.h"
 #include "checkpoint.h"
+#include "matvec.h"
 #include "rope.h"
 #include "upcast.h"
 
@@ -36,23 +37,29 @@ std::string ShapeText(c10::IntArrayRef shape) {
 }
 
 // x @ Wᵀ + b (weight [out, in], as nn.Linear). A single row goes through matrix-vector
-// (gemv): OpenBLAS 0.3.21 would otherwise pack the whole weight for a one-row GEMM, which
-// triples the memory traffic of batch-1 decoding.
+// products (matvec.h; else gemv: OpenBLAS 0.3.21 would pack the whole weight for a one-row
+// GEMM, which triples the memory traffic of batch-1 decoding).
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   // 16-bit products of many rows in float32 on the CPU (upcast.h).
   if (UpcastGemm(x, x.numel() / x.size(-1))) return at::linear(Upcast(x), Upcast(weight), Upcast(bias)).to(x.scalar_type());
   if (x.numel() != x.size(-1)) return at::linear(x, weight, bias);
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = weight.size(0);
-  at::Tensor out = bias.defined() ? at::addmv(bias, weight, x.reshape({-1})) : at::mv(weight, x.reshape({-1}));
-  return out.view(shape);
+  const at::Tensor row = x.reshape({-1});
+  std::optional<at::Tensor> out = MatVec(weight, row, bias);
+  if (!out) out = bias.defined() ? at::addmv(bias, weight, row) : at::mv(weight, row);
+  return out->view(shape);
 }
 
 // x @ W + b with a Conv1D weight [in, out] (GPT-2), with the same one-row path.
 at::Tensor Conv1D(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = weight.size(1);
-  if (x.numel() == x.size(-1)) return at::addmv(bias, weight.t(), x.reshape({-1})).view(shape);
+  if (x.numel() == x.size(-1)) {
+    const at::Tensor row = x.reshape({-1});
+    std::optional<at::Tensor> out = VecMat(row, weight, bias);
+    return (out ? *out : at::addmv(bias, weight.t(), row)).view(shape);
+  }
   if (UpcastGemm(x, x.numel() / x.size(-1))) return at::addmm(Upcast(bias), Upcast(x).reshape({-1, x.size(-1)}), Upcast(weight)).view(shape).to(x.scalar_type());
   return at::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(shape);
 }
@@ -254,6 +261,33 @@ at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor
     const at::Tensor y = gpt2 ? Conv1D(x, weight, bias) : Linear(x, weight, bias);
     return adapter ? AddLora(y, x, lora, *adapter, training) : y;
   };
+  // Projections of one input (q, k, v; gate, up). A one-row input takes them in one pass over
+  // the threads (matvec.h); otherwise one product each.
+  struct Projection {
+    const at::Tensor& weight;
+    const at::Tensor& bias;
+    const LoraWeights& lora;
+  };
+  auto linears = [&](const at::Tensor& x, std::initializer_list<Projection> projections) {
+    std::optional<std::vector<at::Tensor>> fused;
+    if (x.numel() == x.size(-1)) {
+      std::vector<at::Tensor> weights, biases;
+      for (const Projection& p : projections) weights.push_back(p.weight), biases.push_back(p.bias);
+      fused = MatVecs(weights, x.reshape({-1}), biases);
+    }
+    std::vector<at::Tensor> out;
+    for (const Projection& p : projections) {
+      if (!fused) {
+        out.push_back(linear(x, p.weight, p.bias, p.lora));
+        continue;
+      }
+      std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+      shape.back() = p.weight.size(0);
+      const at::Tensor y = (*fused)[out.size()].view(shape);
+      out.push_back(adapter ? AddLora(y, x, p.lora, *adapter, training) : y);
+    }
+    return out;
+  };
 
   at::Tensor x = Norm(hidden, L.norm1_weight, L.norm1_bias);
   at::Tensor q, k, v;
@@ -261,9 +295,8 @@ at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor
     const auto qkv = linear(x, L.qkv, L.qkv_bias, L.qkv_lora).chunk(3, -1);
     q = qkv[0], k = qkv[1], v = qkv[2];
   } else {
-    q = linear(x, L.q, L.q_bias, L.q_lora);
-    k = linear(x, L.k, L.k_bias, L.k_lora);
-    v = linear(x, L.v, L.v_bias, L.v_lora);
+    const std::vector<at::Tensor> qkv = linears(x, {{L.q, L.q_bias, L.q_lora}, {L.k, L.k_bias, L.k_lora}, {L.v, L.v_bias, L.v_lora}});
+    q = qkv[0], k = qkv[1], v = qkv[2];
   }
   q = q.view({batch, tokens, -1, head_dim}).transpose(1, 2);
   k = k.view({batch, tokens, -1, head_dim}).transpose(1, 2);
@@ -282,7 +315,8 @@ at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor
   if (gpt2) {
     out = linear(at::gelu(linear(x, L.fc, L.fc_bias, L.fc_lora), "tanh"), L.fc_out, L.fc_out_bias, L.fc_out_lora);
   } else {
-    out = linear(at::silu(linear(x, L.gate, L.gate_bias, L.gate_lora)).mul(linear(x, L.up, L.up_bias, L.up_lora)), L.down, L.down_bias, L.down_lora);
+    const std::vector<at::Tensor> gate_up = linears(x, {{L.gate, L.gate_bias, L.gate_lora}, {L.up, L.up_bias, L.up_lora}});
+    out = linear(at::silu(gate_up[0]).mul(gate_up[1]), L.down, L.down_bias, L.down_lora);
   }
   return h.add(out);
 }
@@ -315,6 +349,7 @@ at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
         }
       }
     }
+    CheckInputs(in.packed->ids, in.packed->positions);
     const at::Tensor out = Run(in.packed->ids, in.packed->positions, full_attend, window_attend, store, in.checkpoint_layers && !cache, in.training);
     for (size_t g = 0; g < in.slots.size(); ++g) cache->row_lengths[in.slots[g]] = in.packed->groups[g].second;
     return out;
@@ -347,6 +382,7 @@ at::Tensor Decoder::Hidden(const ForwardInputs& in) const {
       return std::make_pair(cache->keys[index].narrow(2, 0, end), cache->values[index].narrow(2, 0, end));
     };
   }
+  CheckInputs(in.ids, positions);
   const at::Tensor out = Run(in.ids, positions, full_attend, window_attend, store, in.checkpoint_layers && !cache, in.training);
   if (cache) cache->length = past + tokens;
   return out;
@@ -361,6 +397,9 @@ at::Tensor Decoder::SlotStep(const ForwardInputs& in) const {
                                                    " takes ids [" + std::to_string(cache->batch) + ", 1] and a free column in every slot; got ids " + ShapeText(in.ids.sizes()) +
                                                    " with " + std::to_string(visible - 1) + " columns filled");
   }
+  // The host knows the positions; the ids are the sampler's choices, inside the vocabulary by
+  // construction, so a decode step needs no device sync to check them.
+  CheckPosition(visible - 1);
   const auto long_options = at::TensorOptions().dtype(at::kLong);
   const at::Tensor lengths = at::tensor(cache->row_lengths, long_options).to(device()).view({batch, 1});
   // Each row's new token sits at its own length: it sees its filled columns and itself.
@@ -384,21 +423,27 @@ at::Tensor Decoder::SlotStep(const ForwardInputs& in) const {
   return out;
 }
 
-at::Tensor Decoder::Run(const at::Tensor& ids, const at::Tensor& positions, const Attend& full_attend, const Attend& window_attend,
-                        const StoreKV& store, bool checkpoint_layers, bool training) const {
-  const auto max_position = positions.numel() > 0 ? positions.max().item<int64_t>() : 0;
+void Decoder::CheckPosition(int64_t max_position) const {
   if (config_.architecture == Architecture::kGpt2 && max_position >= config_.max_positions) {
-    throw SpinError(ErrorCode::kInvalidArgument, "position " + std::to_string(max_position) +
-                                                     " is beyond the model's " + std::to_string(config_.max_positions) +
-                                                     " learned positions");
+    throw SpinError(ErrorCode::kInvalidArgument, "position " + std::to_string(max_position) + " is beyond the model's " +
+                                                     std::to_string(config_.max_positions) + " learned positions");
   }
-  const auto max_id = ids.numel() > 0 ? ids.max().item<int64_t>() : 0;
-  const auto min_id = ids.numel() > 0 ? ids.min().item<int64_t>() : 0;
-  if (min_id < 0 || max_id >= config_.vocab_size) {
-    throw SpinError(ErrorCode::kInvalidArgument, "token id " + std::to_string(min_id < 0 ? min_id : max_id) +
-                                                     " is outside the vocabulary [0, " +
+}
+
+void Decoder::CheckInputs(const at::Tensor& ids, const at::Tensor& positions) const {
+  if (ids.numel() == 0) return;
+  // The three reductions come to the host together: one device sync, not three.
+  const at::Tensor extremes = at::stack({ids.min(), ids.max(), positions.max()}).to(at::kCPU, at::kLong);
+  const int64_t* e = extremes.data_ptr<int64_t>();
+  CheckPosition(e[2]);
+  if (e[0] < 0 || e[1] >= config_.vocab_size) {
+    throw SpinError(ErrorCode::kInvalidArgument, "token id " + std::to_string(e[0] < 0 ? e[0] : e[1]) + " is outside the vocabulary [0, " +
                                                      std::to_string(config_.vocab_size) + ")");
   }
+}
+
+at::Tensor Decoder::Run(const at::Tensor& ids, const at::Tensor& positions, const Attend& full_attend, const Attend& window_attend,
+                        const StoreKV& store, bool checkpoint_layers, bool training) const {
   at::Tensor hidden = at::embedding(embed_, ids);
   if (config_.architecture == Architecture::kGpt2) hidden = hidden.add(at::embedding(positions_embed_, positions));
   at::Tensor rope_cos, rope_sin;

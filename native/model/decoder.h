@@ -123,6 +123,9 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
                           const at::Tensor& rope_cos, const at::Tensor& rope_sin, const StoreKV& store, bool training) const;
   // A decode step of a slot-mode cache: one token per row, each at its row's length.
   at::Tensor SlotStep(const ForwardInputs& inputs) const;
+  // Token ids inside the vocabulary and (GPT-2) positions inside the learned table; SpinError otherwise.
+  void CheckInputs(const at::Tensor& ids, const at::Tensor& positions) const;
+  void CheckPosition(int64_t max_position) const;
   // Embedding, the layers and the final norm (every input kind ends here): checks ids and
   // positions; `checkpoint_layers` recomputes each layer in backward when grad is on.
   at::Tensor Run(const at::Tensor& ids, const at::Tensor& positions, const Attend& full_attend, const Attend& window_attend,
