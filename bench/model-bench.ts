@@ -10,12 +10,36 @@ function randomIds(rows: number, tokens: number, vocab: number) {
   return scope(() => randn([rows, tokens]).abs().mul(vocab / 4).floor().clamp(0, vocab - 1).to("int64"));
 }
 
-/** 8 sequences × 512 tokens, response = last 256 tokens of each, summed log-probs without grad. */
+/**
+ * Summed response log-probs without grad, 8 sequences with the response in their second half:
+ * bench-60m × 512 tokens (GEMM-bound) and bench-tiny × 128 (overhead-bound). With
+ * BENCH_PEER_PYTHON, transformers on the same shapes (bench/peer/logprobs.py: TRL's
+ * computation, a full-vocabulary log-softmax and a gather) in this same run.
+ */
 export async function logprobsRows(matmulGflops: number): Promise<Row[]> {
-  const shape = SHAPES["bench-60m"]!;
-  const model = await CausalLM.load(await benchCheckpoint("bench-60m"));
-  const rows = 8;
-  const tokens = 512;
+  const python = process.env.BENCH_PEER_PYTHON;
+  const rows: Row[] = [];
+  for (const [name, tokens] of [["bench-60m", 512], ["bench-tiny", 128]] as const) {
+    const seconds = await logprobsSeconds(name, 8, tokens);
+    const peer = python ? await benchChild("../../bench/peer/logprobs.py", python, [await benchCheckpoint(name), "--rows=8", `--tokens=${tokens}`]) : null;
+    const gflops = (2 * parameterCount(SHAPES[name]!) * 8 * tokens) / seconds / 1e9;
+    rows.push({
+      name: `logprobs ${name} 8x${tokens}`,
+      seconds,
+      "tokens/s": (8 * tokens) / seconds,
+      "GFLOP/s (2·P·tok)": gflops,
+      "of matmul peak": gflops / matmulGflops,
+      "× peer speed": peer ? Number(peer.seconds) / seconds : Number.NaN,
+    });
+    if (peer) rows.push({ name: `${String(peer.name)} (torch ${String(peer.torch)})`, seconds: Number(peer.seconds), "tokens/s": (8 * tokens) / Number(peer.seconds) });
+  }
+  return rows;
+}
+
+/** Median seconds of `model.logprobs` over rows × tokens random ids, labels on the second half. */
+async function logprobsSeconds(name: string, rows: number, tokens: number): Promise<number> {
+  const shape = SHAPES[name]!;
+  const model = await CausalLM.load(await benchCheckpoint(name));
   const ids = randomIds(rows, tokens, shape.vocab);
   const mask = ones([rows, tokens], { dtype: "int64" });
   const labels = scope(() => {
@@ -26,19 +50,10 @@ export async function logprobsRows(matmulGflops: number): Promise<Row[]> {
     const out = await noGrad(() => model.logprobs(ids, mask, labels));
     for (const t of Object.values(out)) t.dispose();
   };
-  const t = await time(run, 5, 1);
+  const t = await time(run, name === "bench-tiny" ? 20 : 5, 1);
   model.dispose();
-  const params = parameterCount(shape);
-  const gflops = (2 * params * rows * tokens) / t.median / 1e9;
-  return [
-    {
-      name: "logprobs bench-60m 8x512",
-      seconds: t.median,
-      "tokens/s": (rows * tokens) / t.median,
-      "GFLOP/s (2·P·tok)": gflops,
-      "of matmul peak": gflops / matmulGflops,
-    },
-  ];
+  for (const x of [ids, mask, labels]) x.dispose();
+  return t.median;
 }
 
 /** CausalLM.load of bench-250m, then dispose: owned weights (the default, read into memory) and memory-mapped. */
