@@ -275,8 +275,13 @@ export async function zeroRows(runs: [shape: string, stages: number[], repeats: 
   return rows;
 }
 
-/** Generation (docs/benchmarks.md, Workloads): 64-token prompts, exactly 128 new tokens, greedy b=1 and b=32, sampling b=32. */
+/**
+ * Generation (docs/benchmarks.md, Workloads): 64-token prompts, exactly 128 new tokens, greedy
+ * b=1 and b=32, sampling b=32; with BENCH_PEER_PYTHON, transformers `generate` on the same
+ * prompts (bench/peer/decode.py) in this same run.
+ */
 export async function generateRows(limits: { matmulGflops: number; bandwidthGBs: number }): Promise<Row[]> {
+  const python = process.env.BENCH_PEER_PYTHON;
   const rows: Row[] = [];
   for (const name of ["bench-tiny", "bench-60m"]) {
     const shape = SHAPES[name]!;
@@ -294,10 +299,14 @@ export async function generateRows(limits: { matmulGflops: number; bandwidthGBs:
       const result = await run();
       const perToken = result.decodeSeconds / 127; // 127 decode steps after the prefill's token
       const tokensPerSecond = (batch * 127) / result.decodeSeconds;
+      const peerArgs = [await benchCheckpoint(name), `--batch=${batch}`, ...(sampling.doSample ? ["--sample"] : [])];
+      const peer = python ? await benchChild("../../bench/peer/decode.py", python, peerArgs) : null;
       const row: Row = {
         name: `${name} ${label}`,
         "new tok/s": tokensPerSecond,
         "ms/step": perToken * 1000,
+        "peer ms/step": peer ? Number(peer.msPerStep) : Number.NaN,
+        "× peer speed": peer ? Number(peer.msPerStep) / (perToken * 1000) : Number.NaN,
         "sampling share": result.samplingSeconds / result.decodeSeconds,
         "prefill s": result.prefillSeconds,
       };

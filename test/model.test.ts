@@ -168,13 +168,15 @@ describe.each(VARIANTS)("%s", (variant: Variant) => {
     expectRelative(again.flat(), full.slice(0, prefill).flat(), TOL32, "after reset");
   });
 
-  test("one-token decode steps without autograd (the one-row matrix-vector path) match the float64 reference", () => {
+  test("forwards without autograd (fused norm and RoPE; one-token steps through the matrix-vector path) match the float64 reference", () => {
     using cache = model.newCache(1, SEQ.length);
     const steps: number[][] = [];
-    noGrad(() => {
+    const full = noGrad(() => {
       for (let t = 0; t < SEQ.length; t++) steps.push(forwardRows(model, [[SEQ[t]!]], [new Array<number>(t + 1).fill(1)], { cache })[0]![0]!);
+      return forwardRows(model, [SEQ], [SEQ.map(() => 1)])[0]!;
     });
     expectRelative(steps.flat(), refLogits(SEQ).flat(), TOL32, "one-row steps vs reference");
+    expectRelative(full.flat(), refLogits(SEQ).flat(), TOL32, "full forward vs reference");
   });
 
   test("KV-cache decoding of a left-padded batch equals each row's unpadded reference", () => {

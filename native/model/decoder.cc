@@ -14,6 +14,7 @@
 #include "../errors.h"
 #include "attention.h"
 #include "checkpoint.h"
+#include "fused_cpu.h"
 #include "matvec.h"
 #include "rope.h"
 #include "upcast.h"
@@ -217,6 +218,7 @@ at::Tensor Decoder::Norm(const at::Tensor& x, const at::Tensor& weight, const at
   if (config_.architecture == Architecture::kGpt2) {
     return at::layer_norm(x, {x.size(-1)}, weight, bias, config_.norm_eps);
   }
+  if (std::optional<at::Tensor> fused = FusedRmsNorm(x, weight, config_.norm_eps)) return *fused;
   // float32 for 16-bit and float32 models (as transformers); float64 models stay float64.
   const at::Tensor x32 = x.to(at::promote_types(x.scalar_type(), at::kFloat));
   const at::Tensor normed = x32.mul(at::rsqrt(x32.pow(2).mean(-1, true).add(config_.norm_eps)));

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "fused_cpu.h"
+
 namespace spin {
 
 at::Tensor RopeInverseFrequencies(const ModelConfig& config, c10::Device device, c10::ScalarType model_dtype) {
@@ -37,6 +39,7 @@ RopeTables RopeTablesFor(const at::Tensor& inverse_frequencies, const at::Tensor
 }
 
 at::Tensor ApplyRope(const at::Tensor& x, const RopeTables& tables) {
+  if (std::optional<at::Tensor> fused = FusedRope(x, tables.cos, tables.sin)) return *fused;
   const int64_t half = x.size(-1) / 2;
   const at::Tensor rotated = at::cat({x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)}, -1);
   return x.mul(tables.cos).add(rotated.mul(tables.sin));
