@@ -52,11 +52,27 @@ ResponseLogprobs ComputePackedLogprobs(const Decoder& model, const at::Tensor& h
   return ScoreTargets(model, hidden.select(0, 0).index_select(0, batch.source), batch.target, batch.row, batch.rows);
 }
 
+namespace {
+
+// Packing drops padding and runs a pair's common prefix once. A batch with neither (a full
+// mask, no pair sharing its first token) runs padded: the same tokens in fewer, larger
+// attention calls, without building the packed layout.
+bool PackingShortens(const at::Tensor& ids, const at::Tensor& attention_mask, bool share_pairs) {
+  if (!attention_mask.ne(0).all().item<bool>()) return true;
+  const int64_t rows = ids.size(0);
+  if (!share_pairs || rows % 2 != 0 || ids.size(1) == 0) return false;
+  const at::Tensor first = ids.select(1, 0);
+  return first.narrow(0, 0, rows / 2).eq(first.narrow(0, rows / 2, rows / 2)).any().item<bool>();
+}
+
+}  // namespace
+
 ResponseLogprobs BatchLogprobs(const Decoder& model, const ForwardInputs& inputs, const at::Tensor& labels, bool packed, bool share_pairs) {
   if (!packed) return ComputeResponseLogprobs(model, model.Hidden(inputs), labels);
   if (inputs.ids.dim() != 2 || labels.sizes() != inputs.ids.sizes()) {
     throw SpinError(ErrorCode::kShapeMismatch, "ids and labels must have one [rows, tokens] shape");
   }
+  if (!PackingShortens(inputs.ids, inputs.attention_mask, share_pairs)) return ComputeResponseLogprobs(model, model.Hidden(inputs), labels);
   const PackedBatch batch = PackBatch(inputs.ids, inputs.attention_mask, labels, share_pairs, model.device());
   ForwardInputs packed_inputs = inputs;
   packed_inputs.packed = batch.sequences;

@@ -39,6 +39,7 @@ export interface LogprobsOptions {
   /**
    * Run the rows without padding, packed end to end, with row i and row i + N/2 (the
    * [real; generated] layout of a SPIN batch) running their common prefix once (default true).
+   * A batch that packing would not shorten (no padding, no shared prefix) runs padded anyway.
    * false: the padded batch as given. The two agree within float32 rounding.
    */
   packing?: boolean;
