@@ -28,7 +28,6 @@ struct GenerateRequest {
   std::vector<int64_t> eos_ids;
   std::vector<std::vector<int64_t>> stop_sequences;
   std::vector<uint64_t> seeds;  // one per row
-  int64_t pad_id = 0;
   int64_t max_sequences = 0;  // rows decoding together (continuous batching)
   int64_t token_budget = 0;   // prompt tokens prefilled together
 };
@@ -240,7 +239,9 @@ GenerateResult RunGenerate(const GenerateRequest& r, StreamFn* stream) {
     if (busy.empty()) break;
     const std::vector<int64_t> chosen = batch.Choose(busy, generators);
     result.sampling_seconds += std::chrono::duration<double>(Clock::now() - start).count();
-    std::vector<int64_t> step_tokens(batch.slots(), r.pad_id);
+    // A free slot decodes a placeholder (token 0, inside every vocabulary) until it is reused
+    // or compacted away; its output is never read.
+    std::vector<int64_t> step_tokens(batch.slots(), 0);
     std::vector<std::pair<int64_t, int64_t>> streamed;
     for (size_t i = 0; i < busy.size(); ++i) {
       const int64_t slot = busy[i], row = batch.row(slot), token = chosen[i];
@@ -316,7 +317,6 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
     CheckSamplingConfig(request.sampling);
     request.max_new_tokens = static_cast<int64_t>(number("maxNewTokens", 256));
     if (request.max_new_tokens < 1) throw SpinError(ErrorCode::kInvalidArgument, "maxNewTokens must be >= 1");
-    request.pad_id = static_cast<int64_t>(number("padTokenId", 0));
     request.max_sequences = static_cast<int64_t>(number("maxBatchSequences", static_cast<double>(request.prompts.size())));
     request.token_budget = static_cast<int64_t>(number("prefillTokenBudget", 4096));
     if (request.max_sequences < 1) throw SpinError(ErrorCode::kInvalidArgument, "maxBatchSequences must be >= 1");

@@ -68,10 +68,15 @@ bool PackingShortens(const at::Tensor& ids, const at::Tensor& attention_mask, bo
 }  // namespace
 
 ResponseLogprobs BatchLogprobs(const Decoder& model, const ForwardInputs& inputs, const at::Tensor& labels, bool packed, bool share_pairs) {
-  if (!packed) return ComputeResponseLogprobs(model, model.Hidden(inputs), labels);
-  if (inputs.ids.dim() != 2 || labels.sizes() != inputs.ids.sizes()) {
-    throw SpinError(ErrorCode::kShapeMismatch, "ids and labels must have one [rows, tokens] shape");
+  if (inputs.ids.dim() != 2 || labels.sizes() != inputs.ids.sizes() || inputs.attention_mask.sizes() != inputs.ids.sizes()) {
+    throw SpinError(ErrorCode::kShapeMismatch, "ids, attention mask and labels must have one [rows, tokens] shape");
   }
+  // Positions come from the mask (padded: its running sum; packed: its nonzero entries): only
+  // 0 and 1 mean the same to both.
+  if (inputs.attention_mask.ne(0).logical_and(inputs.attention_mask.ne(1)).any().item<bool>()) {
+    throw SpinError(ErrorCode::kInvalidArgument, "attention mask must hold only 0 and 1");
+  }
+  if (!packed) return ComputeResponseLogprobs(model, model.Hidden(inputs), labels);
   if (!PackingShortens(inputs.ids, inputs.attention_mask, share_pairs)) return ComputeResponseLogprobs(model, model.Hidden(inputs), labels);
   const PackedBatch batch = PackBatch(inputs.ids, inputs.attention_mask, labels, share_pairs, model.device());
   ForwardInputs packed_inputs = inputs;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -98,7 +99,13 @@ float RadixThreshold(const float* probs, int64_t n, float floor, bool weighted, 
       }
       above += weight[bucket];
     }
-    if (crossing < 0) return floor;
+    if (crossing < 0) {
+      // Below the first level only rounding gets here (the candidates' bucket reached the
+      // target a level up): keep every candidate, from the lowest bucket holding one.
+      if (level == 0) return floor;
+      crossing = mask;
+      for (int64_t j = 0; j < count; ++j) crossing = std::min<int64_t>(crossing, (Key(probs[candidates[j]]) >> shift) & mask);
+    }
     prefix |= static_cast<uint32_t>(crossing) << shift;
     decided |= mask << shift;
     int32_t* narrowed = scratch.narrowed.data();
@@ -132,7 +139,7 @@ double MassAtOrAbove(const float* probs, int64_t n, float floor) {
   return (sums[0] + sums[1]) + (sums[2] + sums[3]);
 }
 
-// One row's token: transformers' top-k, top-p and min-p, in that order, as a rising floor on
+// One row's token (−1 when its probabilities are not finite): transformers' top-k, top-p and min-p, in that order, as a rising floor on
 // the row's probabilities (each warper keeps the most probable tokens of what the previous one
 // kept, and renormalizing does not change their order), then the inverse CDF of the kept
 // tokens at `uniform` ∈ [0, 1) in vocabulary order: whole blocks are skipped by their mass,
@@ -154,6 +161,7 @@ int64_t DrawFromRow(const float* probs, int64_t n, const SamplingConfig& c, doub
     blocks.push_back(MassAtOrAbove(probs + start, std::min(kBlock, n - start), floor));
     total += blocks.back();
   }
+  if (!(total > 0) || !std::isfinite(total)) return -1;  // NaN or infinite logits
   // The cumulative mass reaches `total` after the last block, by the same additions, so some
   // block with mass > 0 takes it past the target.
   const double target = uniform * total;
@@ -173,7 +181,7 @@ int64_t DrawFromRow(const float* probs, int64_t n, const SamplingConfig& c, doub
     }
     return last;  // the token-by-token sum rounded below the block's four-lane sum
   }
-  return std::max_element(probs, probs + n) - probs;  // unreachable unless the mass is NaN
+  return -1;  // unreachable: the last block with mass takes the cumulative mass past the target
 }
 
 // One uniform in [0, 1) from the row's own CPU generator (53 bits).
@@ -204,6 +212,9 @@ at::Tensor ChooseNextTokens(const at::Tensor& logits, const SamplingConfig& conf
     RadixScratch scratch;
     for (int64_t r = begin; r < end; ++r) out[r] = DrawFromRow(values + r * vocab, vocab, config, uniforms[r], scratch);
   });
+  for (int64_t r = 0; r < rows; ++r) {
+    if (out[r] < 0) throw SpinError(ErrorCode::kInvalidArgument, "row " + std::to_string(r) + " of the next-token logits is not finite (NaN or infinity): nothing to sample from");
+  }
   return chosen.to(logits.device());
 }
 

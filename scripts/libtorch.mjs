@@ -102,10 +102,12 @@ function describe() {
   const cxxStandard = Math.max(17, Number(/CXX_STANDARD\s+(\d+)/.exec(config)?.[1] ?? 17));
   const cuda = existsSync(path.join(libDir, "libtorch_cuda.so"));
   // ATen's parallel_for is an inline OpenMP loop: the addon's own loops run on libtorch's
-  // threads only when compiled with -fopenmp. No OpenMP library is linked: its symbols bind at
-  // load to the libgomp that libtorch_cpu already loaded (one thread pool, not two).
+  // threads only when compiled with -fopenmp. No OpenMP library is linked: GCC's GOMP_* calls
+  // bind at load to the libgomp that libtorch_cpu already loaded (one thread pool, not two).
+  // Linux and GCC only: clang would call libomp's __kmpc_* entry points, which libgomp lacks.
   const atenConfig = path.join(prefix, "include", "ATen", "Config.h");
-  const openmp = existsSync(atenConfig) && /#define AT_PARALLEL_OPENMP 1/.test(readFileSync(atenConfig, "utf8"));
+  const gcc = process.platform === "linux" && !/clang/.test(process.env.CXX ?? "");
+  const openmp = gcc && existsSync(atenConfig) && /#define AT_PARALLEL_OPENMP 1/.test(readFileSync(atenConfig, "utf8"));
   // The system's own library folders (searched by the dynamic loader): no RPATH needed.
   const system = /^\/usr\/lib(\/[^/]*-linux-gnu[^/]*)?$/.test(libDir);
   // pip torch's own libraries sit in site-packages/torch/lib, the nvidia-* wheels beside it.

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { writeFileSync } from "node:fs";
 
-import { CausalLM, type GenerateOptions, type Tensor, type Tokenizer, manualSeed, randn, saveSafetensors, scope, setNumThreads, tensor } from "../lib/index.js";
+import { CausalLM, type GenerateOptions, type Tensor, type Tokenizer, full, manualSeed, randn, saveSafetensors, scope, setNumThreads, tensor } from "../lib/index.js";
 import { VOCAB, buildTensors, hfConfig, removeRoot, tempRoot, writeFixture } from "./fixtures.js";
 import { writeCharModel } from "./tiny-char-model.js";
 import { tinyTokenizer } from "./tiny-tokenizer.js";
@@ -544,5 +544,17 @@ describe("bad arguments", () => {
     expect(e.message).toMatch(/vocabulary/);
     e = await errorOf(llama.generate([[1]], { topP: 0 }));
     expect(e.code).toBe("INVALID_ARGUMENT");
+  });
+
+  test("sampling from logits that are not finite is an INVALID_ARGUMENT error naming the row", async () => {
+    using broken = await CausalLM.load(path.join(root, "llama"));
+    const parameters = broken.parameters();
+    const head = parameters.get("lm_head.weight")!;
+    scope(() => head.copyFrom(full(head.shape, Number.NaN)));
+    for (const t of parameters.values()) t.dispose();
+    for (const sampling of [{ topK: 0 }, { topK: 5 }, { topK: 0, topP: 0.9 }, { topK: 0, minP: 0.1 }] as GenerateOptions[]) {
+      const promise = broken.generate([[1, 2]], { ...sampling, doSample: true, maxNewTokens: 2, eosTokenIds: [] });
+      await expect(promise).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/row 0 .*not finite/) });
+    }
   });
 });

@@ -205,6 +205,30 @@ describe("packing and attention: edges", () => {
     }
   });
 
+  test("the mask must hold 0 and 1 and match the ids' shape, packed or padded; an unshortenable batch gives the padded numbers", async () => {
+    const ids = int64([[1, 2, 3, 4], [5, 6, 7, 8]]);
+    const labels = int64([[-100, 2, 3, 4], [-100, -100, 7, 8]]);
+    const twos = int64([[1, 1, 2, 1], [1, 1, 1, 1]]);
+    const short = int64([[1, 1, 1], [1, 1, 1]]);
+    const mask = int64([[1, 1, 1, 1], [1, 1, 1, 1]]);
+    try {
+      for (const packing of [true, false]) {
+        const values = await model.logprobs(ids, twos, labels, { packing }).then(() => null, (e: Error & { code?: string }) => e);
+        expect(values?.code).toBe("INVALID_ARGUMENT");
+        expect(values?.message).toMatch(/attention mask must hold only 0 and 1/);
+        const shape = await model.logprobs(ids, short, labels, { packing }).then(() => null, (e: Error & { code?: string }) => e);
+        expect(shape?.code).toBe("SHAPE_MISMATCH");
+      }
+      // No padding, no pair sharing a first token: packing runs the padded batch, bit for bit.
+      const packed = await model.logprobs(ids, mask, labels, { packing: true });
+      const padded = await model.logprobs(ids, mask, labels, { packing: false });
+      expect(valuesOf(packed.sum)).toEqual(valuesOf(padded.sum));
+      for (const out of [packed, padded]) for (const t of [out.sum, out.tokens, out.logitMean]) t.dispose();
+    } finally {
+      for (const t of [ids, labels, twos, short, mask]) t.dispose();
+    }
+  });
+
   test("an SFT step packed equals the padded one", async () => {
     const ids = int64([[1, 2, 3, 4, 5], [6, 7, 8, 0, 0]]);
     const attentionMask = int64([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]);

@@ -241,7 +241,6 @@ export interface NativeGenerateOptions {
   repetitionPenalty: number;
   eosTokenIds: number[];
   stopSequences: number[][];
-  padTokenId: number;
   /** One seed per prompt row. */
   seeds: number[];
   /** Rows decoding together (continuous batching). */

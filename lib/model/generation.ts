@@ -111,7 +111,6 @@ function resolveOptions(model: CausalLM, rows: number, o: GenerateOptions): Nati
     repetitionPenalty: o.repetitionPenalty ?? asNumber(g.repetition_penalty) ?? 1.0,
     eosTokenIds: eos,
     stopSequences: stops,
-    padTokenId: asNumber(g.pad_token_id) ?? model.config.padTokenId ?? eos[0] ?? 0,
     seeds: o.seeds ?? Array.from({ length: rows }, (_, i) => seed + i),
     maxBatchSequences: positiveInteger(o.maxBatchSequences, "maxBatchSequences") ?? rows,
     prefillTokenBudget: positiveInteger(o.prefillTokenBudget, "prefillTokenBudget") ?? 4096,

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
 
 #include <algorithm>
 #include <cmath>
@@ -12,7 +13,7 @@ namespace spin {
 namespace {
 
 bool Fits(const at::Tensor& t) {
-  return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.layout() == at::kStrided && !t.requires_grad();
+  return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.layout() == at::kStrided;
 }
 
 // Rows per task: about 16K values, so small tensors stay on one thread.
@@ -20,8 +21,14 @@ int64_t Grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int6
 
 }  // namespace
 
+bool FastPathMode(std::initializer_list<at::Tensor> tensors) {
+  if (c10::InferenceMode::is_enabled()) return true;
+  if (c10::GradMode::is_enabled()) return false;
+  return std::none_of(tensors.begin(), tensors.end(), [](const at::Tensor& t) { return t.defined() && t.requires_grad(); });
+}
+
 std::optional<at::Tensor> FusedRmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  if (c10::GradMode::is_enabled() || !Fits(x) || !Fits(weight) || x.dim() < 1 || weight.dim() != 1 || weight.numel() != x.size(-1)) return std::nullopt;
+  if (!FastPathMode({x, weight}) || !Fits(x) || !Fits(weight) || x.dim() < 1 || weight.dim() != 1 || weight.numel() != x.size(-1)) return std::nullopt;
   const at::Tensor in = x.contiguous(), w = weight.contiguous();
   at::Tensor out = at::empty_like(in);
   const int64_t width = in.size(-1), rows = width == 0 ? 0 : in.numel() / width;
@@ -46,7 +53,7 @@ std::optional<at::Tensor> FusedRmsNorm(const at::Tensor& x, const at::Tensor& we
 }
 
 std::optional<at::Tensor> FusedRope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  if (c10::GradMode::is_enabled() || !Fits(x) || !Fits(cos) || !Fits(sin) || x.dim() != 4 || x.stride(3) != 1) return std::nullopt;
+  if (!FastPathMode({x, cos, sin}) || !Fits(x) || !Fits(cos) || !Fits(sin) || x.dim() != 4 || x.stride(3) != 1) return std::nullopt;
   const int64_t batch = x.size(0), heads = x.size(1), tokens = x.size(2), dim = x.size(3), half = dim / 2;
   const std::vector<int64_t> table_shape{batch, 1, tokens, dim};
   if (dim % 2 != 0 || cos.sizes() != table_shape || sin.sizes() != table_shape || !cos.is_contiguous() || !sin.is_contiguous()) return std::nullopt;

@@ -1,8 +1,9 @@
 #include "matvec.h"
 
+#include "fused_cpu.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <c10/core/GradMode.h>
 
 #include <algorithm>
 
@@ -19,9 +20,9 @@ bool Applies(const at::Tensor& weight, const at::Tensor& x, const at::Tensor& bi
 #ifdef SPIN_MATVEC_X86
   static const bool cpu_has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   const auto fits = [](const at::Tensor& t) {
-    return !t.defined() || (t.device().is_cpu() && t.scalar_type() == at::kFloat && !t.requires_grad() && t.layout() == at::kStrided);
+    return !t.defined() || (t.device().is_cpu() && t.scalar_type() == at::kFloat && t.layout() == at::kStrided);
   };
-  return cpu_has_avx2 && fits(weight) && fits(x) && fits(bias) && weight.dim() == 2 && weight.is_contiguous() && !c10::GradMode::is_enabled();
+  return cpu_has_avx2 && fits(weight) && fits(x) && fits(bias) && weight.dim() == 2 && weight.is_contiguous() && FastPathMode({weight, x, bias});
 #else
   return false;
 #endif
@@ -116,7 +117,7 @@ std::optional<at::Tensor> MatVec(const at::Tensor& weight, const at::Tensor& x, 
 }
 
 std::optional<at::Tensor> VecMat(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  if (!Applies(weight, x, bias)) return std::nullopt;
+  if (!Applies(weight, x, bias) || weight.size(0) != x.numel()) return std::nullopt;
 #ifdef SPIN_MATVEC_X86
   const at::Tensor& w = weight;
   const at::Tensor v = x.contiguous();

@@ -13,7 +13,7 @@
 namespace spin {
 
 // weight [out, in] · x [in] (+ bias [out]), when the fast path applies: float32 CPU tensors,
-// a contiguous weight, no autograd, a CPU with AVX2 and FMA. nullopt otherwise (the caller uses at::mv).
+// a contiguous weight, grad mode off, a CPU with AVX2 and FMA. nullopt otherwise (the caller uses at::mv).
 std::optional<at::Tensor> MatVec(const at::Tensor& weight, const at::Tensor& x, const at::Tensor& bias);
 
 // The products of several weights with the same x (q, k and v; gate and up) in one pass over
