@@ -76,8 +76,7 @@ ResponseLogprobs BatchLogprobs(const Decoder& model, const ForwardInputs& inputs
   if (inputs.attention_mask.ne(0).logical_and(inputs.attention_mask.ne(1)).any().item<bool>()) {
     throw SpinError(ErrorCode::kInvalidArgument, "attention mask must hold only 0 and 1");
   }
-  if (!packed) return ComputeResponseLogprobs(model, model.Hidden(inputs), labels);
-  if (!PackingShortens(inputs.ids, inputs.attention_mask, share_pairs)) return ComputeResponseLogprobs(model, model.Hidden(inputs), labels);
+  if (!packed || !PackingShortens(inputs.ids, inputs.attention_mask, share_pairs)) return ComputeResponseLogprobs(model, model.Hidden(inputs), labels);
   const PackedBatch batch = PackBatch(inputs.ids, inputs.attention_mask, labels, share_pairs, model.device());
   ForwardInputs packed_inputs = inputs;
   packed_inputs.packed = batch.sequences;

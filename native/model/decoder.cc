@@ -37,6 +37,13 @@ std::string ShapeText(c10::IntArrayRef shape) {
   return out.str();
 }
 
+// x's shape with its last dimension replaced by `features`.
+std::vector<int64_t> OutputShape(const at::Tensor& x, int64_t features) {
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = features;
+  return shape;
+}
+
 // x @ Wᵀ + b (weight [out, in], as nn.Linear). A single row goes through matrix-vector
 // products (matvec.h; else gemv: OpenBLAS 0.3.21 would pack the whole weight for a one-row
 // GEMM, which triples the memory traffic of batch-1 decoding).
@@ -44,18 +51,15 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   // 16-bit products of many rows in float32 on the CPU (upcast.h).
   if (UpcastGemm(x, x.numel() / x.size(-1))) return at::linear(Upcast(x), Upcast(weight), Upcast(bias)).to(x.scalar_type());
   if (x.numel() != x.size(-1)) return at::linear(x, weight, bias);
-  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-  shape.back() = weight.size(0);
   const at::Tensor row = x.reshape({-1});
   std::optional<at::Tensor> out = MatVec(weight, row, bias);
   if (!out) out = bias.defined() ? at::addmv(bias, weight, row) : at::mv(weight, row);
-  return out->view(shape);
+  return out->view(OutputShape(x, weight.size(0)));
 }
 
 // x @ W + b with a Conv1D weight [in, out] (GPT-2), with the same one-row path.
 at::Tensor Conv1D(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-  shape.back() = weight.size(1);
+  const std::vector<int64_t> shape = OutputShape(x, weight.size(1));
   if (x.numel() == x.size(-1)) {
     const at::Tensor row = x.reshape({-1});
     std::optional<at::Tensor> out = VecMat(row, weight, bias);
@@ -283,9 +287,7 @@ at::Tensor Decoder::LayerForward(const Layer& L, int64_t index, const at::Tensor
         out.push_back(linear(x, p.weight, p.bias, p.lora));
         continue;
       }
-      std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-      shape.back() = p.weight.size(0);
-      const at::Tensor y = (*fused)[out.size()].view(shape);
+      const at::Tensor y = (*fused)[out.size()].view(OutputShape(x, p.weight.size(0)));
       out.push_back(adapter ? AddLora(y, x, p.lora, *adapter, training) : y);
     }
     return out;

@@ -126,8 +126,8 @@ class Decoder : public std::enable_shared_from_this<Decoder> {
   // Token ids inside the vocabulary and (GPT-2) positions inside the learned table; SpinError otherwise.
   void CheckInputs(const at::Tensor& ids, const at::Tensor& positions) const;
   void CheckPosition(int64_t max_position) const;
-  // Embedding, the layers and the final norm (every input kind ends here): checks ids and
-  // positions; `checkpoint_layers` recomputes each layer in backward when grad is on.
+  // Embedding, the layers and the final norm (every input kind ends here; its caller checks
+  // ids and positions); `checkpoint_layers` recomputes each layer in backward when grad is on.
   at::Tensor Run(const at::Tensor& ids, const at::Tensor& positions, const Attend& full_attend, const Attend& window_attend,
                  const StoreKV& store, bool checkpoint_layers, bool training) const;
   at::Tensor Norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;

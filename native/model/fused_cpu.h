@@ -8,9 +8,8 @@
 
 #include <ATen/core/Tensor.h>
 
-#include <optional>
-
 #include <initializer_list>
+#include <optional>
 
 namespace spin {
 
