@@ -5,7 +5,8 @@ import path from "node:path";
 
 import { describe, expect, test } from "vitest";
 
-import { DEMO_TASKS, demoSplits, readExamples, sftRow, taskOf } from "../lib/run/demo/task.js";
+import { DEMO_SFT_ROWS_PER_TASK, DEMO_SHIPPED_TRAIN_ROWS, DEMO_TASKS, demoSplits, readExamples, sftRow, taskOf } from "../lib/run/demo/task.js";
+import { demoAssets } from "../lib/run/demo/run.js";
 import { SpinNativeError } from "../lib/index.js";
 
 describe("demo task", () => {
@@ -24,20 +25,25 @@ describe("demo task", () => {
       expect(word).toBe(e.task);
       let expected = "";
       if (e.task === "reverse") {
-        expect(input).toMatch(/^[a-z]{3,7}$/);
+        expect(input).toMatch(/^[a-z]{5}$/);
         for (let i = input!.length - 1; i >= 0; i--) expected += input![i];
       } else {
-        expect(input).toMatch(/^[0-9]{4,9}$/);
+        expect(input).toMatch(/^[0-9]{6}$/);
         const counts = Array.from({ length: 10 }, (_, d) => [...input!].filter((c) => Number(c) === d).length);
         counts.forEach((n, d) => (expected += String(d).repeat(n)));
       }
       expect(e.answer).toBe(expected);
     }
-    // Every length occurs: short instances (learnt first) and long ones.
-    expect(new Set(train.filter((e) => e.task === "reverse").map((e) => e.answer.length))).toEqual(new Set([3, 4, 5, 6, 7]));
-    expect(new Set(train.filter((e) => e.task === "sort").map((e) => e.answer.length))).toEqual(new Set([4, 5, 6, 7, 8, 9]));
     // The same seed gives the same data.
     expect(demoSplits(400, 60)).toEqual({ train, test: heldOut });
+  });
+
+  test("the shipped rows are make-demo's: the first of θ0's SFT rows, and the held-out rows", () => {
+    const made = demoSplits(DEMO_SFT_ROWS_PER_TASK, 150);
+    const assets = demoAssets();
+    expect(readExamples(assets.train)).toEqual(made.train.slice(0, DEMO_SHIPPED_TRAIN_ROWS));
+    expect(readExamples(assets.test)).toEqual(made.test);
+    for (const task of DEMO_TASKS) expect(readExamples(assets.train).filter((e) => e.task === task).length).toBeGreaterThan(DEMO_SHIPPED_TRAIN_ROWS / 3);
   });
 
   test("readExamples reads make-demo's rows back, and names the file and line of a bad one", () => {

@@ -1,8 +1,9 @@
 // Builds the demo's shipped assets (run once; the outputs are committed):
-//   examples/demo/data/{train,test}.jsonl   reversal and sorting prompts as chat rows
-//                                           (1 000 and 150 per task)
-//   examples/demo/model/                    θ0: a tiny Llama, deliberately under-trained by
-//                                           spin-native's own SftTrainer, with its tokenizer
+//   examples/demo/data/train.jsonl   the first 2 000 of θ0's 20 000 SFT rows (reversal and
+//                                    sorting prompts as chat rows, the tasks shuffled together)
+//   examples/demo/data/test.jsonl    150 held-out rows per task
+//   examples/demo/model/             θ0: a tiny Llama, deliberately under-trained by
+//                                    spin-native's own SftTrainer, with its tokenizer
 // node dist/examples/demo/make-demo.js
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -10,19 +11,19 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { CausalLM, SftTrainer, Tokenizer, manualSeed, ones, randn, saveSafetensors, scope, setNumThreads, type Tensor } from "../../lib/index.js";
-import { DEMO_BASE_SFT_STEPS, DEMO_SFT, DEMO_VOCAB_SIZE, demoSplits, sftRow, spinRow, writeDemoTokenizer } from "../../lib/run/demo/task.js";
+import { DEMO_BASE_SFT_STEPS, DEMO_SFT, DEMO_SFT_ROWS_PER_TASK, DEMO_SHIPPED_TRAIN_ROWS, DEMO_VOCAB_SIZE, demoSplits, sftRow, spinRow, writeDemoTokenizer } from "../../lib/run/demo/task.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const demoDir = path.resolve(here, "..", "..", "..", "examples", "demo");
 
-/** The demo architecture: small enough for a 2-core CPU, large enough to learn both tasks. */
+/** The demo architecture (~0.8M parameters): small enough for a 2-core CPU, large enough to learn both tasks. */
 export const DEMO_CONFIG = {
   architectures: ["LlamaForCausalLM"],
   model_type: "llama",
   vocab_size: DEMO_VOCAB_SIZE,
-  hidden_size: 96,
-  intermediate_size: 256,
-  num_hidden_layers: 3,
+  hidden_size: 128,
+  intermediate_size: 352,
+  num_hidden_layers: 4,
   num_attention_heads: 4,
   num_key_value_heads: 2,
   max_position_embeddings: 64,
@@ -64,9 +65,10 @@ function randomWeights(): Record<string, Tensor> {
 async function main(): Promise<void> {
   const sftSteps = Number(process.argv[2] ?? DEMO_BASE_SFT_STEPS);
   setNumThreads(1); // a model this small runs fastest on one thread
-  const { train, test } = demoSplits(1000, 150);
+  const { train, test } = demoSplits(DEMO_SFT_ROWS_PER_TASK, 150);
   mkdirSync(path.join(demoDir, "data"), { recursive: true });
-  writeFileSync(path.join(demoDir, "data", "train.jsonl"), train.map((e) => JSON.stringify(sftRow(e))).join("\n") + "\n");
+  const shipped = train.slice(0, DEMO_SHIPPED_TRAIN_ROWS);
+  writeFileSync(path.join(demoDir, "data", "train.jsonl"), shipped.map((e) => JSON.stringify(sftRow(e))).join("\n") + "\n");
   writeFileSync(path.join(demoDir, "data", "test.jsonl"), test.map((e) => JSON.stringify(sftRow(e))).join("\n") + "\n");
 
   const init = mkdtempSync(path.join(os.tmpdir(), "spin-demo-init-"));

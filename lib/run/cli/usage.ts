@@ -25,7 +25,7 @@ export const USAGE: Record<string, string> = {
   merge: `spin-native merge --model_name_or_path=DIR --adapter=DIR --output_dir=DIR
   Folds a LoRA adapter (PEFT format) into its base model and writes a plain Hugging Face model folder.`,
   demo: `spin-native demo [--out=DIR] [--iterations=3] [--seed=42]
-  The SPIN demo on the embedded tiny model and data: θ0 → SPIN iterations (logistic loss, IPO loss, and with an SFT term) → table of held-out exact match (per task), mean log-prob of the ground truth, reward margins and identical pairs, against continued SFT with the same updates (at SPIN's lr and at the best of a sweep); report.html plots them.`,
+  The SPIN demo on the embedded tiny model and data: θ0 → SPIN iterations (the original logistic loss, and with an SFT term; sampled self-play) → table of held-out exact match (per task), mean log-prob of the ground truth, reward margins and identical pairs, against continued SFT with the same updates (at SPIN's lr and at the best of a sweep); report.html plots them.`,
   launch: `spin-native launch --nproc-per-node=N [--nnodes=M --node-rank=R --master-addr=A --master-port=P --rdzv-id=ID] -- <command ...>
   Starts N worker processes with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (torchrun-style), and OMP_NUM_THREADS = cores / N unless already set; output is prefixed by rank; if a rank fails the others are stopped and the exit code is non-zero. Each job has an id (--rdzv-id, SPIN_JOB_ID, or random for one node): a rank of another job on the same port is refused.`,
   info: `spin-native info

@@ -1,7 +1,6 @@
 // The demo — spin-native's main job on the embedded tiny model and data. From θ0 (a tiny
 // Llama under-trained on letter reversal and digit sorting):
 //   - SPIN, iterations 0..T−1 (the original method, logistic loss);
-//   - the same with the IPO loss (lossType "ipo": (Δ − 1/(2β))², a bounded margin);
 //   - SPIN with an SFT term (sftWeight α: + α × the real answer's mean NLL);
 //   - continued SFT from θ0 with SPIN's optimizer, batch and total updates: at SPIN's lr
 //     ("matched") and at the best lr of a small sweep,
@@ -56,7 +55,7 @@ export interface DemoRow {
   identicalPairs: number | null;
 }
 
-/** What {@link runDemo} returns: both SPIN runs, the table's rows and the sweep. */
+/** What {@link runDemo} returns: the SPIN runs, the table's rows and the sweep. */
 export interface DemoResult {
   /** The SPIN runs, in {@link DEMO_ARMS}' order (spins[0]: the original method). */
   spins: PipelineResult[];
@@ -73,7 +72,7 @@ export interface DemoResult {
  */
 export const DEMO_SPIN = {
   optim: "rmsprop" as const,
-  learningRate: 1e-5,
+  learningRate: 2e-5,
   beta: 1.0,
   numTrainEpochs: 2,
   perDeviceTrainBatchSize: 64,
@@ -89,12 +88,20 @@ export const DEMO_SPIN = {
 export const DEMO_SFT_WEIGHT = 1;
 
 /**
+ * Self-play decoding of the demo: sampling at temperature 1, as the original's vLLM path does
+ * (its default is greedy). With greedy answers, a pair's generated answer is θt's mode, a letter
+ * or two from the real one, and pushing it down pulled the real answer down with it: θ0's
+ * reversal fell from 49% to 23% in the first iteration (docs/method.md, "Small-scale behaviour").
+ * The row seed is the demo's seed.
+ */
+export const DEMO_GENERATION = { batchSize: 300, maxNewTokens: DEMO_MAX_NEW_TOKENS, doSample: true, temperature: 1 };
+
+/**
  * The SPIN runs of the demo, each DEMO_SPIN with `training` on top, in `folder` of the run
  * folder ("" = the run folder itself, whose report.html compares them all).
  */
-export const DEMO_ARMS: readonly { label: string; folder: string; training: { sftWeight?: number; lossType?: "sigmoid" | "ipo" } }[] = [
+export const DEMO_ARMS: readonly { label: string; folder: string; training: { sftWeight?: number } }[] = [
   { label: "SPIN", folder: "", training: {} },
-  { label: "SPIN, IPO loss", folder: "ipo", training: { lossType: "ipo" } },
   { label: `SPIN + SFT term (α ${DEMO_SFT_WEIGHT})`, folder: "sft-term", training: { sftWeight: DEMO_SFT_WEIGHT } },
 ];
 
@@ -102,7 +109,7 @@ export const DEMO_ARMS: readonly { label: string; folder: string; training: { sf
 export const DEMO_SFT_SWEEP = [DEMO_SPIN.learningRate, 1e-4, 1e-3];
 
 /** Training prompts the SPIN iterations answer (the first of train.jsonl, both tasks mixed). */
-export const DEMO_SPIN_PROMPTS = 900;
+export const DEMO_SPIN_PROMPTS = 1200;
 
 const asMetrics = (s: DemoScores): Metrics => ({ accuracy: s.accuracy, ...Object.fromEntries(DEMO_TASKS.map((t) => [t, s.taskAccuracy[t]])), meanLogprob: s.meanLogprob });
 const asScores = (m: Metrics | undefined): DemoScores => ({
@@ -142,7 +149,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         iterations,
         training: { ...DEMO_SPIN, ...arm.training, seed, logToConsole: false },
         mixSeed: seed,
-        generation: { batchSize: 300, maxNewTokens: DEMO_MAX_NEW_TOKENS, doSample: false },
+        generation: { ...DEMO_GENERATION, seed },
         evaluate,
         signal: abort.signal,
         log: (line) => log(`${arm.label}: ${line}`),
@@ -162,12 +169,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   // A run folder may hold more iterations from an earlier, longer run: only the first `iterations` count.
   const armIterations = spins.map((run) => run.state.iteration.slice(0, iterations));
   const updates = armIterations[0]!.reduce((sum, r) => sum + (r.train?.steps ?? 0), 0);
-  const sweep: { learningRate: number; scores: DemoScores }[] = [];
-  for (let i = 0; i < DEMO_SFT_SWEEP.length; i += 2) {
-    const pair = DEMO_SFT_SWEEP.slice(i, i + 2);
-    const scores = await Promise.all(pair.map((lr) => continuedSft(options.runDir, train, lr, updates, seed, fingerprint, evaluate, log)));
-    pair.forEach((learningRate, k) => sweep.push({ learningRate, scores: scores[k]! }));
-  }
+  // All at once: three single-threaded runs keep both cores busy, where pairs would leave one idle.
+  const sweepScores = await Promise.all(DEMO_SFT_SWEEP.map((lr) => continuedSft(options.runDir, train, lr, updates, seed, fingerprint, evaluate, log)));
+  const sweep = DEMO_SFT_SWEEP.map((learningRate, k) => ({ learningRate, scores: sweepScores[k]! }));
   const matched = sweep[0]!;
   const best = sweep.reduce((a, b) => (b.scores.accuracy > a.scores.accuracy ? b : a));
 
@@ -190,7 +194,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
 /** Everything a demo run's numbers depend on besides the code: settings, seed, θ0 and data. */
 function demoFingerprint(assets: ReturnType<typeof demoAssets>, seed: number): string {
   const hash = createHash("sha256");
-  hash.update(JSON.stringify({ DEMO_SPIN, DEMO_ARMS, DEMO_SFT_SWEEP, DEMO_SPIN_PROMPTS, seed }));
+  hash.update(JSON.stringify({ DEMO_SPIN, DEMO_GENERATION, DEMO_ARMS, DEMO_SFT_SWEEP, DEMO_SPIN_PROMPTS, seed }));
   for (const file of [path.join(assets.model, "model.safetensors"), assets.train, assets.test]) hash.update(readFileSync(file));
   return hash.digest("hex").slice(0, 16);
 }

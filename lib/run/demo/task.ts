@@ -1,11 +1,11 @@
 // The demo task: a mix of two character-level tasks written as chat prompts —
-//   reversal  "reverse qbkmz"  → "zmkbq"   (3 to 7 letters)
-//   sorting   "sort 315926"    → "123569"  (4 to 9 digits)
-// with a one-token-per-character tokenizer. Answers can be scored exactly, and an
-// under-trained model gets the short instances right and the long ones partly wrong (a
-// swapped letter, a dropped digit): errors close to the ground truth, which the SPIN loss
-// can act on. (Two-digit addition, the earlier demo's task, gave SPIN nothing: θ0 got the
-// units digit at chance, and SPIN only moved that wrong answer around.)
+//   reversal  "reverse qbkmz"  → "zmkbq"   (5 letters)
+//   sorting   "sort 315926"    → "123569"  (6 digits)
+// with a one-token-per-character tokenizer. Answers can be scored exactly, and a model
+// stopped partway through learning reversal gets about half of them right and errs on the rest
+// by a letter or two: errors close to the ground truth, which the SPIN loss can act on. (Two-digit
+// addition, an earlier demo's task, gave SPIN nothing: θ0 got the units digit at chance, and
+// SPIN only moved that wrong answer around.)
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
@@ -64,8 +64,8 @@ export function taskOf(prompt: string): DemoTask {
   return task;
 }
 
-/** Lengths of the instances: short ones are learnt first, so θ0 is partly right. */
-const LENGTHS: Record<DemoTask, [number, number]> = { reverse: [3, 7], sort: [4, 9] };
+/** Lengths of the instances (min, max). Fixed lengths: θ0's errors are wrong letters, not wrong lengths. */
+const LENGTHS: Record<DemoTask, [number, number]> = { reverse: [5, 5], sort: [6, 6] };
 
 function example(task: DemoTask, random: () => number): DemoExample {
   const [min, max] = LENGTHS[task];
@@ -127,14 +127,24 @@ export function spinRow(example: DemoExample): SpinRow {
 /** How θ0 was made (examples/demo/make-demo.ts, with maxLength 64 and maxPromptLength 48). */
 export const DEMO_SFT = {
   optim: "adamw" as const,
-  learningRate: 3e-3,
+  learningRate: 1e-3,
   perDeviceTrainBatchSize: 64,
   warmupRatio: 0.05,
   lrSchedulerType: "linear" as const,
 };
 
-/** Updates of SFT that made θ0: deliberately too few (under-trained). */
-export const DEMO_BASE_SFT_STEPS = 300;
+/**
+ * Updates of SFT that made θ0: deliberately too few. At 200 (12 800 rows, under one epoch of
+ * the 20 000) θ0 sorts but reverses only about half of the words; reversal is learnt between
+ * 150 updates (none right) and 300 (nearly all).
+ */
+export const DEMO_BASE_SFT_STEPS = 200;
+
+/** θ0's SFT data per task (make-demo.ts); the first {@link DEMO_SHIPPED_TRAIN_ROWS} rows are shipped. */
+export const DEMO_SFT_ROWS_PER_TASK = 10_000;
+
+/** Rows of θ0's SFT data shipped in examples/demo/data/train.jsonl (the SPIN prompts come from them). */
+export const DEMO_SHIPPED_TRAIN_ROWS = 2_000;
 
 /** Reads a demo split (chat rows as written by make-demo.ts), naming the file and line of a bad row. */
 export function readExamples(file: string): DemoExample[] {
