@@ -487,10 +487,17 @@ describe("a live opponent model equals precomputed opponent log-probs", () => {
     });
     // The updates did move the model, so the comparison below is not vacuous.
     expect(pre.metrics.at(-1)!["rewards/margins"]).toBeGreaterThan(1e-3);
+    // The two runs agree to 1% of how far the updates moved each tensor. (An absolute bound
+    // depends on the CPU: measured 1e-6 to 1.3e-5 between AVX2 and AVX-512 BLAS kernels, since
+    // Adam turns rounding-level gradients into full-size steps.)
+    using initial = await CausalLM.load(dir);
+    const start = new Map([...initial.parameters()].map(([n, p]) => [n, valuesOf(p)]));
     for (const [name, values] of live.params) {
       const other = pre.params.get(name)!;
       const diff = Math.max(...values.map((v, i) => Math.abs(v - other[i]!)));
-      expect(diff, `${name}: max |diff| ${diff}`).toBeLessThanOrEqual(1e-5);
+      const moved = Math.max(...other.map((v, i) => Math.abs(v - start.get(name)![i]!)));
+      expect(moved, `${name} did not move`).toBeGreaterThan(1e-4);
+      expect(diff, `${name}: max |diff| ${diff}, moved ${moved}`).toBeLessThanOrEqual(0.01 * moved);
     }
   });
 });
