@@ -16,7 +16,7 @@ import { DEMO_BASE_SFT_STEPS, DEMO_SFT, DEMO_SFT_ROWS_PER_TASK, DEMO_SHIPPED_TRA
 const here = path.dirname(fileURLToPath(import.meta.url));
 const demoDir = path.resolve(here, "..", "..", "..", "examples", "demo");
 
-/** The demo architecture (~0.8M parameters): small enough for a 2-core CPU, large enough to learn both tasks. */
+/** The demo architecture (~0.75M parameters): small enough for a 2-core CPU, large enough to learn both tasks. */
 export const DEMO_CONFIG = {
   architectures: ["LlamaForCausalLM"],
   model_type: "llama",

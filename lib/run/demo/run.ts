@@ -7,7 +7,7 @@
 // every model scored on held-out prompts, per task. Each arm lives in its own folder of the run
 // folder and is resumed, not redone, when the demo is run again.
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,7 +37,7 @@ export interface DemoOptions {
   runDir: string;
   /** SPIN iterations (default 3). */
   iterations?: number;
-  /** Seed of the data order and of the t/t−1 mixing (θ0 and the data are fixed). */
+  /** Seed of the data order, the t/t−1 mixing and the self-play draws (θ0 and the data are fixed). */
   seed?: number;
   /** Progress lines (default console.log). */
   log?: (line: string) => void;
@@ -92,7 +92,7 @@ export const DEMO_SFT_WEIGHT = 1;
  * (its default is greedy). With greedy answers, a pair's generated answer is θt's mode, a letter
  * or two from the real one, and pushing it down pulled the real answer down with it: θ0's
  * reversal fell from 49% to 23% in the first iteration (docs/method.md, "Small-scale behaviour").
- * The row seed is the demo's seed.
+ * Row seeds start at the demo's seed.
  */
 export const DEMO_GENERATION = { batchSize: 300, maxNewTokens: DEMO_MAX_NEW_TOKENS, doSample: true, temperature: 1 };
 
@@ -195,7 +195,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
 function demoFingerprint(assets: ReturnType<typeof demoAssets>, seed: number): string {
   const hash = createHash("sha256");
   hash.update(JSON.stringify({ DEMO_SPIN, DEMO_GENERATION, DEMO_ARMS, DEMO_SFT_SWEEP, DEMO_SPIN_PROMPTS, seed }));
-  for (const file of [path.join(assets.model, "model.safetensors"), assets.train, assets.test]) hash.update(readFileSync(file));
+  // Every file of θ0's folder: weights, config, tokenizer and generation_config (sampling defaults).
+  const modelFiles = readdirSync(assets.model).sort().map((name) => path.join(assets.model, name));
+  for (const file of [...modelFiles, assets.train, assets.test]) hash.update(readFileSync(file));
   return hash.digest("hex").slice(0, 16);
 }
 

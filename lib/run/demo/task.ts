@@ -102,7 +102,7 @@ export function demoSplits(trainPerTask: number, testPerTask: number, seed = 7):
     train.push(...draw(task, trainPerTask));
     test.push(...draw(task, testPerTask));
   }
-  // Shuffle the tasks together: a slice of the rows (the demo's 900 SPIN prompts) holds both.
+  // Shuffle the tasks together: a slice of the rows (the demo's SPIN prompts) holds both.
   const shuffle = (xs: DemoExample[]) => {
     for (let i = xs.length - 1; i > 0; i--) {
       const j = Math.floor(random() * (i + 1));
