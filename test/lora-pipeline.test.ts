@@ -11,7 +11,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { CausalLM, noGrad, ones, tensor, writeParquet } from "../lib/index.js";
-import type { RunState } from "../lib/run/pipeline.js";
+import { type RunState, runPipeline } from "../lib/run/pipeline.js";
 import { CLI, type Exit, ensureDist, runCli, sftRows, spawnNode, writeTinyCheckpoint } from "./cli-helpers.js";
 import { removeRoot, tempRoot } from "./fixtures.js";
 import { valuesOf } from "./helpers.js";
@@ -126,6 +126,14 @@ describe("spin-native iterate with use_peft", () => {
     const exit = await runCli(["iterate", configFile, `--output_dir=${plainRun}`, "--lora_r=8"]);
     expect(exit.code).toBe(1);
     expect(exit.stderr).toMatch(/was run with lora .*"r":4.* not .*"r":8/);
+  });
+
+  test("runPipeline refuses an adapter in its load options (each iteration has its own: the lora option)", async () => {
+    for (const load of [{ lora: { r: 4 } }, { adapter: path.join(plainRun, "iter0", "adapter") }]) {
+      const run = runPipeline({ runDir: path.join(root, "run-load-lora"), baseModel: base, sftRows: sftRows(4), iterations: 1, training: {}, load });
+      await expect(run).rejects.toThrow("pipeline: LoRA settings go in the pipeline's lora option, not in load (load.adapter / load.lora)");
+    }
+    expect(existsSync(path.join(root, "run-load-lora"))).toBe(false);
   });
 
   test("`spin-native merge` writes a plain model equal to base + adapter", async () => {

@@ -196,6 +196,29 @@ describe("PEFT format", () => {
     }
   });
 
+  test("CausalLM.load attaches an adapter folder (options.adapter) or a fresh one (options.lora), not both", async () => {
+    const dir = await fixture("llama", "llama-load-options");
+    using model = await CausalLM.load(dir);
+    const base = logitsOf(model);
+    const lora = { r: 2, alpha: 4, targetModules: ["v_proj", "up_proj"] };
+    const added = model.addAdapter(lora);
+    randomizeAdapter(model, 0.2);
+    const adapted = logitsOf(model);
+    expect(maxDiff(adapted, base)).toBeGreaterThan(1e-3);
+    const adapterDir = path.join(root, "load-options-adapter");
+    await model.saveAdapter(adapterDir);
+
+    using loaded = await CausalLM.load(dir, { adapter: adapterDir });
+    expect(loaded.adapter!.modules).toEqual(added.modules);
+    expect(logitsOf(loaded)).toEqual(adapted);
+    using fresh = await CausalLM.load(dir, { lora });
+    expect(fresh.adapter).toEqual(added);
+    expect(logitsOf(fresh)).toEqual(base); // B is zero
+    await expect(CausalLM.load(dir, { adapter: adapterDir, lora })).rejects.toThrow("CausalLM.load: give adapter (a folder to load) or lora (a fresh adapter), not both");
+    await expect(CausalLM.load(dir, { lora: { targetModules: ["nope_proj"] } })).rejects.toThrow(/nope_proj/);
+    await expect(CausalLM.load(dir, { adapter: path.join(root, "missing-adapter") })).rejects.toThrow(/missing-adapter/);
+  });
+
   test("a hand-built adapter in PEFT naming loads and adds (α/r)·B·A to its module's weight", async () => {
     const dir = await fixture("llama", "llama-hand");
     using model = await CausalLM.load(dir);

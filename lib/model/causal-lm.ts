@@ -30,6 +30,10 @@ export interface LoadModelOptions {
   mmap?: boolean;
   /** How attention is computed (see {@link CausalLM.attention}); default "sdpa" where this libtorch has it (≥ 2), else "eager". */
   attention?: AttentionKernel;
+  /** A PEFT LoRA adapter folder to attach once loaded ({@link CausalLM.loadAdapter}, as `PeftModel.from_pretrained`). */
+  adapter?: string;
+  /** A fresh LoRA adapter to attach once loaded ({@link CausalLM.addAdapter}, as PEFT's `get_peft_model`). Not with `adapter`. */
+  lora?: LoraOptions;
 }
 
 /** Options of {@link CausalLM.logprobs}. */
@@ -145,8 +149,17 @@ export class CausalLM implements Disposable {
     readonly device: string,
   ) {}
 
-  /** Loads a Hugging Face model folder (config.json + model.safetensors or a sharded index). */
+  /**
+   * Loads a Hugging Face model folder (config.json + model.safetensors or a sharded index),
+   * with a LoRA adapter attached when `options.adapter` or `options.lora` asks for one.
+   *
+   * @throws SpinNativeError naming the file, key or tensor; `INVALID_ARGUMENT` for both
+   *   `adapter` and `lora`, and the errors of {@link CausalLM.loadAdapter} and {@link CausalLM.addAdapter}.
+   */
   static async load(dir: string, options: LoadModelOptions = {}): Promise<CausalLM> {
+    if (options.adapter !== undefined && options.lora !== undefined) {
+      throw new SpinNativeError("CausalLM.load: give adapter (a folder to load) or lora (a fresh adapter), not both", "INVALID_ARGUMENT", "CausalLM.load");
+    }
     const configPath = path.join(dir, "config.json");
     const hfConfig = (await readJson(configPath, true)) as Record<string, unknown>;
     const config = parseModelConfig(hfConfig, configPath);
@@ -157,6 +170,8 @@ export class CausalLM implements Disposable {
     const model = CausalLM.fromTensors(config, tensors, { hfConfig, generationConfig, sourceDir: dir, dtype, device });
     try {
       if (options.attention !== undefined) model.attention = options.attention;
+      if (options.adapter !== undefined) await model.loadAdapter(options.adapter);
+      else if (options.lora !== undefined) model.addAdapter(options.lora);
     } catch (e) {
       model.dispose();
       throw e;

@@ -142,6 +142,10 @@ export function iterationPaths(runDir: string, t: number) {
 export async function runPipeline(options: PipelineOptions): Promise<PipelineResult> {
   const log = options.log ?? (() => {});
   if (options.iterations < 1) throw new SpinNativeError("pipeline: iterations must be >= 1", "INVALID_ARGUMENT", "pipeline");
+  if (options.load?.adapter !== undefined || options.load?.lora !== undefined) {
+    // Each iteration has its own adapter; one given to every load would be attached to all of them.
+    throw new SpinNativeError("pipeline: LoRA settings go in the pipeline's lora option, not in load (load.adapter / load.lora)", "INVALID_ARGUMENT", "pipeline");
+  }
   const dist = options.distributed ?? null;
   const main = !dist || dist.isMain;
   // One run per run folder (another writer is refused, naming it: lib/core/run-lock.ts).
@@ -167,10 +171,9 @@ async function runStages(options: PipelineOptions, log: (line: string) => void, 
   const lora = options.lora ?? null;
   // θt: a model folder, or with LoRA the base and adapter t (none before the first training).
   const withModel = async <T>(theta: Theta, fn: (model: CausalLM) => Promise<T>, training = false): Promise<T> => {
-    const model = await CausalLM.load(theta.dir, options.load);
+    const attach = theta.adapter ? { adapter: theta.adapter } : lora && training ? { lora } : {};
+    const model = await CausalLM.load(theta.dir, { ...options.load, ...attach });
     try {
-      if (theta.adapter) await model.loadAdapter(theta.adapter);
-      else if (lora && training) model.addAdapter(lora);
       return await fn(model);
     } finally {
       model.dispose();

@@ -53,17 +53,10 @@ export function interruptSignal(): AbortSignal {
  */
 export async function loadModel(config: RawConfig, training = false): Promise<CausalLM> {
   const { CausalLM } = await import("../../model/causal-lm.js");
-  const model = await CausalLM.load(stringKey(config, "model_name_or_path", true), loadOptions(config));
-  try {
-    const adapter = stringKey(config, "adapter");
-    const lora = loraOptions(config);
-    if (adapter) await model.loadAdapter(adapter);
-    else if (lora && training) model.addAdapter(lora);
-    return model;
-  } catch (error) {
-    model.dispose();
-    throw error;
-  }
+  const adapter = stringKey(config, "adapter");
+  const lora = loraOptions(config);
+  const attach = adapter ? { adapter } : lora && training ? { lora } : {};
+  return CausalLM.load(stringKey(config, "model_name_or_path", true), { ...loadOptions(config), ...attach });
 }
 
 export function loadOptions(config: RawConfig): LoadModelOptions {
