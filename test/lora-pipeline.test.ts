@@ -11,6 +11,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { CausalLM, noGrad, ones, tensor, writeParquet } from "../lib/index.js";
+import { readSpinRows } from "../lib/data/dataset-read.js";
 import { type RunState, runPipeline } from "../lib/run/pipeline.js";
 import { CLI, type Exit, ensureDist, runCli, sftRows, spawnNode, writeTinyCheckpoint } from "./cli-helpers.js";
 import { removeRoot, tempRoot } from "./fixtures.js";
@@ -120,6 +121,23 @@ describe("spin-native iterate with use_peft", () => {
     for (const file of ["iter0/adapter/adapter_model.safetensors", "iter1/adapter/adapter_model.safetensors", "iter1/train/opponent_logps.json"]) {
       expect(bytes(path.join(killedRun, file)).equals(bytes(path.join(plainRun, file))), file).toBe(true);
     }
+  });
+
+  test("`adapter` starts the run from an adapter: θ0 = base + adapter, and iteration 0 continues training it", async () => {
+    const startRun = path.join(root, "run-from-adapter");
+    const start = path.join(plainRun, "iter0", "adapter");
+    const exit = await runCli(["iterate", configFile, `--output_dir=${startRun}`, `--adapter=${start}`, "--iterations=1"]);
+    expect(exit.code, describeExit(exit)).toBe(0);
+    expect(exit.stdout).toContain(`iteration 0: generating with ${start}`);
+    // θ0 here is θ1 of the plain run: the same answers (greedy) to the same prompts.
+    const answers = async (dir: string) => (await readSpinRows(dir, "train")).map((r) => JSON.stringify(r)).sort();
+    expect(await answers(path.join(startRun, "iter0", "data"))).toEqual(await answers(path.join(plainRun, "iter1", "data")));
+    const trained = bytes(path.join(startRun, "iter0/adapter/adapter_model.safetensors"));
+    expect(trained.equals(bytes(path.join(start, "adapter_model.safetensors")))).toBe(false);
+    expect(JSON.parse(readFileSync(path.join(startRun, "run.json"), "utf8")).adapter).toBe(start);
+    const other = await runCli(["iterate", configFile, `--output_dir=${startRun}`, `--adapter=${path.join(plainRun, "iter1", "adapter")}`, "--iterations=1"]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain(`started from adapter ${start}, not ${path.join(plainRun, "iter1", "adapter")}`);
   });
 
   test("a run folder of a LoRA run refuses other LoRA settings", async () => {

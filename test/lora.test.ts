@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 
 import { CausalLM, Optimizer, SpinCollator, SpinTrainer, type Tensor, manualSeed, noGrad, ones, setNumThreads, spinStep, tensor } from "../lib/index.js";
 import { saveSafetensors } from "../lib/model/safetensors.js";
@@ -214,9 +214,15 @@ describe("PEFT format", () => {
     using fresh = await CausalLM.load(dir, { lora });
     expect(fresh.adapter).toEqual(added);
     expect(logitsOf(fresh)).toEqual(base); // B is zero
-    await expect(CausalLM.load(dir, { adapter: adapterDir, lora })).rejects.toThrow("CausalLM.load: give adapter (a folder to load) or lora (a fresh adapter), not both");
+    // Refused before anything is read (the model folder does not exist).
+    await expect(CausalLM.load(path.join(root, "no-model"), { adapter: adapterDir, lora })).rejects.toThrow("CausalLM.load: give adapter (a folder to load) or lora (a fresh adapter), not both");
+    await expect(CausalLM.load(dir, { adapter: "" })).rejects.toThrow("CausalLM.load: adapter must be a folder path");
+    // A model whose adapter fails to attach is freed.
+    const dispose = vi.spyOn(CausalLM.prototype, "dispose");
     await expect(CausalLM.load(dir, { lora: { targetModules: ["nope_proj"] } })).rejects.toThrow(/nope_proj/);
     await expect(CausalLM.load(dir, { adapter: path.join(root, "missing-adapter") })).rejects.toThrow(/missing-adapter/);
+    expect(dispose).toHaveBeenCalledTimes(2);
+    dispose.mockRestore();
   });
 
   test("a hand-built adapter in PEFT naming loads and adds (α/r)·B·A to its module's weight", async () => {

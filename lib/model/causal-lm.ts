@@ -30,9 +30,12 @@ export interface LoadModelOptions {
   mmap?: boolean;
   /** How attention is computed (see {@link CausalLM.attention}); default "sdpa" where this libtorch has it (≥ 2), else "eager". */
   attention?: AttentionKernel;
-  /** A PEFT LoRA adapter folder to attach once loaded ({@link CausalLM.loadAdapter}, as `PeftModel.from_pretrained`). */
+  /**
+   * A PEFT LoRA adapter folder to attach once loaded ({@link CausalLM.loadAdapter}): the base
+   * is frozen and the adapter trainable (PEFT's `PeftModel.from_pretrained` with `is_trainable=True`).
+   */
   adapter?: string;
-  /** A fresh LoRA adapter to attach once loaded ({@link CausalLM.addAdapter}, as PEFT's `get_peft_model`). Not with `adapter`. */
+  /** A fresh LoRA adapter to attach once loaded ({@link CausalLM.addAdapter}, as PEFT's `get_peft_model`): the base is frozen. Not with `adapter`. */
   lora?: LoraOptions;
 }
 
@@ -151,7 +154,8 @@ export class CausalLM implements Disposable {
 
   /**
    * Loads a Hugging Face model folder (config.json + model.safetensors or a sharded index),
-   * with a LoRA adapter attached when `options.adapter` or `options.lora` asks for one.
+   * with a LoRA adapter attached when `options.adapter` or `options.lora` asks for one. A model
+   * whose adapter fails to attach is freed before the error is thrown.
    *
    * @throws SpinNativeError naming the file, key or tensor; `INVALID_ARGUMENT` for both
    *   `adapter` and `lora`, and the errors of {@link CausalLM.loadAdapter} and {@link CausalLM.addAdapter}.
@@ -159,6 +163,9 @@ export class CausalLM implements Disposable {
   static async load(dir: string, options: LoadModelOptions = {}): Promise<CausalLM> {
     if (options.adapter !== undefined && options.lora !== undefined) {
       throw new SpinNativeError("CausalLM.load: give adapter (a folder to load) or lora (a fresh adapter), not both", "INVALID_ARGUMENT", "CausalLM.load");
+    }
+    if (options.adapter !== undefined && (typeof options.adapter !== "string" || options.adapter === "")) {
+      throw new SpinNativeError(`CausalLM.load: adapter must be a folder path, got ${JSON.stringify(options.adapter)}`, "INVALID_ARGUMENT", "CausalLM.load");
     }
     const configPath = path.join(dir, "config.json");
     const hfConfig = (await readJson(configPath, true)) as Record<string, unknown>;

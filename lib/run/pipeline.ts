@@ -60,6 +60,12 @@ export interface PipelineOptions {
    * saves its adapter in PEFT's format (iter<t>/adapter). Generation runs with the adapter.
    */
   lora?: LoraOptions | null;
+  /**
+   * θ0's adapter: a PEFT folder over `baseModel`. The run is then a LoRA run that starts from
+   * it: θ0 = base + this adapter, and iteration 0 continues training it (its own r, α, dropout
+   * and targets; `lora`, when given too, is recorded but not applied to it).
+   */
+  adapter?: string;
   /** With LoRA, also write each iteration's merged model (iter<t>/model). Default false. */
   mergeAdapters?: boolean;
 }
@@ -84,6 +90,8 @@ export interface RunState {
   baseModel: string;
   /** The LoRA settings of a run with adapters (absent: full fine-tuning). */
   lora?: LoraOptions;
+  /** θ0's adapter folder, when the run started from one. */
+  adapter?: string;
   iterations: number;
   baseEval?: Metrics;
   iteration: IterationRecord[];
@@ -117,11 +125,22 @@ async function readState(runDir: string, options: PipelineOptions): Promise<RunS
         "pipeline",
       );
     }
+    const startAdapter = (value: string | undefined) => (value === undefined ? "none" : path.resolve(value));
+    if (startAdapter(state.adapter) !== startAdapter(options.adapter)) {
+      throw new SpinNativeError(`pipeline: ${runDir} started from adapter ${startAdapter(state.adapter)}, not ${startAdapter(options.adapter)}; use another run folder`, "INVALID_ARGUMENT", "pipeline");
+    }
     state.iterations = options.iterations;
     return state;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-    return { version: 1, baseModel: options.baseModel, ...(options.lora ? { lora: options.lora } : {}), iterations: options.iterations, iteration: [] };
+    return {
+      version: 1,
+      baseModel: options.baseModel,
+      ...(options.lora ? { lora: options.lora } : {}),
+      ...(options.adapter !== undefined ? { adapter: options.adapter } : {}),
+      iterations: options.iterations,
+      iteration: [],
+    };
   }
 }
 
@@ -169,7 +188,10 @@ async function runStages(options: PipelineOptions, log: (line: string) => void, 
   };
   const tokenizer = await Tokenizer.fromDir(options.baseModel);
   const lora = options.lora ?? null;
-  // θt: a model folder, or with LoRA the base and adapter t (none before the first training).
+  // A run that starts from an adapter trains and saves adapters, as one with lora does.
+  const adapters = lora !== null || options.adapter !== undefined;
+  // θt: a model folder, or with LoRA the base and adapter t (none before the first training,
+  // unless the run starts from an adapter).
   const withModel = async <T>(theta: Theta, fn: (model: CausalLM) => Promise<T>, training = false): Promise<T> => {
     const attach = theta.adapter ? { adapter: theta.adapter } : lora && training ? { lora } : {};
     const model = await CausalLM.load(theta.dir, { ...options.load, ...attach });
@@ -180,12 +202,12 @@ async function runStages(options: PipelineOptions, log: (line: string) => void, 
     }
   };
 
+  let current: Theta = { dir: options.baseModel, adapter: options.adapter ?? null };
   if (options.evaluate && !state.baseEval) {
     log("evaluating θ0");
-    state.baseEval = main ? await withModel({ dir: options.baseModel, adapter: null }, (m) => options.evaluate!(m, tokenizer, "base")) : {};
+    state.baseEval = main ? await withModel(current, (m) => options.evaluate!(m, tokenizer, "base")) : {};
     await save();
   }
-  let current: Theta = { dir: options.baseModel, adapter: null };
   const shown = (theta: Theta) => theta.adapter ?? theta.dir;
   for (let t = 0; t < options.iterations; t++) {
     const paths = iterationPaths(options.runDir, t);
@@ -222,9 +244,9 @@ async function runStages(options: PipelineOptions, log: (line: string) => void, 
             ...(options.allowConfigChange ? { allowConfigChange: true } : {}),
           });
           if (!trained.aborted && main) {
-            if (lora) await model.saveAdapter(paths.adapter);
+            if (adapters) await model.saveAdapter(paths.adapter);
             // With an adapter attached, save() writes the merged weights.
-            if (!lora || options.mergeAdapters) await model.save(paths.model);
+            if (!adapters || options.mergeAdapters) await model.save(paths.model);
           }
           await dist?.barrier();
           return trained;
@@ -244,7 +266,7 @@ async function runStages(options: PipelineOptions, log: (line: string) => void, 
     for (const entry of main ? await readdir(paths.train).catch(() => [] as string[]) : []) {
       if (entry.startsWith("checkpoint-")) await rm(path.join(paths.train, entry), { recursive: true, force: true });
     }
-    current = lora ? { dir: options.baseModel, adapter: paths.adapter } : { dir: paths.model, adapter: null };
+    current = adapters ? { dir: options.baseModel, adapter: paths.adapter } : { dir: paths.model, adapter: null };
     if (options.evaluate && !record.eval) {
       log(`iteration ${t}: evaluating θ${t + 1}`);
       record.eval = main ? await withModel(current, (m) => options.evaluate!(m, tokenizer, `iter${t}`)) : {};

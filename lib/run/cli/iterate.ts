@@ -45,6 +45,7 @@ export async function iterate(config: RawConfig): Promise<void> {
     distributed,
     allowConfigChange: config.allow_config_change === true,
     lora: loraOptions(config),
+    ...(stringKey(config, "adapter") ? { adapter: stringKey(config, "adapter")! } : {}),
     mergeAdapters: config.merge_adapters === true,
   });
   distributed?.destroy();
