@@ -95,6 +95,10 @@ describe("a fresh adapter", () => {
     );
     expect(() => llama.addAdapter({ r: 0 })).toThrow(/r must be an integer ≥ 1, got 0/);
     expect(() => llama.addAdapter({ dropout: 1 })).toThrow(/dropout must be a finite number in \[0, 1\)/);
+    expect(() => llama.addAdapter({ rank: 8 } as never)).toThrow("model.addAdapter: unknown LoRA option 'rank'; the options are r, alpha, dropout, targetModules, useRslora, seed");
+    expect(() => llama.addAdapter(null as never)).toThrow("model.addAdapter: LoRA options must be an object, got null");
+    expect(() => llama.addAdapter(5 as never)).toThrow("model.addAdapter: LoRA options must be an object, got 5");
+    expect(() => llama.addAdapter({ useRslora: "yes" } as never)).toThrow(/useRslora must be true or false, got "yes"/);
     using gpt2 = await CausalLM.load(await fixture("gpt2", "gpt2-targets"));
     expect(gpt2.addAdapter().modules).toEqual(["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"]);
   });

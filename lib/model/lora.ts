@@ -79,8 +79,15 @@ function selectModules(available: readonly string[], targets: readonly string[] 
   return selected;
 }
 
+/** The fields of {@link LoraOptions}: anything else is refused (a misspelt option would otherwise be ignored). */
+const LORA_OPTION_KEYS: readonly string[] = ["r", "alpha", "dropout", "targetModules", "useRslora", "seed"] satisfies (keyof LoraOptions)[];
+
 /** Checks and fills LoRA options, naming the one that is wrong. */
 export function resolveLoraOptions(options: LoraOptions, modelType: string, available: readonly string[], call: string): LoraConfig & { seed: number } {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) throw invalid(`${call}: LoRA options must be an object, got ${showValue(options)}`, call);
+  const unknown = Object.keys(options).filter((key) => !LORA_OPTION_KEYS.includes(key));
+  if (unknown.length > 0) throw invalid(`${call}: unknown LoRA option ${unknown.map((k) => `'${k}'`).join(", ")}; the options are ${LORA_OPTION_KEYS.join(", ")}`, call);
+  if (options.useRslora !== undefined && typeof options.useRslora !== "boolean") throw invalid(`${call}: useRslora must be true or false, got ${showValue(options.useRslora)}`, call);
   const r = options.r ?? 16;
   const alpha = options.alpha ?? 32;
   const dropout = options.dropout ?? 0.05;
