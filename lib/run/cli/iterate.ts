@@ -29,6 +29,7 @@ export async function iterate(config: RawConfig): Promise<void> {
   await makeOutputFolder(runDir);
   const rows = await sftPrompts(config);
   const distributed = await Distributed.fromEnv(process.env, await distributedOptions(config));
+  const adapter = stringKey(config, "adapter");
   const result = await runPipeline({
     runDir,
     baseModel: stringKey(config, "model_name_or_path", true),
@@ -45,7 +46,7 @@ export async function iterate(config: RawConfig): Promise<void> {
     distributed,
     allowConfigChange: config.allow_config_change === true,
     lora: loraOptions(config),
-    ...(stringKey(config, "adapter") ? { adapter: stringKey(config, "adapter")! } : {}),
+    ...(adapter ? { adapter } : {}),
     mergeAdapters: config.merge_adapters === true,
   });
   distributed?.destroy();
