@@ -33,6 +33,7 @@ Napi::Function Tensor::Define(Napi::Env env) {
           InstanceMethod<&Tensor::Reduce>("reduce"),
           InstanceMethod<&Tensor::Softmax>("softmax"),
           InstanceMethod<&Tensor::Clamp>("clamp"),
+          InstanceMethod<&Tensor::Dropout>("dropout"),
           InstanceMethod<&Tensor::Matmul>("matmul"),
           InstanceMethod<&Tensor::MatmulAsync>("matmulAsync"),
           InstanceMethod<&Tensor::Gather>("gather"),

@@ -60,6 +60,7 @@ class Tensor : public Napi::ObjectWrap<Tensor> {
   Napi::Value Reduce(const Napi::CallbackInfo& info);
   Napi::Value Softmax(const Napi::CallbackInfo& info);
   Napi::Value Clamp(const Napi::CallbackInfo& info);
+  Napi::Value Dropout(const Napi::CallbackInfo& info);
   Napi::Value Matmul(const Napi::CallbackInfo& info);
   Napi::Value MatmulAsync(const Napi::CallbackInfo& info);
   Napi::Value Gather(const Napi::CallbackInfo& info);

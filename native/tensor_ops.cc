@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "async.h"
+#include "dropout.h"
 #include "errors.h"
 #include "tensor.h"
 
@@ -194,6 +195,17 @@ Napi::Value Tensor::Clamp(const Napi::CallbackInfo& info) {
     if (args.present(1)) high = args.Number(1, "max");
     if (!low && !high) throw SpinError(ErrorCode::kInvalidArgument, "clamp needs min, max or both");
     return Wrap(info.Env(), at::clamp(Value(args.call()), low, high));
+  });
+}
+
+Napi::Value Tensor::Dropout(const Napi::CallbackInfo& info) {
+  SPIN_ENTRY("tensor.dropout", {
+    args.ExpectAtMost(1);
+    const double p = args.Number(0, "p");
+    if (!(p >= 0 && p < 1)) throw SpinError(ErrorCode::kInvalidArgument, "tensor.dropout: p must be in [0, 1), got " + std::to_string(p));
+    const at::Tensor x = Value(args.call());
+    if (!at::isFloatingType(x.scalar_type())) throw SpinError(ErrorCode::kDType, "tensor.dropout: needs a floating-point tensor, got " + std::string(c10::toString(x.scalar_type())));
+    return Wrap(info.Env(), p == 0 ? x.clone() : spin::Dropout(x, p, x.scalar_type()));
   });
 }
 

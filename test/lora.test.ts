@@ -317,6 +317,54 @@ describe("training with an adapter", () => {
     expect(first).not.toBe(evaluation);
   });
 
+  test("with dropout (float64): adapter gradients equal central finite differences under the same seed, checkpointed or not", async () => {
+    using model = await CausalLM.load(await fixture("llama", "llama-dropout-fd"), { dtype: "float64" });
+    model.addAdapter({ r: 2, alpha: 6, dropout: 0.3, targetModules: "all-linear" });
+    randomizeAdapter(model, 0.3);
+    const collator = new SpinCollator({ tokenizer: tinyTokenizer() });
+    const batch = collator.collate([pairOf("hi", "ab", "cd"), pairOf("yo", "abc", "x")]);
+    const opponent = tensor(Float64Array.from([-20, -20]), { dtype: "float64" });
+    const tensors = model.adapterTensors()!;
+    for (const t of Object.values(tensors)) t.requiresGrad = true;
+    // Every evaluation reseeds, so it draws the same masks; its own backward's gradients are not read.
+    const seededLoss = async (gradientCheckpointing: boolean) => {
+      manualSeed(17);
+      const metrics = await spinStep(model, { ...batch, opponentReal: opponent, opponentGenerated: opponent }, { beta: 0.5 }, { gradientCheckpointing });
+      return metrics.loss;
+    };
+    const gradients = async (gradientCheckpointing: boolean) => {
+      for (const t of Object.values(tensors)) t.zeroGrad();
+      await seededLoss(gradientCheckpointing);
+      return Object.fromEntries(Object.entries(tensors).map(([name, t]) => [name, valuesOf(t.grad!)]));
+    };
+    const plain = await gradients(false);
+    const checkpointed = await gradients(true);
+    for (const name of Object.keys(plain)) expect(maxDiff(checkpointed[name]!, plain[name]!), name).toBeLessThan(1e-12);
+    // The step's log-probs and loss are float32 (as in training), so the difference quotient
+    // takes a wider h and a 1% bound, not the float64 forward test's 1e-6; a backward that
+    // used another mask than the forward would be off by tens of percent.
+    const h = 1e-3;
+    let checked = 0;
+    for (const [name, t] of Object.entries(tensors).filter(([n]) => n.includes("layers.0"))) {
+      const values = valuesOf(t);
+      const i = Math.floor(values.length / 2);
+      const at = async (delta: number) => {
+        const shifted = [...values];
+        shifted[i]! += delta;
+        const replacement = tensor(Float64Array.from(shifted), { shape: t.shape });
+        noGrad(() => t.copyFrom(replacement));
+        replacement.dispose();
+        return seededLoss(false);
+      };
+      const numeric = ((await at(h)) - (await at(-h))) / (2 * h);
+      await at(0);
+      expect(Math.abs(plain[name]![i]! - numeric), `${name}[${i}]: ${plain[name]![i]} vs ${numeric}`).toBeLessThan(1e-2 * Math.max(0.1, Math.abs(numeric)));
+      checked++;
+    }
+    expect(checked).toBe(14);
+    for (const t of [batch.ids, batch.attentionMask, batch.labels, opponent, ...Object.values(tensors)]) t.dispose();
+  });
+
   test("a bfloat16 base trains a float32 adapter: finite gradients on the adapter only", async () => {
     using model = await CausalLM.load(await fixture("llama", "llama-bf16"), { dtype: "bfloat16" });
     model.addAdapter({ r: 4, alpha: 8, dropout: 0, targetModules: "all-linear" });

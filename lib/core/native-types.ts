@@ -59,6 +59,7 @@ export interface NativeTensor {
   reduce(op: ReduceOp, dims: number[] | null, keepDim: boolean): NativeTensor;
   softmax(dim: number, log: boolean): NativeTensor;
   clamp(min: number | null, max: number | null): NativeTensor;
+  dropout(p: number): NativeTensor;
   matmul(other: NativeTensor): NativeTensor;
   matmulAsync(other: NativeTensor): Promise<NativeTensor>;
   gather(dim: number, index: NativeTensor): NativeTensor;

@@ -197,6 +197,17 @@ export class Tensor implements Disposable {
     return this.#wrap(this.#handle.clamp(min ?? null, max ?? null));
   }
 
+  /**
+   * Inverted dropout (always on: call it only where training wants it): each element is
+   * zeroed with probability `p` and the rest scaled by 1 / (1 − p). Draws one seed from
+   * libtorch's default generator ({@link manualSeed}); the mask is a hash of that seed and
+   * the element's index, recomputed in backward rather than stored. Not the same draws as
+   * `torch.nn.functional.dropout`.
+   */
+  dropout(p: number): Tensor {
+    return this.#wrap(this.#handle.dropout(p));
+  }
+
   // ---- reductions ---------------------------------------------------------------------
 
   #reduce(op: ReduceOp, dims: number | number[] | undefined, keepDim: boolean): Tensor {

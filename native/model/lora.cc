@@ -2,12 +2,13 @@
 
 #include <ATen/ATen.h>
 
+#include "../dropout.h"
+
 namespace spin {
 
 at::Tensor AddLora(const at::Tensor& y, const at::Tensor& x, const LoraWeights& lora, const LoraAdapter& adapter, bool training) {
   if (!lora.defined()) return y;
-  at::Tensor input = x.to(lora.a.scalar_type());
-  if (adapter.dropout > 0 && training) input = at::dropout(input, adapter.dropout, true);
+  const at::Tensor input = adapter.dropout > 0 && training ? Dropout(x, adapter.dropout, lora.a.scalar_type()) : x.to(lora.a.scalar_type());
   // y + s·(A x)Bᵀ as one GEMM accumulating into y (no full-size temporaries for the scaled
   // update and the sum): the adapter's cost stays its two skinny GEMMs. y is a fresh output
   // that the projection's backward does not need, so it may be written in place.
