@@ -214,23 +214,35 @@ export async function scalingRows(): Promise<Row[]> {
 }
 
 /**
- * LoRA against full fine-tuning of the same shape (checkpointed SPIN steps, one process each):
- * a float32 and a bfloat16 base with an r=16 adapter on every linear module.
+ * LoRA against full fine-tuning of the same shape (SPIN steps, one process each): a float32 and
+ * a bfloat16 base with an r=16 adapter on every linear module, with gradient checkpointing and
+ * without. A LoRA row is compared with full fine-tuning under the same checkpointing, or with
+ * checkpointed full fine-tuning where that without checkpointing would not fit in memory
+ * (about 24 bytes per parameter: weights, gradients, RMSprop state and the activations).
  */
 export async function loraRows(shapes: string[] = ["bench-250m", "bench-1b"]): Promise<Row[]> {
+  const { totalmem } = await import("node:os");
   const rows: Row[] = [];
   for (const shape of shapes) {
-    const full = await trainChild(shape, ["--checkpoint"]);
-    for (const flags of [[], ["--lora=16"], ["--lora=16", "--dtype=bfloat16"]]) {
-      const r = flags.length === 0 ? full : await trainChild(shape, ["--checkpoint", ...flags]);
-      rows.push({
-        name: String(r.name),
-        "s/step": Number(r.seconds),
-        "× full step": Number(r.seconds) / Number(full.seconds),
-        "peak RSS GiB": Number(r.peakRssBytes) / 2 ** 30,
-        "× full RSS": Number(r.peakRssBytes) / Number(full.peakRssBytes),
-        "min GiB (w+g+opt)": Number(r.minimumBytes) / 2 ** 30,
-      });
+    const checkpointedFull = await trainChild(shape, ["--checkpoint"]);
+    for (const checkpoint of [true, false]) {
+      const mode = checkpoint ? ["--checkpoint"] : [];
+      const fullFits = 24 * Number(checkpointedFull.params) < totalmem();
+      const full = checkpoint ? checkpointedFull : fullFits ? await trainChild(shape, mode) : null;
+      const measured = full ? [full] : [];
+      for (const flags of [["--lora=16"], ["--lora=16", "--dtype=bfloat16"]]) measured.push(await trainChild(shape, [...mode, ...flags]));
+      const against = full ?? checkpointedFull;
+      for (const r of measured) {
+        rows.push({
+          name: String(r.name),
+          "s/step": Number(r.seconds),
+          "× full step": Number(r.seconds) / Number(against.seconds),
+          "peak RSS GiB": Number(r.peakRssBytes) / 2 ** 30,
+          "× full RSS": Number(r.peakRssBytes) / Number(against.peakRssBytes),
+          against: String(against.name),
+          "min GiB (w+g+opt)": Number(r.minimumBytes) / 2 ** 30,
+        });
+      }
     }
   }
   return rows;

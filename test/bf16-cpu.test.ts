@@ -1,5 +1,6 @@
 // 16-bit models on the CPU (native/model/upcast.h): products of 16 or more rows run in float32
-// and are rounded back, fewer rows use libtorch's 16-bit kernels. Both give the float64
+// and are rounded back (bfloat16 ones stay 16-bit on a CPU with bfloat16 matrix instructions),
+// fewer rows use libtorch's 16-bit kernels. Both give the float64
 // reference's logits (test/reference-model.ts, on the same bfloat16 weights) within bfloat16
 // rounding, and the two paths agree with each other on the positions they share.
 import path from "node:path";
@@ -27,7 +28,7 @@ function logits(model: CausalLM, ids: number[]): number[] {
 }
 
 describe.each(["llama", "gpt2"] as const)("%s in bfloat16", (variant) => {
-  test("20 tokens (float32 products) and 15 tokens (16-bit kernels) both match the float64 reference within bf16 rounding", async () => {
+  test("20 tokens (float32 products, or the CPU's bfloat16 ones) and 15 tokens (16-bit kernels) both match the float64 reference within bf16 rounding", async () => {
     const dir = path.join(root, variant);
     await writeFixture(dir, variant, { dtype: "bfloat16" });
     using model = await CausalLM.load(dir, { dtype: "bfloat16" });

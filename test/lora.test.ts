@@ -389,6 +389,38 @@ describe("training with an adapter", () => {
     }
   });
 
+  test.each(["llama", "gpt2"] as const)(
+    "%s, float16 base: a frozen base's products give the adapter the same gradients, bit for bit, as a trainable base's",
+    async (variant) => {
+      // float16 products run in float32 on the CPU (native/model/upcast.h). A frozen weight's
+      // backward converts it again instead of keeping the float32 copy; a trainable one keeps it.
+      using model = await CausalLM.load(await fixture(variant, `${variant}-f16`), { dtype: "float16" });
+      model.addAdapter({ r: 4, alpha: 8, dropout: 0, targetModules: "all-linear" });
+      randomizeAdapter(model, 0.1);
+      const tensors = model.adapterTensors()!;
+      for (const t of Object.values(tensors)) t.requiresGrad = true;
+      const gradients = async () => {
+        for (const t of Object.values(tensors)) t.zeroGrad();
+        await stepLoss(model, true);
+        return Object.fromEntries(Object.entries(tensors).map(([name, t]) => [name, valuesOf(t.grad!)]));
+      };
+      const frozen = await gradients();
+      const base = [...model.parameters().values()];
+      for (const p of base) p.requiresGrad = true;
+      const trainable = await gradients();
+      expect(Object.keys(frozen).length).toBeGreaterThan(0);
+      for (const [name, values] of Object.entries(frozen)) {
+        expect(values.some((v) => v !== 0), name).toBe(true);
+        expect(values, name).toEqual(trainable[name]);
+      }
+      for (const p of base) {
+        p.requiresGrad = false;
+        p.dispose();
+      }
+      for (const t of Object.values(tensors)) t.dispose();
+    },
+  );
+
   test("SPIN updates only the adapter: the base stays bit for bit, the optimizer state is adapter-sized", async () => {
     const dir = await fixture("llama", "llama-train");
     using model = await CausalLM.load(dir);

@@ -49,7 +49,7 @@ std::vector<int64_t> OutputShape(const at::Tensor& x, int64_t features) {
 // GEMM, which triples the memory traffic of batch-1 decoding).
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   // 16-bit products of many rows in float32 on the CPU (upcast.h).
-  if (UpcastGemm(x, x.numel() / x.size(-1))) return at::linear(Upcast(x), Upcast(weight), Upcast(bias)).to(x.scalar_type());
+  if (UpcastGemm(x, x.numel() / x.size(-1))) return UpcastProduct(x.reshape({-1, x.size(-1)}), weight, bias, false).view(OutputShape(x, weight.size(0)));
   if (x.numel() != x.size(-1)) return at::linear(x, weight, bias);
   const at::Tensor row = x.reshape({-1});
   std::optional<at::Tensor> out = MatVec(weight, row, bias);
@@ -65,7 +65,7 @@ at::Tensor Conv1D(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
     std::optional<at::Tensor> out = VecMat(row, weight, bias);
     return (out ? *out : at::addmv(bias, weight.t(), row)).view(shape);
   }
-  if (UpcastGemm(x, x.numel() / x.size(-1))) return at::addmm(Upcast(bias), Upcast(x).reshape({-1, x.size(-1)}), Upcast(weight)).view(shape).to(x.scalar_type());
+  if (UpcastGemm(x, x.numel() / x.size(-1))) return UpcastProduct(x.reshape({-1, x.size(-1)}), weight, bias, true).view(shape);
   return at::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(shape);
 }
 

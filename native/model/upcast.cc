@@ -1,0 +1,64 @@
+#include "upcast.h"
+
+#include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/function.h>
+
+#include "../autograd_node.h"
+
+namespace spin {
+
+bool NativeBf16Gemm() {
+#if defined(__x86_64__)
+  static const bool native = at::hasMKLDNN() && (__builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16"));
+  return native;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+at::Tensor Product(const at::Tensor& x2d, const at::Tensor& weight, const at::Tensor& bias, bool conv1d) {
+  const at::Tensor w = Upcast(weight);
+  const at::Tensor out = conv1d ? (bias.defined() ? at::addmm(Upcast(bias), Upcast(x2d), w) : at::mm(Upcast(x2d), w)) : at::linear(Upcast(x2d), w, Upcast(bias));
+  return out.to(x2d.scalar_type());
+}
+
+// ∂/∂x of a product with a frozen weight: the incoming gradient times W, formed as the
+// composite form's backward forms it (float32, then rounded to x's dtype).
+class FrozenProductBackward : public torch::autograd::Node {
+ public:
+  FrozenProductBackward(at::Tensor weight, bool conv1d, c10::ScalarType input_dtype) : weight_(std::move(weight)), conv1d_(conv1d), input_dtype_(input_dtype) {}
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    if (!grads[0].defined()) return {at::Tensor()};
+    const at::Tensor w = Upcast(weight_);
+    const at::Tensor grad = Upcast(grads[0]);
+    return {(conv1d_ ? at::mm(grad, w.t()) : at::mm(grad, w)).to(input_dtype_)};
+  }
+
+  void release_variables() override { weight_.reset(); }
+
+ private:
+  at::Tensor weight_;
+  bool conv1d_;
+  c10::ScalarType input_dtype_;
+};
+
+}  // namespace
+
+at::Tensor UpcastProduct(const at::Tensor& x2d, const at::Tensor& weight, const at::Tensor& bias, bool conv1d) {
+  const bool frozen = !weight.requires_grad() && !(bias.defined() && bias.requires_grad());
+  if (!frozen || !c10::GradMode::is_enabled() || !x2d.requires_grad()) return Product(x2d, weight, bias, conv1d);
+  at::Tensor out;
+  {
+    c10::AutoGradMode no_grad(false);
+    out = Product(x2d, weight, bias, conv1d);
+  }
+  NodePtr node = MakeNode<FrozenProductBackward>(weight, conv1d, x2d.scalar_type());
+  node->set_next_edges(torch::autograd::collect_next_edges(x2d));
+  torch::autograd::create_gradient_edge(out, node);
+  return out;
+}
+
+}  // namespace spin
