@@ -9,7 +9,7 @@ import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 
-import { CausalLM, Optimizer, SpinCollator, SpinTrainer, type Tensor, manualSeed, noGrad, ones, setNumThreads, spinStep, tensor } from "../lib/index.js";
+import { CausalLM, Optimizer, SpinCollator, SpinTrainer, type Tensor, manualSeed, noGrad, ones, runtimeInfo, setNumThreads, spinStep, tensor } from "../lib/index.js";
 import { saveSafetensors } from "../lib/model/safetensors.js";
 import { VOCAB, removeRoot, tempRoot, writeFixture } from "./fixtures.js";
 import { valuesOf } from "./helpers.js";
@@ -389,7 +389,8 @@ describe("training with an adapter", () => {
     }
   });
 
-  test.each(["llama", "gpt2"] as const)(
+  // libtorch 1.13 has no float16 CPU kernels for SiLU and LayerNorm: float16 models run on 2.x.
+  test.runIf(Number(runtimeInfo().torchVersion.split(".")[0]) >= 2).each(["llama", "gpt2"] as const)(
     "%s, float16 base: a frozen base's products give the adapter the same gradients, bit for bit, as a trainable base's",
     async (variant) => {
       // float16 products run in float32 on the CPU (native/model/upcast.h). A frozen weight's
