@@ -186,7 +186,6 @@ test("`info` prints the runtime as JSON", async () => {
   expect(info.torchVersion).toMatch(/^\d+\.\d+/);
   expect(info.numThreads).toBe(1); // OMP_NUM_THREADS=1 in the child
   expect(typeof info.cudaDeviceCount).toBe("number");
-  // The loader's thread settings (lib/core/native.ts), unless this environment set its own.
+  // The loader's thread setting (lib/core/native.ts), unless this environment set its own.
   expect(info.ompWaitPolicy).toBe(process.env.OMP_WAIT_POLICY ?? "PASSIVE");
-  expect(info.gompSpinCount).toBe(process.env.GOMP_SPINCOUNT ?? "10000");
 });

@@ -151,9 +151,8 @@ function normal(shape: number[], std = 0.2, mean = 0): Tensor {
 }
 
 /** The checkpoint's tensors by their on-disk (Hugging Face) names, float32; the caller disposes them. */
-export function buildTensors(variant: Variant, seed = 1234): Record<string, Tensor> {
+export function buildTensors(variant: Variant, seed = 1234, c: Json = hfConfig(variant)): Record<string, Tensor> {
   manualSeed(seed);
-  const c = hfConfig(variant);
   const t: Record<string, Tensor> = {};
   if (variant === "gpt2") {
     const h = c.n_embd as number;
@@ -222,16 +221,19 @@ export interface FixtureOptions {
   files?: Record<string, string>;
   /** Overrides merged into config.json. */
   config?: Json;
+  /** Size overrides (e.g. intermediate_size) that config.json and the weights both follow. */
+  sizes?: Json;
 }
 
 /** Writes a complete checkpoint folder; returns its config.json object. */
 export async function writeFixture(dir: string, variant: Variant, options: FixtureOptions = {}): Promise<Json> {
   mkdirSync(dir, { recursive: true });
-  const config = { ...hfConfig(variant), ...(options.config ?? {}) };
+  const sized = { ...hfConfig(variant), ...(options.sizes ?? {}) };
+  const config = { ...sized, ...(options.config ?? {}) };
   if (options.dtype) config.torch_dtype = options.dtype;
   writeFileSync(path.join(dir, "config.json"), JSON.stringify(sortKeys(config), null, 2) + "\n");
   for (const [name, content] of Object.entries(options.files ?? {})) writeFileSync(path.join(dir, name), content);
-  let tensors = buildTensors(variant, options.seed ?? 1234);
+  let tensors = buildTensors(variant, options.seed ?? 1234, sized);
   if (options.dtype && options.dtype !== "float32") {
     const converted = Object.fromEntries(Object.entries(tensors).map(([n, t]) => [n, t.to(options.dtype!)]));
     for (const t of Object.values(tensors)) t.dispose();

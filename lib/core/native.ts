@@ -23,16 +23,13 @@ function packageRoot(): string {
 }
 
 /**
- * Thread-pool settings chosen by measurement on 2-core machines (README, "Threads and BLAS"):
- * libgomp's idle workers sleep rather than spin indefinitely, or they steal the cores that a
- * second BLAS pool and the next op need, but first spin briefly (GOMP_SPINCOUNT), since a
- * decode step's dozens of small parallel regions each paid a sleeping worker's wake-up. libgomp
- * reads these once, when it is loaded, so they are set here, before the addon; a value the
- * user exported wins.
+ * Thread-pool settings chosen by measurement on a 2-core machine (README, "Threads and
+ * BLAS"): libgomp's idle workers must sleep rather than spin, or they steal the cores that
+ * OpenBLAS and the next op need. libgomp reads this once, when it is loaded, so it is set
+ * here, before the addon; a value the user exported wins.
  */
 const THREAD_ENVIRONMENT: Record<string, string> = {
   OMP_WAIT_POLICY: "PASSIVE",
-  GOMP_SPINCOUNT: "10000",
 };
 
 function explainLoadFailure(error: unknown, root: string): string {

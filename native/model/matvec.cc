@@ -1,11 +1,13 @@
 #include "matvec.h"
 
 #include "fused_cpu.h"
+#include "spin_pool.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <functional>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -79,6 +81,14 @@ __attribute__((target("avx2,fma"))) void ColumnSums(const float* w, const float*
 
 at::Tensor AddBias(at::Tensor out, const at::Tensor& bias) { return bias.defined() ? out.add_(bias) : out; }
 
+// body over [0, n) on libtorch's thread count, in grains of 64 rows (64 KiB and up of weight):
+// enough to split a projection over the threads, too few to wake a thread for a tiny matrix.
+// On the spinning pool (spin_pool.h), or libtorch's when another thread holds that.
+void ParallelRows(int64_t n, const std::function<void(int64_t, int64_t)>& body) {
+  constexpr int64_t kGrain = 64;
+  if (!SpinPoolFor(n, kGrain, at::get_num_threads(), body)) at::parallel_for(0, n, kGrain, body);
+}
+
 }  // namespace
 
 std::optional<std::vector<at::Tensor>> MatVecs(const std::vector<at::Tensor>& weights, const at::Tensor& x, const std::vector<at::Tensor>& biases) {
@@ -95,9 +105,7 @@ std::optional<std::vector<at::Tensor>> MatVecs(const std::vector<at::Tensor>& we
     outs.push_back(at::empty({w.size(0)}, w.options()));
     starts.push_back(starts.back() + w.size(0));
   }
-  // Grains of 64 rows (64 KiB and up of weight): enough to split a projection over the
-  // threads, too few to pay a thread's wake-up for a tiny matrix.
-  at::parallel_for(0, starts.back(), 64, [&](int64_t begin, int64_t end) {
+  ParallelRows(starts.back(), [&](int64_t begin, int64_t end) {
     for (size_t i = 0; i < weights.size(); ++i) {
       const int64_t first = std::max(begin, starts[i]), last = std::min(end, starts[i + 1]);
       if (first < last) RowDots(weights[i].data_ptr<float>(), xp, outs[i].data_ptr<float>(), cols, first - starts[i], last - starts[i]);
@@ -125,7 +133,7 @@ std::optional<at::Tensor> VecMat(const at::Tensor& x, const at::Tensor& weight, 
   at::Tensor out = at::empty({cols}, w.options());
   const float *wp = w.data_ptr<float>(), *xp = v.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  at::parallel_for(0, cols, 64, [&](int64_t begin, int64_t end) { ColumnSums(wp, xp, op, rows, cols, begin, end); });
+  ParallelRows(cols, [&](int64_t begin, int64_t end) { ColumnSums(wp, xp, op, rows, cols, begin, end); });
   return AddBias(out, bias);
 #else
   return std::nullopt;

@@ -5,7 +5,7 @@ import { USAGE } from "./usage.js";
 
 export async function info(): Promise<void> {
   const { runtimeInfo } = await import("../../core/runtime.js");
-  console.log(JSON.stringify({ ...runtimeInfo(), ompWaitPolicy: process.env.OMP_WAIT_POLICY, gompSpinCount: process.env.GOMP_SPINCOUNT }, null, 2));
+  console.log(JSON.stringify({ ...runtimeInfo(), ompWaitPolicy: process.env.OMP_WAIT_POLICY }, null, 2));
 }
 
 export async function convert(argv: string[]): Promise<void> {
