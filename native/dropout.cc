@@ -56,18 +56,23 @@ inline void MaskRange(const In* x, Out* out, int64_t begin, int64_t end, const M
   }
 }
 
+#if defined(__x86_64__) || defined(_M_X64)
 template <class In, class Out>
 __attribute__((target("avx2"))) void MaskRangeAvx2(const In* x, Out* out, int64_t begin, int64_t end, const MaskKey& key) {
   MaskRange(x, out, begin, end, key);
 }
+#endif
 
 template <class In, class Out>
 void MaskAll(const at::Tensor& x, at::Tensor& out, const MaskKey& key) {
-  static const bool avx2 = __builtin_cpu_supports("avx2");
   const In* in = x.data_ptr<In>();
   Out* o = out.data_ptr<Out>();
   at::parallel_for(0, x.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-    avx2 ? MaskRangeAvx2(in, o, begin, end, key) : MaskRange(in, o, begin, end, key);
+#if defined(__x86_64__) || defined(_M_X64)
+    static const bool avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) return MaskRangeAvx2(in, o, begin, end, key);
+#endif
+    MaskRange(in, o, begin, end, key);
   });
 }
 
@@ -100,6 +105,9 @@ class DropoutBackward : public torch::autograd::Node {
   torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
     if (!grads[0].defined()) return {at::Tensor()};
     const at::Tensor grad = grads[0].contiguous();
+    // The kernel's result has no graph: a backward that builds one (double backward, which
+    // spin-native never runs) would lose the second-order terms silently.
+    TORCH_CHECK(!(c10::GradMode::is_enabled() && grad.requires_grad()), "dropout: double backward is not supported");
     return {Masked(grad, grad.scalar_type(), key_).to(input_dtype_)};
   }
 

@@ -422,6 +422,23 @@ describe("training with an adapter", () => {
     },
   );
 
+  test.runIf(Number(runtimeInfo().torchVersion.split(".")[0]) >= 2)("float16 base: a frozen weight changed in place between forward and backward is an error, not a gradient of other weights", async () => {
+    using model = await CausalLM.load(await fixture("llama", "llama-f16-inplace"), { dtype: "float16" });
+    model.addAdapter({ r: 4, alpha: 8, dropout: 0, targetModules: "all-linear" });
+    randomizeAdapter(model, 0.1);
+    const tensors = model.adapterTensors()!;
+    for (const t of Object.values(tensors)) t.requiresGrad = true;
+    const ids = tensor(IDS, { dtype: "int64" });
+    const mask = ones([2, 7], { dtype: "int64" });
+    const logits = model.forward(ids, mask);
+    const loss = logits.to("float32").sum();
+    const weight = model.parameters().get("model.layers.1.mlp.down_proj.weight")!;
+    const doubled = weight.mul(2);
+    noGrad(() => weight.copyFrom(doubled));
+    expect(() => loss.backward()).toThrow(/modified by an inplace operation/);
+    for (const t of [ids, mask, logits, loss, weight, doubled, ...Object.values(tensors)]) t.dispose();
+  });
+
   test("SPIN updates only the adapter: the base stays bit for bit, the optimizer state is adapter-sized", async () => {
     const dir = await fixture("llama", "llama-train");
     using model = await CausalLM.load(dir);

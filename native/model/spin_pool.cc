@@ -6,8 +6,10 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace spin {
@@ -37,9 +39,21 @@ class SpinPool {
       generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
-    job.Run(0);
-    // The helpers' parts: wait for them (they are already running, so spin).
+    std::exception_ptr failure;
+    try {
+      job.Run(0);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    // The helpers' parts: wait for them even after a failure, since they use `body` (they are
+    // already running, so spin).
     while (remaining_.load(std::memory_order_acquire) > 0) std::this_thread::yield();
+    {
+      std::lock_guard<std::mutex> lock(state_);
+      std::exception_ptr helper = std::exchange(helper_failure_, nullptr);
+      if (!failure) failure = helper;
+    }
+    if (failure) std::rethrow_exception(failure);
     return true;
   }
 
@@ -79,7 +93,13 @@ class SpinPool {
         job = job_;
       }
       if (index < job.parts) {
-        job.Run(index);
+        try {
+          job.Run(index);
+        } catch (...) {
+          // Handed to the caller, which rethrows it (an exception escaping a thread would end the process).
+          std::lock_guard<std::mutex> lock(state_);
+          if (!helper_failure_) helper_failure_ = std::current_exception();
+        }
         remaining_.fetch_sub(1, std::memory_order_acq_rel);
       }
     }
@@ -91,7 +111,8 @@ class SpinPool {
   std::vector<std::thread> helpers_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int64_t> remaining_{0};
-  Job job_;  // the latest job, guarded by state_
+  Job job_;                          // the latest job, guarded by state_
+  std::exception_ptr helper_failure_;  // the first helper's exception of the latest job, guarded by state_
 };
 
 }  // namespace

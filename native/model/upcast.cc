@@ -2,6 +2,7 @@
 
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/saved_variable.h>
 
 #include "../autograd_node.h"
 
@@ -28,19 +29,22 @@ at::Tensor Product(const at::Tensor& x2d, const at::Tensor& weight, const at::Te
 // composite form's backward forms it (float32, then rounded to x's dtype).
 class FrozenProductBackward : public torch::autograd::Node {
  public:
-  FrozenProductBackward(at::Tensor weight, bool conv1d, c10::ScalarType input_dtype) : weight_(std::move(weight)), conv1d_(conv1d), input_dtype_(input_dtype) {}
+  // Saved as autograd saves a tensor: an in-place change of the weight before backward, or a
+  // second backward, is an error rather than a gradient of other weights.
+  FrozenProductBackward(const at::Tensor& weight, bool conv1d, c10::ScalarType input_dtype)
+      : weight_(weight, false), conv1d_(conv1d), input_dtype_(input_dtype) {}
 
   torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
     if (!grads[0].defined()) return {at::Tensor()};
-    const at::Tensor w = Upcast(weight_);
+    const at::Tensor w = Upcast(weight_.unpack());
     const at::Tensor grad = Upcast(grads[0]);
     return {(conv1d_ ? at::mm(grad, w.t()) : at::mm(grad, w)).to(input_dtype_)};
   }
 
-  void release_variables() override { weight_.reset(); }
+  void release_variables() override { weight_.reset_data(); }
 
  private:
-  at::Tensor weight_;
+  torch::autograd::SavedVariable weight_;
   bool conv1d_;
   c10::ScalarType input_dtype_;
 };
