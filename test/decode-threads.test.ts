@@ -9,7 +9,7 @@ import path from "node:path";
 
 import { afterAll, afterEach, expect, test } from "vitest";
 
-import { CausalLM, getNumThreads, noGrad, ones, setNumThreads, tensor } from "../lib/index.js";
+import { CausalLM, type GenerateResult, getNumThreads, noGrad, ones, setNumThreads, tensor } from "../lib/index.js";
 import { removeRoot, tempRoot, writeFixture } from "./fixtures.js";
 import { valuesOf } from "./helpers.js";
 
@@ -55,11 +55,13 @@ test("generations at once give the tokens each gives alone", async () => {
   const models = await Promise.all([0, 1, 2, 3].map((i) => wideModel(`model-${i}`)));
   const prompts = [[[3, 9, 14, 22]], [[5, 1, 30]], [[8]], [[12, 4, 4, 19, 2]]];
   const options = { maxNewTokens: 48, eosTokenIds: [] as number[] };
-  const alone = [];
-  for (const [i, model] of models.entries()) alone.push((await model.generate(prompts[i]!, options)).tokens);
+  const tokensOf = (result: GenerateResult) => result.generations.map((g) => g.tokens);
+  const alone: number[][][] = [];
+  for (const [i, model] of models.entries()) alone.push(tokensOf(await model.generate(prompts[i]!, options)));
+  expect(alone.flat(2).length).toBe(4 * 48);
   for (let round = 0; round < 3; round++) {
     const together = await Promise.all(models.map((model, i) => model.generate(prompts[i]!, options)));
-    expect(together.map((r) => r.tokens)).toEqual(alone);
+    expect(together.map(tokensOf)).toEqual(alone);
   }
   for (const model of models) model.dispose();
 });
