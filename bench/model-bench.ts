@@ -225,9 +225,9 @@ export async function loraRows(shapes: string[] = ["bench-250m", "bench-1b"]): P
   const rows: Row[] = [];
   for (const shape of shapes) {
     const checkpointedFull = await trainChild(shape, ["--checkpoint"]);
+    const fullFits = 24 * Number(checkpointedFull.params) < totalmem();
     for (const checkpoint of [true, false]) {
       const mode = checkpoint ? ["--checkpoint"] : [];
-      const fullFits = 24 * Number(checkpointedFull.params) < totalmem();
       const full = checkpoint ? checkpointedFull : fullFits ? await trainChild(shape, mode) : null;
       const measured = full ? [full] : [];
       for (const flags of [["--lora=16"], ["--lora=16", "--dtype=bfloat16"]]) measured.push(await trainChild(shape, [...mode, ...flags]));

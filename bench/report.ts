@@ -29,7 +29,6 @@ export function machine(): Record<string, string | number> {
     numThreads: info.numThreads,
     blas: info.blas,
     ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? "(libgomp default)",
-    gompSpinCount: process.env.GOMP_SPINCOUNT ?? "(libgomp default)",
     node: process.version,
   };
 }

@@ -26,4 +26,11 @@ NodePtr MakeNode(Args&&... args) {
   }
 }
 
+// Makes `node` the backward of `output` (computed without autograd) with respect to `input`:
+// the gradient `node` returns flows on to `input`'s producer.
+inline void AttachBackward(const NodePtr& node, const at::Tensor& input, at::Tensor& output) {
+  node->set_next_edges(torch::autograd::collect_next_edges(input));
+  torch::autograd::create_gradient_edge(output, node);
+}
+
 }  // namespace spin

@@ -129,17 +129,9 @@ at::Tensor Dropout(const at::Tensor& x, double p, c10::ScalarType dtype) {
   const uint64_t seed = DrawSeed();
   const MaskKey key{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
                     static_cast<uint32_t>(std::min(p * 4294967296.0, 4294967295.0)), 1.0 / (1.0 - p)};
-  const at::Tensor input = x.contiguous();
-  at::Tensor out;
-  {
-    c10::AutoGradMode no_grad(false);
-    out = Masked(input, dtype, key);
-  }
-  if (c10::GradMode::is_enabled() && x.requires_grad()) {
-    NodePtr node = MakeNode<DropoutBackward>(key, x.scalar_type());
-    node->set_next_edges(torch::autograd::collect_next_edges(x));
-    torch::autograd::create_gradient_edge(out, node);
-  }
+  // Written through raw pointers: no graph is recorded, the node below is the backward.
+  at::Tensor out = Masked(x.contiguous(), dtype, key);
+  if (c10::GradMode::is_enabled() && x.requires_grad()) AttachBackward(MakeNode<DropoutBackward>(key, x.scalar_type()), x, out);
   return out;
 }
 

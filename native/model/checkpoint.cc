@@ -107,9 +107,7 @@ at::Tensor CheckpointedCall(const BlockFn& block, const at::Tensor& input, bool 
     Bracketed bracketed(bracket, false);
     output = block(input);
   }
-  NodePtr node = MakeNode<CheckpointBackward>(block, input.detach(), input.requires_grad(), rng_state, std::move(bracket));
-  node->set_next_edges(torch::autograd::collect_next_edges(input));
-  torch::autograd::create_gradient_edge(output, node);
+  AttachBackward(MakeNode<CheckpointBackward>(block, input.detach(), input.requires_grad(), rng_state, std::move(bracket)), input, output);
   return output;
 }
 

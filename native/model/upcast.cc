@@ -59,9 +59,7 @@ at::Tensor UpcastProduct(const at::Tensor& x2d, const at::Tensor& weight, const 
     c10::AutoGradMode no_grad(false);
     out = Product(x2d, weight, bias, conv1d);
   }
-  NodePtr node = MakeNode<FrozenProductBackward>(weight, conv1d, x2d.scalar_type());
-  node->set_next_edges(torch::autograd::collect_next_edges(x2d));
-  torch::autograd::create_gradient_edge(out, node);
+  AttachBackward(MakeNode<FrozenProductBackward>(weight, conv1d, x2d.scalar_type()), x2d, out);
   return out;
 }
 
